@@ -1,0 +1,38 @@
+// Greedy choice on the GPU: out[0] = the index of the largest of logits[0..n), lowest index on
+// ties (as torch.argmax). Writing into the token-id buffer lets the next decode step embed the
+// chosen token without a round trip; the host reads back only these 4 bytes.
+// Bindings: p, logits: f32 [n], out: u32 [1+]. A single workgroup: each invocation scans a
+// strided slice, then a tree reduction.
+struct Params { n: u32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> logits: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<u32>;
+
+const WG: u32 = 256u;
+var<workgroup> best_v: array<f32, WG>;
+var<workgroup> best_i: array<u32, WG>;
+
+@compute @workgroup_size(WG)
+fn main(@builtin(local_invocation_index) tid: u32) {
+  var bv = -3.4e38;
+  var bi = 0xffffffffu;
+  for (var i = tid; i < p.n; i += WG) {
+    let v = logits[i];
+    if (v > bv) { bv = v; bi = i; }
+  }
+  best_v[tid] = bv;
+  best_i[tid] = bi;
+  workgroupBarrier();
+  for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
+    if (tid < stride) {
+      let ov = best_v[tid + stride];
+      let oi = best_i[tid + stride];
+      if (ov > best_v[tid] || (ov == best_v[tid] && oi < best_i[tid])) {
+        best_v[tid] = ov;
+        best_i[tid] = oi;
+      }
+    }
+    workgroupBarrier();
+  }
+  if (tid == 0u) { out[0] = best_i[0]; }
+}

@@ -1,0 +1,45 @@
+// Rotary position embedding (HF's rotate_half convention) fused with the KV-cache write.
+// For token t at position pos = pos0 + t, and i < D/2, with (c, s) = rope[pos, i]:
+//   out[i] = v[i] * c - v[i + D/2] * s;   out[i + D/2] = v[i + D/2] * c + v[i] * s.
+// Query heads are rotated in place; key heads are rotated into k_cache[pos]; value heads are
+// copied into v_cache[pos]. Cache layout: [position, kv_head, D].
+// rope holds (cos, sin) pairs [max_positions, D/2], computed on the host in float64 from the same
+// float32 angles as the reference (GPU cos/sin lose accuracy at large angles).
+// Bindings: p, q [T, n_heads, D], k [T, n_kv, D], v [T, n_kv, D], rope, k_cache, v_cache.
+// One invocation per (i < D/2, head among n_heads + n_kv, token): grid (D/2, n_heads + n_kv, T).
+struct Params { T: u32, pos0: u32, n_heads: u32, n_kv: u32, D: u32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read_write> q: array<f32>;
+@group(0) @binding(2) var<storage, read> k: array<f32>;
+@group(0) @binding(3) var<storage, read> v: array<f32>;
+@group(0) @binding(4) var<storage, read> rope: array<vec2f>;
+@group(0) @binding(5) var<storage, read_write> k_cache: array<f32>;
+@group(0) @binding(6) var<storage, read_write> v_cache: array<f32>;
+
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3u) {
+  let half_d = p.D / 2u;
+  let i = gid.x;
+  let head = gid.y;
+  let t = gid.z;
+  if (i >= half_d || t >= p.T) { return; }
+  let pos = p.pos0 + t;
+  let cs = rope[pos * half_d + i];
+  if (head < p.n_heads) {
+    let at = (t * p.n_heads + head) * p.D + i;
+    let a = q[at];
+    let b = q[at + half_d];
+    q[at] = a * cs.x - b * cs.y;
+    q[at + half_d] = b * cs.x + a * cs.y;
+    return;
+  }
+  let kv = head - p.n_heads;
+  let src = (t * p.n_kv + kv) * p.D + i;
+  let dst = (pos * p.n_kv + kv) * p.D + i;
+  let a = k[src];
+  let b = k[src + half_d];
+  k_cache[dst] = a * cs.x - b * cs.y;
+  k_cache[dst + half_d] = b * cs.x + a * cs.y;
+  v_cache[dst] = v[src];
+  v_cache[dst + half_d] = v[src + half_d];
+}

@@ -1,0 +1,227 @@
+// Operations: each one checks its shapes once when it is built, holds its bind groups and
+// parameter buffers for the life of the model, and at encode time picks the kernel variant for
+// the step (prefill of T tokens, or decode of one) and records the dispatch.
+import { grid, Kernels, Params, Recorder, type WeightDType } from "./kernels.ts";
+
+/** What one forward submission processes: T new tokens at positions pos0 .. pos0 + T - 1. */
+export interface Step {
+  T: number;
+  pos0: number;
+}
+
+export interface Op {
+  readonly label: string;
+  encode(rec: Recorder, step: Step): void;
+}
+
+/** A weight matrix [rows, cols] in its stored dtype, split by rows into parts that each fit one binding. */
+export interface GpuMatrix {
+  name: string;
+  dtype: WeightDType;
+  rows: number;
+  cols: number;
+  parts: { buffer: GPUBuffer; row0: number; rows: number }[];
+}
+
+export function activation(device: GPUDevice, label: string, elements: number): GPUBuffer {
+  const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+  return device.createBuffer({ label, size: Math.max(16, elements * 4), usage });
+}
+
+function check(cond: boolean, msg: string): void {
+  if (!cond) throw new Error(msg);
+}
+
+export class Embedding implements Op {
+  readonly label: string;
+  private parts: { params: Params; bind: GPUBindGroup }[];
+
+  private constructor(private pipeline: GPUComputePipeline, k: Kernels, ids: GPUBuffer, private table: GpuMatrix, x: GPUBuffer) {
+    this.label = `embedding ${table.name}`;
+    this.parts = table.parts.map((part, i) => ({
+      params: new Params(k.device, 4, `${this.label}#${i}`),
+      bind: undefined as unknown as GPUBindGroup,
+    }));
+    this.parts.forEach((p, i) => { p.bind = k.bindGroup("embedding", [p.params.buffer, ids, table.parts[i].buffer, x]); });
+  }
+
+  static async create(k: Kernels, ids: GPUBuffer, table: GpuMatrix, x: GPUBuffer): Promise<Embedding> {
+    check(table.cols % 2 === 0, `${table.name}: hidden size ${table.cols} must be even`);
+    return new Embedding(await k.pipeline("embedding", { dtype: table.dtype }), k, ids, table, x);
+  }
+
+  encode(rec: Recorder, step: Step): void {
+    const halfH = this.table.cols / 2;
+    this.parts.forEach(({ params, bind }, i) => {
+      const part = this.table.parts[i];
+      params.set(step.T, halfH, part.row0, part.rows);
+      rec.dispatch(this.pipeline, bind, Math.ceil(halfH / 64), step.T);
+    });
+  }
+}
+
+export class RmsNorm implements Op {
+  readonly label: string;
+  private params: Params;
+  private bind: GPUBindGroup;
+
+  private constructor(private pipeline: GPUComputePipeline, k: Kernels, name: string, x: GPUBuffer, weight: GPUBuffer,
+    y: GPUBuffer, private H: number, private eps: number) {
+    this.label = `rmsnorm ${name}`;
+    this.params = new Params(k.device, 2, this.label);
+    this.bind = k.bindGroup("rmsnorm", [this.params.buffer, x, weight, y]);
+  }
+
+  static async create(k: Kernels, name: string, x: GPUBuffer, weight: GPUBuffer, y: GPUBuffer, H: number, eps: number) {
+    return new RmsNorm(await k.pipeline("rmsnorm"), k, name, x, weight, y, H, eps);
+  }
+
+  encode(rec: Recorder, step: Step): void {
+    this.params.set(this.H, { f32: this.eps });
+    rec.dispatch(this.pipeline, this.bind, step.T);
+  }
+}
+
+export interface LinearOptions {
+  bias?: GPUBuffer;
+  /** Add into y instead of overwriting it (residual connections). */
+  accumulate?: boolean;
+  /** Only the last of the step's rows (the LM head needs just the next-token logits). */
+  lastRowOnly?: boolean;
+}
+
+/** y = x W^T (+ bias) (+ y), with W [N, K] in HF's layout, x [T, K], y [T, N]. */
+export class Linear implements Op {
+  readonly label: string;
+  private parts: { params: Params; bind: GPUBindGroup }[];
+
+  private constructor(private matmul: GPUComputePipeline, private matvec: GPUComputePipeline, k: Kernels,
+    x: GPUBuffer, private W: GpuMatrix, y: GPUBuffer, private opts: LinearOptions, dummyBias: GPUBuffer) {
+    this.label = `linear ${W.name}`;
+    this.parts = W.parts.map((part, i) => {
+      const params = new Params(k.device, 6, `${this.label}#${i}`);
+      return { params, bind: k.bindGroup("matmul", [params.buffer, x, part.buffer, opts.bias ?? dummyBias, y], this.label) };
+    });
+  }
+
+  static async create(k: Kernels, x: GPUBuffer, W: GpuMatrix, y: GPUBuffer, opts: LinearOptions, dummyBias: GPUBuffer) {
+    check(W.cols % 2 === 0, `${W.name}: input size ${W.cols} must be even`);
+    const variant = {
+      dtype: W.dtype,
+      constants: { HAS_BIAS: opts.bias ? 1 : 0, ACCUMULATE: opts.accumulate ? 1 : 0 },
+    };
+    const [mm, mv] = await Promise.all([k.pipeline("matmul", variant), k.pipeline("matvec", variant)]);
+    return new Linear(mm, mv, k, x, W, y, opts, dummyBias);
+  }
+
+  encode(rec: Recorder, step: Step): void {
+    const oneRow = step.T === 1 || this.opts.lastRowOnly;
+    const M = oneRow ? 1 : step.T;
+    this.parts.forEach(({ params, bind }, i) => {
+      const part = this.W.parts[i];
+      params.set(M, this.W.cols, this.W.rows, part.row0, part.rows, this.opts.lastRowOnly ? step.T - 1 : 0);
+      if (oneRow) {
+        rec.dispatch(this.matvec, bind, ...grid(Math.ceil(part.rows / 4)));
+      } else {
+        rec.dispatch(this.matmul, bind, Math.ceil(part.rows / 32), Math.ceil(M / 32));
+      }
+    });
+  }
+}
+
+export interface AttentionDims {
+  nHeads: number;
+  nKv: number;
+  headDim: number;
+}
+
+/** RoPE on q (in place) and k, and the KV-cache write of k and v at the step's positions. */
+export class RopeKv implements Op {
+  readonly label: string;
+  private params: Params;
+  private bind: GPUBindGroup;
+
+  private constructor(private pipeline: GPUComputePipeline, k: Kernels, name: string, bufs: GPUBuffer[], private d: AttentionDims) {
+    this.label = `rope+kv ${name}`;
+    this.params = new Params(k.device, 5, this.label);
+    this.bind = k.bindGroup("rope_kv", [this.params.buffer, ...bufs]);
+  }
+
+  static async create(k: Kernels, name: string, q: GPUBuffer, kk: GPUBuffer, v: GPUBuffer, rope: GPUBuffer,
+    kCache: GPUBuffer, vCache: GPUBuffer, d: AttentionDims) {
+    return new RopeKv(await k.pipeline("rope_kv"), k, name, [q, kk, v, rope, kCache, vCache], d);
+  }
+
+  encode(rec: Recorder, step: Step): void {
+    this.params.set(step.T, step.pos0, this.d.nHeads, this.d.nKv, this.d.headDim);
+    rec.dispatch(this.pipeline, this.bind, Math.ceil(this.d.headDim / 2 / 64), this.d.nHeads + this.d.nKv, step.T);
+  }
+}
+
+export class Attention implements Op {
+  readonly label: string;
+  private params: Params;
+  private bind: GPUBindGroup;
+
+  private constructor(private pipeline: GPUComputePipeline, k: Kernels, name: string, bufs: GPUBuffer[], private d: AttentionDims) {
+    this.label = `attention ${name}`;
+    this.params = new Params(k.device, 6, this.label);
+    this.bind = k.bindGroup("attention", [this.params.buffer, ...bufs]);
+  }
+
+  static async create(k: Kernels, name: string, q: GPUBuffer, kCache: GPUBuffer, vCache: GPUBuffer, out: GPUBuffer,
+    d: AttentionDims) {
+    check(d.headDim <= 256, `head_dim ${d.headDim} is larger than the attention kernel's 256`);
+    check(d.nHeads % d.nKv === 0, `num_attention_heads ${d.nHeads} is not a multiple of num_key_value_heads ${d.nKv}`);
+    return new Attention(await k.pipeline("attention"), k, name, [q, kCache, vCache, out], d);
+  }
+
+  encode(rec: Recorder, step: Step): void {
+    const { nHeads, nKv, headDim } = this.d;
+    this.params.set(step.T, step.pos0, nHeads, nKv, headDim, { f32: 1 / Math.sqrt(headDim) });
+    rec.dispatch(this.pipeline, this.bind, step.T, nHeads);
+  }
+}
+
+/** gate = silu(gate) * up over T rows of `width` elements. */
+export class SwiGlu implements Op {
+  readonly label = "swiglu";
+  private params: Params;
+  private bind: GPUBindGroup;
+
+  private constructor(private pipeline: GPUComputePipeline, k: Kernels, gate: GPUBuffer, up: GPUBuffer, private width: number) {
+    this.params = new Params(k.device, 1, this.label);
+    this.bind = k.bindGroup("swiglu", [this.params.buffer, gate, up]);
+  }
+
+  static async create(k: Kernels, gate: GPUBuffer, up: GPUBuffer, width: number) {
+    return new SwiGlu(await k.pipeline("swiglu"), k, gate, up, width);
+  }
+
+  encode(rec: Recorder, step: Step): void {
+    const n = step.T * this.width;
+    this.params.set(n);
+    rec.dispatch(this.pipeline, this.bind, ...grid(Math.ceil(n / 64)));
+  }
+}
+
+/** out[0] = argmax(logits[0..n)). */
+export class Argmax implements Op {
+  readonly label = "argmax";
+  private params: Params;
+  private bind: GPUBindGroup;
+
+  private constructor(private pipeline: GPUComputePipeline, k: Kernels, logits: GPUBuffer, out: GPUBuffer, private n: number) {
+    this.params = new Params(k.device, 1, this.label);
+    this.bind = k.bindGroup("argmax", [this.params.buffer, logits, out]);
+  }
+
+  static async create(k: Kernels, logits: GPUBuffer, out: GPUBuffer, n: number) {
+    return new Argmax(await k.pipeline("argmax"), k, logits, out, n);
+  }
+
+  encode(rec: Recorder, _step: Step): void {
+    this.params.set(this.n);
+    rec.dispatch(this.pipeline, this.bind, 1);
+  }
+}
