@@ -7,11 +7,11 @@ set -euo pipefail
 say() { printf '[setup] %s\n' "$*"; }
 
 icd_ok() {
-  # Any Vulkan ICD from Mesa >= 24 will do; lavapipe's manifest names its library.
+  # A vendor GPU driver (NVIDIA, AMD's own) gives Dawn an adapter without Mesa.
+  if ls /usr/share/vulkan/icd.d/ /etc/vulkan/icd.d/ 2>/dev/null | grep -qiE 'nvidia|amd_icd|amdvlk'; then return 0; fi
   local v
   v=$(dpkg-query -W -f='${Version}' mesa-vulkan-drivers 2>/dev/null || true)
-  [ -n "$v" ] && dpkg --compare-versions "$v" ge 24 && return 0
-  return 1
+  [ -n "$v" ] && dpkg --compare-versions "$v" ge 24
 }
 
 if [ "$(uname -s)" != Linux ]; then
@@ -21,7 +21,7 @@ if ! command -v apt-get >/dev/null; then
   say "no apt-get: install a Vulkan driver (Mesa >= 24 lavapipe) by hand if no GPU is present"; exit 0
 fi
 if icd_ok; then
-  say "Mesa Vulkan drivers $(dpkg-query -W -f='${Version}' mesa-vulkan-drivers) already installed"; exit 0
+  say "a WebGPU-capable Vulkan driver is already installed"; exit 0
 fi
 
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"

@@ -1,4 +1,7 @@
 // The WebGPU adapter under Node: Dawn through the `webgpu` npm package.
+import { mkdirSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { create, globals } from "webgpu";
 import { describeAdapter, requestEngineDevice, type GpuInfo } from "./device.ts";
 
@@ -14,6 +17,12 @@ export interface NodeGpu {
 
 export async function nodeGpu(): Promise<NodeGpu> {
   if (!navigatorGpu) {
+    // Mesa's Vulkan loader warns on every start when XDG_RUNTIME_DIR is unset (common in containers and CI).
+    if (!process.env.XDG_RUNTIME_DIR) {
+      const dir = join(tmpdir(), `r3gpu-runtime-${process.getuid?.() ?? 0}`);
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
+      process.env.XDG_RUNTIME_DIR = dir;
+    }
     Object.assign(globalThis, globals);
     navigatorGpu = create([]);
   }

@@ -235,14 +235,19 @@ export class Qwen2Model {
 
   /** One decode step: feeds `token` (default: the previous greedy choice, already on the GPU) and returns the next greedy token. */
   async step(token?: number): Promise<number> {
+    return (await this.stepWithLogits(token, false)).next;
+  }
+
+  /** A decode step that can also read back the logits (for sampling, which needs the distribution). */
+  async stepWithLogits(token: number | undefined, logits: boolean): Promise<{ next: number; logits?: Float32Array }> {
     this.checkRoom(1);
     if (token !== undefined) {
       this.checkIds([token]);
       this.device.queue.writeBuffer(this.ids, 0, new Uint32Array([token]));
     }
-    const { next } = await this.run({ T: 1, pos0: this.position }, true, false);
+    const out = await this.run({ T: 1, pos0: this.position }, true, logits);
     this.position += 1;
-    return next;
+    return out;
   }
 
   /** Greedy decoding: prefill, then up to maxNewTokens steps, stopping after an EOS id. */

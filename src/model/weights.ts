@@ -30,11 +30,11 @@ export class WeightUploader {
   }
 
   private checkTensor(t: TensorInfo, shape: number[]): WeightDType {
-    if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
-      throw new Error(`${t.source.name}: tensor "${t.name}" has shape [${t.shape}], but config.json implies [${shape}]`);
-    }
     if (!(WEIGHT_DTYPES as string[]).includes(t.dtype)) {
       throw new Error(`${t.source.name}: tensor "${t.name}" has dtype ${t.dtype}; weights must be ${WEIGHT_DTYPES.join(", ")}`);
+    }
+    if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
+      throw new Error(`${t.source.name}: tensor "${t.name}" has shape [${t.shape}], but config.json implies [${shape}]`);
     }
     return t.dtype as WeightDType;
   }

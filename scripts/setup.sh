@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# One-time (and idempotent) set-up of r3gpu on a Debian/Ubuntu machine: a WebGPU-capable Vulkan driver
+# when no GPU driver is present, the npm dependencies pinned in package-lock.json, and the build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+say() { printf '[setup] %s\n' "$*"; }
+
+if ! command -v node >/dev/null || [ "$(node -p 'process.versions.node.split(".")[0]')" -lt 20 ]; then
+  echo "[setup] r3gpu needs Node.js 20 or newer (found: $(node --version 2>/dev/null || echo none))" >&2
+  exit 1
+fi
+bash scripts/setup-webgpu.sh
+say "installing npm dependencies (npm ci)"
+npm ci --no-audit --no-fund --loglevel=error
+say "building (shaders + TypeScript -> dist/)"
+npm run --silent build
+say "ready: try 'npx r3gpu check models/tiny-qwen2'"

@@ -1,0 +1,267 @@
+// Small helpers for tests that run kernels on a real WebGPU device (Dawn; lavapipe on a CPU-only
+// machine): one shared device per test file, storage buffers from typed arrays, read-back, weight
+// matrices in a stored dtype (optionally split by rows into parts), host-side dtype rounding, and a
+// seeded PRNG so that random inputs are reproducible.
+import { Kernels, type WeightDType } from "../src/gpu/kernels.ts";
+import { nodeGpu, type NodeGpu } from "../src/gpu/node.ts";
+import type { GpuMatrix } from "../src/gpu/ops.ts";
+
+let shared: Promise<NodeGpu> | undefined;
+let sharedKernels: Kernels | undefined;
+
+/** The device shared by every test in this process (created on first use). */
+export function testGpu(): Promise<NodeGpu> {
+  shared ??= nodeGpu().then((gpu) => {
+    gpu.device.addEventListener?.("uncapturederror", (e) => {
+      console.error("GPU error:", (e as GPUUncapturedErrorEvent).error.message);
+    });
+    return gpu;
+  });
+  return shared;
+}
+
+/** A kernel registry on the shared device, so compiled pipelines are reused across tests. */
+export async function testKernels(): Promise<Kernels> {
+  const { device } = await testGpu();
+  sharedKernels ??= new Kernels(device);
+  return sharedKernels;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Seeded random numbers
+
+/** mulberry32: a tiny, fast 32-bit PRNG; returns uniform floats in [0, 1). */
+export function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** n uniform values in [lo, hi), rounded to float32 (so the host sees exactly what the GPU gets). */
+export function uniformF32(rand: () => number, n: number, lo = -1, hi = 1): Float32Array<ArrayBuffer> {
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) out[i] = lo + (hi - lo) * rand();
+  return out;
+}
+
+/** n standard-normal values (Box-Muller) times `scale`, rounded to float32. */
+export function normalF32(rand: () => number, n: number, scale = 1): Float32Array<ArrayBuffer> {
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    const u = 1 - rand();
+    out[i] = scale * Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * rand());
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Weight dtypes on the host
+
+export const DTYPE_BYTES: Record<WeightDType, number> = { BF16: 2, F16: 2, F32: 4 };
+
+const f32 = new Float32Array(1);
+const u32 = new Uint32Array(f32.buffer);
+
+/** bf16 bits of x, rounded to nearest even from x's float32 value (NaN stays NaN). */
+export function toBf16Bits(x: number): number {
+  f32[0] = x;
+  const bits = u32[0];
+  if ((bits & 0x7fffffff) > 0x7f800000) return (bits >>> 16) | 0x40;
+  return ((bits + 0x7fff + ((bits >>> 16) & 1)) >>> 16) & 0xffff;
+}
+
+export function fromBf16Bits(b: number): number {
+  u32[0] = (b & 0xffff) << 16;
+  return f32[0];
+}
+
+/** IEEE half bits of x, rounded to nearest even directly from the float64 value (overflow -> inf). */
+export function toF16Bits(x: number): number {
+  if (Number.isNaN(x)) return 0x7e00;
+  const sign = x < 0 || Object.is(x, -0) ? 0x8000 : 0;
+  const a = Math.abs(x);
+  if (a === Infinity) return sign | 0x7c00;
+  let e = a === 0 ? -15 : Math.floor(Math.log2(a));
+  while (e > -15 && 2 ** e > a) e--;
+  while (2 ** (e + 1) <= a) e++;
+  const quantum = 2 ** (Math.max(e, -14) - 10); // spacing of halves around a (subnormals: 2^-24)
+  const q = a / quantum;
+  let m = Math.floor(q);
+  const frac = q - m;
+  if (frac > 0.5 || (frac === 0.5 && m % 2 === 1)) m++;
+  const r = m * quantum;
+  if (r > 65504) return sign | 0x7c00;
+  if (r < 2 ** -14) return sign | Math.round(r / 2 ** -24);
+  let e2 = Math.floor(Math.log2(r));
+  while (2 ** e2 > r) e2--;
+  while (2 ** (e2 + 1) <= r) e2++;
+  return sign | ((e2 + 15) << 10) | (r / 2 ** (e2 - 10) - 1024);
+}
+
+export function fromF16Bits(b: number): number {
+  const sign = b & 0x8000 ? -1 : 1;
+  const e = (b >>> 10) & 0x1f;
+  const m = b & 0x3ff;
+  if (e === 0) return sign * m * 2 ** -24;
+  if (e === 31) return m ? NaN : sign * Infinity;
+  return sign * (1024 + m) * 2 ** (e - 25);
+}
+
+/** Rounds each value to the nearest value representable in dtype (BF16 via float32, as torch does). */
+export function quantize(values: ArrayLike<number>, dtype: WeightDType): Float32Array<ArrayBuffer> {
+  const out = new Float32Array(values.length);
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    out[i] = dtype === "BF16" ? fromBf16Bits(toBf16Bits(v)) : dtype === "F16" ? fromF16Bits(toF16Bits(v)) : v;
+  }
+  return out;
+}
+
+/** Little-endian bytes of values stored in dtype (rounded to nearest even), as in a safetensors file. */
+export function encodeWeights(values: ArrayLike<number>, dtype: WeightDType): Uint8Array<ArrayBuffer> {
+  if (dtype === "F32") {
+    const a = Float32Array.from(values);
+    return new Uint8Array(a.buffer);
+  }
+  const bits = new Uint16Array(values.length);
+  for (let i = 0; i < values.length; i++) bits[i] = dtype === "BF16" ? toBf16Bits(values[i]) : toF16Bits(values[i]);
+  return new Uint8Array(bits.buffer);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Buffers
+
+// GPUBufferUsage / GPUMapMode are globals only once nodeGpu() has installed Dawn's; these are the
+// spec's values, usable at module load.
+const STORAGE = 0x80 /* STORAGE */ | 0x04 /* COPY_SRC */ | 0x08 /* COPY_DST */;
+const MAP_READ = 0x01;
+const COPY_DST = 0x08;
+const MAP_MODE_READ = 0x01;
+
+/** A storage buffer (also a copy source and destination) holding data; at least 16 bytes. */
+export function upload(device: GPUDevice, data: ArrayBufferView<ArrayBuffer>, label = "test data"): GPUBuffer {
+  const size = Math.max(16, Math.ceil(data.byteLength / 4) * 4);
+  const buffer = device.createBuffer({ label, size, usage: STORAGE });
+  if (data.byteLength % 4 === 0) {
+    device.queue.writeBuffer(buffer, 0, data.buffer, data.byteOffset, data.byteLength);
+  } else {
+    const padded = new Uint8Array(size);
+    padded.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+    device.queue.writeBuffer(buffer, 0, padded);
+  }
+  return buffer;
+}
+
+export function uploadF32(device: GPUDevice, values: ArrayLike<number>, label?: string): GPUBuffer {
+  return upload(device, Float32Array.from(values), label);
+}
+
+export function uploadU32(device: GPUDevice, values: ArrayLike<number>, label?: string): GPUBuffer {
+  return upload(device, Uint32Array.from(values), label);
+}
+
+/** A zero-filled storage buffer of `elements` 32-bit words. */
+export function zeros(device: GPUDevice, elements: number, label = "test zeros"): GPUBuffer {
+  return device.createBuffer({ label, size: Math.max(16, elements * 4), usage: STORAGE });
+}
+
+/** Copies `bytes` (default: all) of a buffer back to the host once queued work is done. */
+export async function readBytes(device: GPUDevice, src: GPUBuffer, bytes = src.size): Promise<ArrayBuffer> {
+  const size = Math.ceil(bytes / 4) * 4;
+  const staging = device.createBuffer({ size, usage: MAP_READ | COPY_DST });
+  const enc = device.createCommandEncoder();
+  enc.copyBufferToBuffer(src, 0, staging, 0, size);
+  device.queue.submit([enc.finish()]);
+  await staging.mapAsync(MAP_MODE_READ);
+  const copy = staging.getMappedRange().slice(0, bytes);
+  staging.unmap();
+  staging.destroy();
+  return copy;
+}
+
+export async function readF32(device: GPUDevice, src: GPUBuffer, elements = src.size / 4): Promise<Float32Array> {
+  return new Float32Array(await readBytes(device, src, elements * 4));
+}
+
+export async function readU32(device: GPUDevice, src: GPUBuffer, elements = src.size / 4): Promise<Uint32Array> {
+  return new Uint32Array(await readBytes(device, src, elements * 4));
+}
+
+export interface MatrixOptions {
+  /** Split into parts of at most this many rows (as WeightUploader does for a small binding limit). */
+  maxPartRows?: number;
+  /** Explicit part sizes (must sum to rows); overrides maxPartRows. */
+  partRows?: number[];
+}
+
+/**
+ * A GpuMatrix [rows, cols] from row-major values stored in dtype. Values are rounded to the dtype
+ * (nearest even); pass quantize()d values so that a host reference sees exactly the stored numbers.
+ */
+export function gpuMatrix(device: GPUDevice, name: string, values: ArrayLike<number>, rows: number, cols: number,
+  dtype: WeightDType, opts: MatrixOptions = {}): GpuMatrix {
+  if (values.length !== rows * cols) throw new Error(`gpuMatrix ${name}: ${values.length} values for [${rows}, ${cols}]`);
+  let sizes = opts.partRows;
+  if (!sizes) {
+    const max = opts.maxPartRows ?? rows;
+    sizes = [];
+    for (let r = 0; r < rows; r += max) sizes.push(Math.min(max, rows - r));
+  }
+  if (sizes.reduce((a, b) => a + b, 0) !== rows) throw new Error(`gpuMatrix ${name}: part rows ${sizes} do not sum to ${rows}`);
+  const bytes = encodeWeights(values, dtype);
+  const rowBytes = cols * DTYPE_BYTES[dtype];
+  const parts: GpuMatrix["parts"] = [];
+  let row0 = 0;
+  for (const n of sizes) {
+    const slice = bytes.slice(row0 * rowBytes, (row0 + n) * rowBytes);
+    parts.push({ buffer: upload(device, slice, `${name}[${row0}:${row0 + n}]`), row0, rows: n });
+    row0 += n;
+  }
+  return { name, dtype, rows, cols, parts };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Comparison
+
+export interface CloseReport {
+  maxErr: number;
+  worst: number;
+  failures: number;
+}
+
+/**
+ * Checks |actual[i] - expected[i]| <= tol(i) for every i (tol a number or per-element bound) and
+ * throws with the first and worst offenders; NaN in actual always fails.
+ */
+export function assertClose(actual: ArrayLike<number>, expected: ArrayLike<number>,
+  tol: number | ((i: number) => number), what: string): CloseReport {
+  if (actual.length !== expected.length) throw new Error(`${what}: length ${actual.length} != ${expected.length}`);
+  let maxErr = 0;
+  let worst = -1;
+  let worstRatio = 0;
+  let failures = 0;
+  let first = -1;
+  for (let i = 0; i < expected.length; i++) {
+    const err = Math.abs(actual[i] - expected[i]);
+    const bound = typeof tol === "number" ? tol : tol(i);
+    const ratio = Number.isNaN(err) ? Infinity : err / bound;
+    if (err > maxErr || Number.isNaN(err)) maxErr = Number.isNaN(err) ? NaN : Math.max(maxErr, err);
+    if (!(err <= bound)) {
+      failures++;
+      if (first < 0) first = i;
+    }
+    if (ratio > worstRatio || worst < 0) { worstRatio = ratio; worst = i; }
+  }
+  if (failures > 0) {
+    const bound = (i: number) => (typeof tol === "number" ? tol : tol(i));
+    throw new Error(`${what}: ${failures}/${expected.length} elements out of tolerance; ` +
+      `first [${first}] got ${actual[first]} want ${expected[first]} (tol ${bound(first).toExponential(2)}), ` +
+      `worst [${worst}] got ${actual[worst]} want ${expected[worst]} (tol ${bound(worst).toExponential(2)})`);
+  }
+  return { maxErr, worst, failures };
+}
