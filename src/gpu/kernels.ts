@@ -22,6 +22,7 @@ const KERNELS = {
   attention: { bindings: ["uniform", "read", "read", "read", "rw"] },
   swiglu: { bindings: ["uniform", "rw", "read"] },
   argmax: { bindings: ["uniform", "read", "rw"] },
+  random: { bindings: ["uniform", "rw"] },
 } satisfies Record<string, KernelSpec>;
 
 export type KernelName = keyof typeof KERNELS;

@@ -9,9 +9,25 @@ export interface Step {
   pos0: number;
 }
 
+/** Compulsory work of one op for a step: arithmetic and bytes moved to or from memory (for rooflines). */
+export interface Cost {
+  flops: number;
+  bytes: number;
+}
+
 export interface Op {
   readonly label: string;
+  /** The kernel family, for per-family profiles. */
+  readonly family: string;
   encode(rec: Recorder, step: Step): void;
+  cost(step: Step): Cost;
+}
+
+const BYTES: Record<WeightDType, number> = { BF16: 2, F16: 2, F32: 4 };
+
+/** Keys attended over a step: query t sees pos0 + t + 1 positions. */
+function keysAttended(step: Step): number {
+  return step.T * step.pos0 + (step.T * (step.T + 1)) / 2;
 }
 
 /** A weight matrix [rows, cols] in its stored dtype, split by rows into parts that each fit one binding. */
@@ -34,6 +50,7 @@ function check(cond: boolean, msg: string): void {
 
 export class Embedding implements Op {
   readonly label: string;
+  readonly family = "embedding";
   private parts: { params: Params; bind: GPUBindGroup }[];
 
   private constructor(private pipeline: GPUComputePipeline, k: Kernels, ids: GPUBuffer, private table: GpuMatrix, x: GPUBuffer) {
@@ -58,10 +75,15 @@ export class Embedding implements Op {
       rec.dispatch(this.pipeline, bind, Math.ceil(halfH / 64), step.T);
     });
   }
+
+  cost(step: Step): Cost {
+    return { flops: 0, bytes: step.T * this.table.cols * (BYTES[this.table.dtype] + 4) };
+  }
 }
 
 export class RmsNorm implements Op {
   readonly label: string;
+  readonly family = "rmsnorm";
   private params: Params;
   private bind: GPUBindGroup;
 
@@ -79,6 +101,10 @@ export class RmsNorm implements Op {
   encode(rec: Recorder, step: Step): void {
     this.params.set(this.H, { f32: this.eps });
     rec.dispatch(this.pipeline, this.bind, step.T);
+  }
+
+  cost(step: Step): Cost {
+    return { flops: 4 * step.T * this.H, bytes: (2 * step.T + 1) * this.H * 4 };
   }
 }
 
@@ -127,6 +153,17 @@ export class Linear implements Op {
       }
     });
   }
+
+  get family(): string {
+    return this.opts.lastRowOnly ? "lm_head" : "linear";
+  }
+
+  cost(step: Step): Cost {
+    const M = step.T === 1 || this.opts.lastRowOnly ? 1 : step.T;
+    const { rows: N, cols: K } = this.W;
+    const outBytes = M * N * 4 * (this.opts.accumulate ? 2 : 1);
+    return { flops: 2 * M * N * K, bytes: N * K * BYTES[this.W.dtype] + M * K * 4 + outBytes + (this.opts.bias ? N * 4 : 0) };
+  }
 }
 
 export interface AttentionDims {
@@ -138,6 +175,7 @@ export interface AttentionDims {
 /** RoPE on q (in place) and k, and the KV-cache write of k and v at the step's positions. */
 export class RopeKv implements Op {
   readonly label: string;
+  readonly family = "rope_kv";
   private params: Params;
   private bind: GPUBindGroup;
 
@@ -156,10 +194,16 @@ export class RopeKv implements Op {
     this.params.set(step.T, step.pos0, this.d.nHeads, this.d.nKv, this.d.headDim);
     rec.dispatch(this.pipeline, this.bind, Math.ceil(this.d.headDim / 2 / 64), this.d.nHeads + this.d.nKv, step.T);
   }
+
+  cost(step: Step): Cost {
+    const { nHeads, nKv, headDim } = this.d;
+    return { flops: 3 * step.T * (nHeads + nKv) * headDim, bytes: step.T * ((nHeads + nKv) * headDim * 12 + nKv * headDim * 8) };
+  }
 }
 
 export class Attention implements Op {
   readonly label: string;
+  readonly family = "attention";
   private params: Params;
   private bind: GPUBindGroup;
 
@@ -181,11 +225,19 @@ export class Attention implements Op {
     this.params.set(step.T, step.pos0, nHeads, nKv, headDim, { f32: 1 / Math.sqrt(headDim) });
     rec.dispatch(this.pipeline, this.bind, step.T, nHeads);
   }
+
+  cost(step: Step): Cost {
+    const { nHeads, nKv, headDim } = this.d;
+    const keys = keysAttended(step);
+    // Each KV head's cache is read once per query position (its query heads share it through the cache).
+    return { flops: 4 * nHeads * keys * headDim, bytes: 2 * nKv * keys * headDim * 4 + 2 * step.T * nHeads * headDim * 4 };
+  }
 }
 
 /** gate = silu(gate) * up over T rows of `width` elements. */
 export class SwiGlu implements Op {
   readonly label = "swiglu";
+  readonly family = "swiglu";
   private params: Params;
   private bind: GPUBindGroup;
 
@@ -203,11 +255,16 @@ export class SwiGlu implements Op {
     this.params.set(n);
     rec.dispatch(this.pipeline, this.bind, ...grid(Math.ceil(n / 64)));
   }
+
+  cost(step: Step): Cost {
+    return { flops: 5 * step.T * this.width, bytes: 3 * step.T * this.width * 4 };
+  }
 }
 
 /** out[0] = argmax(logits[0..n)). */
 export class Argmax implements Op {
   readonly label = "argmax";
+  readonly family = "argmax";
   private params: Params;
   private bind: GPUBindGroup;
 
@@ -223,5 +280,9 @@ export class Argmax implements Op {
   encode(rec: Recorder, _step: Step): void {
     this.params.set(this.n);
     rec.dispatch(this.pipeline, this.bind, 1);
+  }
+
+  cost(_step: Step): Cost {
+    return { flops: this.n, bytes: this.n * 4 };
   }
 }

@@ -12,12 +12,12 @@ import type { ModelDir } from "../io/files.ts";
 import { Kernels, Recorder } from "../gpu/kernels.ts";
 import {
   activation, Argmax, Attention, Embedding, Linear, RmsNorm, RopeKv, SwiGlu,
-  type GpuMatrix, type Op, type Step,
+  type Cost, type GpuMatrix, type Op, type Step,
 } from "../gpu/ops.ts";
 import { loadConfig, type Qwen2Config } from "./config.ts";
 import { ropeTable } from "./rope.ts";
-import { openModelWeights, type TensorInfo } from "./safetensors.ts";
-import { WeightUploader, type UploadProgress } from "./weights.ts";
+import { openModelWeights } from "./safetensors.ts";
+import { RandomWeights, SafetensorsWeights, type UploadProgress, type WeightSource } from "./weights.ts";
 
 export interface LoadOptions {
   /** KV-cache capacity in tokens (prompt + generated). Default: min(max_position_embeddings, 4096). */
@@ -27,6 +27,24 @@ export interface LoadOptions {
   /** Largest storage binding to use; defaults to the device's limit (tests lower it to force splits). */
   maxBindingBytes?: number;
   onProgress?: (p: UploadProgress) => void;
+}
+
+function bindingLimit(device: GPUDevice, opts: LoadOptions): number {
+  return Math.min(opts.maxBindingBytes ?? Infinity, device.limits.maxStorageBufferBindingSize);
+}
+
+/** Every tensor a Qwen2 checkpoint must provide for this config. */
+function weightNames(cfg: Qwen2Config): string[] {
+  return [
+    "model.embed_tokens.weight", "model.norm.weight",
+    ...(cfg.tieWordEmbeddings ? [] : ["lm_head.weight"]),
+    ...Array.from({ length: cfg.numLayers }, (_, l) => [
+      "input_layernorm.weight", "post_attention_layernorm.weight",
+      "self_attn.q_proj.weight", "self_attn.q_proj.bias", "self_attn.k_proj.weight", "self_attn.k_proj.bias",
+      "self_attn.v_proj.weight", "self_attn.v_proj.bias", "self_attn.o_proj.weight",
+      "mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight",
+    ].map((n) => `model.layers.${l}.${n}`)).flat(),
+  ];
 }
 
 /** Intermediate results a caller can ask a prefill to copy out (for golden checks and embeddings). */
@@ -53,10 +71,14 @@ interface Capture {
 
 /** Copies the step's rows of an activation into the capture buffer of the same name, when one is requested. */
 class CapturePoint implements Op {
+  readonly family = "capture";
   constructor(readonly label: CaptureName, private src: GPUBuffer, private rowBytes: number, private model: { capture?: Capture }) {}
   encode(rec: Recorder, step: Step): void {
     const dst = this.model.capture?.buffers.get(this.label);
     if (dst) rec.copy(this.src, 0, dst, this.model.capture!.rowOffset * this.rowBytes, step.T * this.rowBytes);
+  }
+  cost(): Cost {
+    return { flops: 0, bytes: 0 };
   }
 }
 
@@ -66,6 +88,9 @@ export class Qwen2Model {
   capture?: Capture;
   /** Number of dispatches recorded by the last step (for benchmarks). */
   lastDispatches = 0;
+  /** Bytes of weights on the GPU, and bytes read from files to get them there. */
+  weightBytes = 0;
+  fileBytes = 0;
 
   private body: Op[] = [];
   private head: Op[] = [];
@@ -76,42 +101,39 @@ export class Qwen2Model {
     readonly prefillChunk: number,
     private ids: GPUBuffer,
     private logits: GPUBuffer,
-    private hidden: GPUBuffer,
-    readonly gpuBytes: number,
   ) {}
 
+  /** Loads a Hugging Face Qwen2 model directory (config.json + safetensors). */
   static async load(device: GPUDevice, dir: ModelDir, opts: LoadOptions = {}): Promise<Qwen2Model> {
     const cfg = await loadConfig(dir);
     const tensors = await openModelWeights(dir);
+    try {
+      const k = new Kernels(device);
+      const weights = new SafetensorsWeights(k, bindingLimit(device, opts), tensors, dir.name, weightNames(cfg), opts.onProgress);
+      return await Qwen2Model.build(k, cfg, weights, opts);
+    } finally {
+      await Promise.all([...new Set([...tensors.values()].map((t) => t.source))].map((s) => s.close()));
+    }
+  }
+
+  /** A model of the given shape with seeded random BF16 weights generated on the GPU (for benchmarks). */
+  static async random(device: GPUDevice, cfg: Qwen2Config, seed: number, opts: LoadOptions = {}): Promise<Qwen2Model> {
     const k = new Kernels(device);
+    return Qwen2Model.build(k, cfg, new RandomWeights(k, bindingLimit(device, opts), seed), opts);
+  }
+
+  private static async build(k: Kernels, cfg: Qwen2Config, w: WeightSource, opts: LoadOptions): Promise<Qwen2Model> {
+    const device = k.device;
     const H = cfg.hiddenSize, I = cfg.intermediateSize, D = cfg.headDim;
     const qDim = cfg.numHeads * D, kvDim = cfg.numKvHeads * D;
     const maxSeqLen = opts.maxSeqLen ?? Math.min(cfg.maxPositionEmbeddings, 4096);
-    const maxBinding = Math.min(opts.maxBindingBytes ?? Infinity, device.limits.maxStorageBufferBindingSize);
+    const maxBinding = bindingLimit(device, opts);
     // Activations are single bindings too, so the chunk is capped by the widest one (the MLP's).
     const prefillChunk = Math.max(1, Math.min(opts.prefillChunk ?? 256, Math.floor(maxBinding / (4 * Math.max(I, qDim, H)))));
     const cacheBytes = maxSeqLen * kvDim * 4;
     if (cacheBytes > maxBinding) {
       throw new Error(`maxSeqLen ${maxSeqLen}: a layer's KV cache (${cacheBytes} bytes) exceeds the storage binding limit ${maxBinding}`);
     }
-
-    const tensor = (name: string): TensorInfo => {
-      const t = tensors.get(name);
-      if (!t) throw new Error(`${dir.name}: tensor "${name}" is missing from the safetensors files`);
-      return t;
-    };
-    const names = [
-      "model.embed_tokens.weight", "model.norm.weight",
-      ...(cfg.tieWordEmbeddings ? [] : ["lm_head.weight"]),
-      ...Array.from({ length: cfg.numLayers }, (_, l) => [
-        "input_layernorm.weight", "post_attention_layernorm.weight",
-        "self_attn.q_proj.weight", "self_attn.q_proj.bias", "self_attn.k_proj.weight", "self_attn.k_proj.bias",
-        "self_attn.v_proj.weight", "self_attn.v_proj.bias", "self_attn.o_proj.weight",
-        "mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight",
-      ].map((n) => `model.layers.${l}.${n}`)).flat(),
-    ];
-    const totalBytes = names.reduce((sum, n) => sum + tensor(n).byteLength, 0);
-    const up = new WeightUploader(k, maxBinding, totalBytes, opts.onProgress);
 
     // Activations, sized for one prefill chunk (a decode step uses the first row).
     const T = prefillChunk;
@@ -132,14 +154,14 @@ export class Qwen2Model {
     const dims = { nHeads: cfg.numHeads, nKv: cfg.numKvHeads, headDim: D };
     const eps = cfg.rmsNormEps;
 
-    const embed = await up.matrix(tensor("model.embed_tokens.weight"), cfg.vocabSize, H);
-    const model = new Qwen2Model(cfg, device, maxSeqLen, prefillChunk, ids, logits, h, 0);
+    const embed = await w.matrix("model.embed_tokens.weight", cfg.vocabSize, H);
+    const model = new Qwen2Model(cfg, device, maxSeqLen, prefillChunk, ids, logits);
     const body: Op[] = [await Embedding.create(k, ids, embed, x), new CapturePoint("embed", x, H * 4, model)];
 
     for (let l = 0; l < cfg.numLayers; l++) {
       const p = `model.layers.${l}.`;
-      const matrix = (n: string, rows: number, cols: number) => up.matrix(tensor(p + n), rows, cols);
-      const vector = (n: string, len: number) => up.vector(tensor(p + n), len);
+      const matrix = (n: string, rows: number, cols: number) => w.matrix(p + n, rows, cols);
+      const vector = (n: string, len: number) => w.vector(p + n, len);
       const kCache = activation(device, `k cache ${l}`, maxSeqLen * kvDim);
       const vCache = activation(device, `v cache ${l}`, maxSeqLen * kvDim);
       body.push(
@@ -158,21 +180,26 @@ export class Qwen2Model {
         new CapturePoint(`layer${l}`, x, H * 4, model),
       );
     }
-    const finalNorm = await up.vector(tensor("model.norm.weight"), H);
+    const finalNorm = await w.vector("model.norm.weight", H);
     body.push(await RmsNorm.create(k, "model.norm", x, finalNorm, h, H, eps), new CapturePoint("final_norm", h, H * 4, model));
 
-    const lmHead: GpuMatrix = cfg.tieWordEmbeddings ? embed : await up.matrix(tensor("lm_head.weight"), cfg.vocabSize, H);
+    const lmHead: GpuMatrix = cfg.tieWordEmbeddings ? embed : await w.matrix("lm_head.weight", cfg.vocabSize, H);
     const head: Op[] = [
       await Linear.create(k, h, lmHead, logits, { lastRowOnly: true }, noBias),
       await Argmax.create(k, logits, ids, cfg.vocabSize),
     ];
-    await up.finish();
-    await Promise.all([...new Set([...tensors.values()].map((t) => t.source))].map((s) => s.close()));
+    await w.finish();
 
     model.body = body;
     model.head = head;
-    (model as { gpuBytes: number }).gpuBytes = up.gpuBytes;
+    model.weightBytes = w.gpuBytes;
+    model.fileBytes = w.fileBytes;
     return model;
+  }
+
+  /** Every op of one forward step in order (body, then LM head and argmax), for profilers and benchmarks. */
+  get ops(): readonly Op[] {
+    return [...this.body, ...this.head];
   }
 
   /** Empties the KV cache (the next prefill starts at position 0). */

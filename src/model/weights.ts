@@ -1,6 +1,8 @@
-// Moving weights from safetensors files to GPU buffers in their stored dtype, in bounded chunks.
-// A matrix larger than the device's largest storage binding is split by rows into parts; the
-// kernels cover a split matrix with one dispatch per part.
+// Where a model's weights come from. Both sources produce the same GPU layout: matrices in their
+// stored dtype, split by rows into parts that each fit one storage binding (the kernels cover a split
+// matrix with one dispatch per part), and vectors (norm weights, biases) as f32.
+//   SafetensorsWeights: streams tensors from safetensors files in bounded chunks.
+//   RandomWeights: generates seeded BF16 weights on the GPU, for benchmarks at real shapes.
 import { grid, Kernels, Params, Recorder, type WeightDType } from "../gpu/kernels.ts";
 import type { GpuMatrix } from "../gpu/ops.ts";
 import { DTYPE_BYTES, streamTensor, type TensorInfo } from "./safetensors.ts";
@@ -15,21 +17,94 @@ export interface UploadProgress {
   tensor: string;
 }
 
-export class WeightUploader {
-  private pendingBytes = 0;
-  private widenRec: Recorder | undefined;
-  private temps: GPUBuffer[] = [];
-  uploadedBytes = 0;
+export interface WeightSource {
+  matrix(name: string, rows: number, cols: number): Promise<GpuMatrix>;
+  vector(name: string, length: number): Promise<GPUBuffer>;
+  /** Waits until every upload or generation has reached the GPU. */
+  finish(): Promise<void>;
+  /** Bytes of GPU buffers created for weights. */
+  readonly gpuBytes: number;
+  /** Bytes read from files (0 for generated weights). */
+  readonly fileBytes: number;
+}
+
+/** Shared by both sources: buffer allocation, the row split, and batched GPU work with bounded staging. */
+abstract class GpuWeights {
   gpuBytes = 0;
+  fileBytes = 0;
+  private pendingBytes = 0;
+  private rec: Recorder | undefined;
+  private temps: GPUBuffer[] = [];
 
-  constructor(private kernels: Kernels, private maxBindingBytes: number, private totalBytes: number,
-    private onProgress?: (p: UploadProgress) => void) {}
+  constructor(protected kernels: Kernels, protected maxBindingBytes: number) {}
 
-  private get device(): GPUDevice {
+  protected get device(): GPUDevice {
     return this.kernels.device;
   }
 
-  private checkTensor(t: TensorInfo, shape: number[]): WeightDType {
+  protected buffer(label: string, bytes: number): GPUBuffer {
+    this.gpuBytes += bytes;
+    return this.device.createBuffer({ label, size: Math.max(16, Math.ceil(bytes / 4) * 4),
+      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC });
+  }
+
+  protected allocateMatrix(name: string, dtype: WeightDType, rows: number, cols: number): GpuMatrix & { partBytes: number } {
+    const rowBytes = cols * DTYPE_BYTES[dtype];
+    const rowsPerPart = Math.floor(this.maxBindingBytes / rowBytes);
+    if (rowsPerPart === 0) throw new Error(`tensor "${name}": one row of ${rowBytes} bytes exceeds the storage binding limit ${this.maxBindingBytes}`);
+    const parts: GpuMatrix["parts"] = [];
+    for (let row0 = 0; row0 < rows; row0 += rowsPerPart) {
+      const n = Math.min(rowsPerPart, rows - row0);
+      parts.push({ buffer: this.buffer(`${name}[${row0}:${row0 + n}]`, n * rowBytes), row0, rows: n });
+    }
+    return { name, dtype, rows, cols, parts, partBytes: rowsPerPart * rowBytes };
+  }
+
+  /** Queues a dispatch; it is submitted with the next drain. */
+  protected async dispatch(pipeline: GPUComputePipeline, bind: GPUBindGroup, groups: number, params: Params, temp?: GPUBuffer) {
+    this.rec ??= new Recorder(this.device);
+    this.rec.dispatch(pipeline, bind, ...grid(groups));
+    this.temps.push(params.buffer, ...(temp ? [temp] : []));
+    await this.account(groups * 256);
+  }
+
+  protected async account(bytes: number): Promise<void> {
+    this.pendingBytes += bytes;
+    if (this.pendingBytes >= DRAIN_BYTES) await this.drain();
+  }
+
+  private async drain(): Promise<void> {
+    this.rec?.submit();
+    this.rec = undefined;
+    this.device.queue.submit([]);
+    await this.device.queue.onSubmittedWorkDone();
+    for (const b of this.temps) b.destroy();
+    this.temps = [];
+    this.pendingBytes = 0;
+  }
+
+  async finish(): Promise<void> {
+    await this.drain();
+  }
+}
+
+export class SafetensorsWeights extends GpuWeights implements WeightSource {
+  private uploaded = 0;
+  readonly totalBytes: number;
+
+  constructor(kernels: Kernels, maxBindingBytes: number, private tensors: Map<string, TensorInfo>, private where: string,
+    names: string[], private onProgress?: (p: UploadProgress) => void) {
+    super(kernels, maxBindingBytes);
+    this.totalBytes = names.reduce((sum, n) => sum + this.tensor(n).byteLength, 0);
+  }
+
+  tensor(name: string): TensorInfo {
+    const t = this.tensors.get(name);
+    if (!t) throw new Error(`${this.where}: tensor "${name}" is missing from the safetensors files`);
+    return t;
+  }
+
+  private check(t: TensorInfo, shape: number[]): WeightDType {
     if (!(WEIGHT_DTYPES as string[]).includes(t.dtype)) {
       throw new Error(`${t.source.name}: tensor "${t.name}" has dtype ${t.dtype}; weights must be ${WEIGHT_DTYPES.join(", ")}`);
     }
@@ -41,78 +116,82 @@ export class WeightUploader {
 
   private async write(buffer: GPUBuffer, offset: number, bytes: Uint8Array<ArrayBuffer>, tensor: string): Promise<void> {
     this.device.queue.writeBuffer(buffer, offset, bytes);
-    this.pendingBytes += bytes.byteLength;
-    this.uploadedBytes += bytes.byteLength;
-    this.onProgress?.({ bytes: this.uploadedBytes, totalBytes: this.totalBytes, tensor });
-    if (this.pendingBytes >= DRAIN_BYTES) await this.drain();
+    this.uploaded += bytes.byteLength;
+    this.fileBytes += bytes.byteLength;
+    this.onProgress?.({ bytes: this.uploaded, totalBytes: this.totalBytes, tensor });
+    await this.account(bytes.byteLength);
   }
 
-  private async drain(): Promise<void> {
-    this.widenRec?.submit();
-    this.widenRec = undefined;
-    this.device.queue.submit([]);
-    await this.device.queue.onSubmittedWorkDone();
-    for (const b of this.temps) b.destroy();
-    this.temps = [];
-    this.pendingBytes = 0;
-  }
-
-  private buffer(label: string, bytes: number, usage: number): GPUBuffer {
-    this.gpuBytes += bytes;
-    return this.device.createBuffer({ label, size: Math.max(16, Math.ceil(bytes / 4) * 4), usage });
-  }
-
-  /** A [rows, cols] matrix, split by rows so that each part fits one storage binding. */
-  async matrix(t: TensorInfo, rows: number, cols: number): Promise<GpuMatrix> {
-    const dtype = this.checkTensor(t, [rows, cols]);
-    const rowBytes = cols * DTYPE_BYTES[dtype];
-    const rowsPerPart = Math.floor(this.maxBindingBytes / rowBytes);
-    if (rowsPerPart === 0) throw new Error(`tensor "${t.name}": one row of ${rowBytes} bytes exceeds the device's storage binding limit`);
-    const parts: GpuMatrix["parts"] = [];
-    for (let row0 = 0; row0 < rows; row0 += rowsPerPart) {
-      const n = Math.min(rowsPerPart, rows - row0);
-      const buffer = this.buffer(`${t.name}[${row0}:${row0 + n}]`, n * rowBytes, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST);
-      parts.push({ buffer, row0, rows: n });
-    }
-    const partBytes = rowsPerPart * rowBytes;
+  async matrix(name: string, rows: number, cols: number): Promise<GpuMatrix> {
+    const t = this.tensor(name);
+    const m = this.allocateMatrix(name, this.check(t, [rows, cols]), rows, cols);
     await streamTensor(t, async (bytes, at) => {
       // A chunk can straddle part boundaries; hand each part its own slice.
       for (let done = 0; done < bytes.byteLength;) {
         const pos = at + done;
-        const part = Math.floor(pos / partBytes);
-        const within = pos - part * partBytes;
-        const n = Math.min(bytes.byteLength - done, partBytes - within);
-        await this.write(parts[part].buffer, within, bytes.subarray(done, done + n), t.name);
+        const part = Math.floor(pos / m.partBytes);
+        const within = pos - part * m.partBytes;
+        const n = Math.min(bytes.byteLength - done, m.partBytes - within);
+        await this.write(m.parts[part].buffer, within, bytes.subarray(done, done + n), name);
         done += n;
       }
     });
-    return { name: t.name, dtype, rows, cols, parts };
+    return m;
   }
 
-  /** A vector (norm weight or bias) as f32, widened on the GPU from its stored dtype. */
-  async vector(t: TensorInfo, length: number): Promise<GPUBuffer> {
-    const dtype = this.checkTensor(t, [length]);
-    const out = this.buffer(t.name, length * 4, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST);
+  async vector(name: string, length: number): Promise<GPUBuffer> {
+    const t = this.tensor(name);
+    const dtype = this.check(t, [length]);
+    const out = this.buffer(name, length * 4);
     if (dtype === "F32") {
-      await streamTensor(t, (bytes, at) => this.write(out, at, bytes, t.name));
+      await streamTensor(t, (bytes, at) => this.write(out, at, bytes, name));
       return out;
     }
-    if (length % 2 !== 0) throw new Error(`tensor "${t.name}": odd length ${length} is not supported for ${dtype}`);
-    const raw = this.device.createBuffer({ label: `${t.name} (raw)`, size: Math.max(16, t.byteLength),
+    if (length % 2 !== 0) throw new Error(`${t.source.name}: tensor "${name}": odd length ${length} is not supported for ${dtype}`);
+    const raw = this.device.createBuffer({ label: `${name} (raw)`, size: Math.max(16, t.byteLength),
       usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
-    this.temps.push(raw);
-    await streamTensor(t, (bytes, at) => this.write(raw, at, bytes, t.name));
+    await streamTensor(t, (bytes, at) => this.write(raw, at, bytes, name));
     const pairs = length / 2;
-    const params = new Params(this.device, 1, `widen ${t.name}`);
+    const params = new Params(this.device, 1, `widen ${name}`);
     params.set(pairs);
-    this.widenRec ??= new Recorder(this.device);
     const pipeline = await this.kernels.pipeline("widen", { dtype });
-    this.widenRec.dispatch(pipeline, this.kernels.bindGroup("widen", [params.buffer, raw, out]), ...grid(Math.ceil(pairs / 64)));
-    this.temps.push(params.buffer);
+    await this.dispatch(pipeline, this.kernels.bindGroup("widen", [params.buffer, raw, out]), Math.ceil(pairs / 64), params, raw);
     return out;
   }
+}
 
-  async finish(): Promise<void> {
-    await this.drain();
+/** FNV-1a of the tensor name, so each tensor gets its own stream of values from one model seed. */
+function nameSeed(name: string, seed: number): number {
+  let h = 0x811c9dc5 ^ seed;
+  for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name.charCodeAt(i), 0x01000193);
+  return h >>> 0;
+}
+
+export class RandomWeights extends GpuWeights implements WeightSource {
+  constructor(kernels: Kernels, maxBindingBytes: number, private seed: number) {
+    super(kernels, maxBindingBytes);
+  }
+
+  private async fill(name: string, buffer: GPUBuffer, words: number, offset: number, scale: number, center: number, f32: boolean) {
+    const params = new Params(this.device, 5, `random ${name}`);
+    params.set(words, offset, nameSeed(name, this.seed), { f32: scale }, { f32: center });
+    const pipeline = await this.kernels.pipeline("random", { constants: { F32: f32 ? 1 : 0 } });
+    await this.dispatch(pipeline, this.kernels.bindGroup("random", [params.buffer, buffer]), Math.ceil(words / 64), params);
+  }
+
+  /** Uniform with the standard deviation of HF's default init for a layer of this fan-in (1/sqrt(cols)). */
+  async matrix(name: string, rows: number, cols: number): Promise<GpuMatrix> {
+    const m = this.allocateMatrix(name, "BF16", rows, cols);
+    const scale = Math.sqrt(3 / cols);
+    for (const part of m.parts) await this.fill(name, part.buffer, (part.rows * cols) / 2, (part.row0 * cols) / 2, scale, 0, false);
+    return m;
+  }
+
+  /** Norm weights near 1 and small biases, like a trained model's. */
+  async vector(name: string, length: number): Promise<GPUBuffer> {
+    const out = this.buffer(name, length * 4);
+    const isNorm = name.endsWith("norm.weight");
+    await this.fill(name, out, length, 0, isNorm ? 0.1 : 0.05, isNorm ? 1 : 0, true);
+    return out;
   }
 }
