@@ -1,6 +1,6 @@
 // The kernel registry: which WGSL file each kernel comes from, how its bindings look, and a cache of
 // compiled pipeline variants. Kernels that share a binding signature share one explicit bind group
-// layout, so one bind group serves every variant (e.g. the prefill matmul and the decode matvec).
+// layout, so one bind group serves every variant (e.g. the prefill and decode pipelines of `linear`).
 import { SHADERS } from "./shaders.gen.ts";
 
 export type WeightDType = "BF16" | "F16" | "F32";
@@ -8,7 +8,7 @@ type Binding = "uniform" | "read" | "rw";
 
 interface KernelSpec {
   bindings: Binding[];
-  /** Reads a packed weight matrix through load_w2, so it is compiled once per weight dtype. */
+  /** Reads weights through load_w2/load_w8 (weights_<dtype>.wgsl + weight_layout.wgsl): compiled per dtype. */
   weights?: boolean;
 }
 
@@ -16,13 +16,14 @@ const KERNELS = {
   widen: { bindings: ["uniform", "read", "rw"], weights: true },
   embedding: { bindings: ["uniform", "read", "read", "rw"], weights: true },
   rmsnorm: { bindings: ["uniform", "read", "read", "rw"] },
-  matmul: { bindings: ["uniform", "read", "read", "read", "rw"], weights: true },
-  matvec: { bindings: ["uniform", "read", "read", "read", "rw"], weights: true },
+  linear: { bindings: ["uniform", "read", "read", "read", "rw"], weights: true },
   rope_kv: { bindings: ["uniform", "rw", "read", "read", "read", "rw", "rw"] },
   attention: { bindings: ["uniform", "read", "read", "read", "rw"] },
   swiglu: { bindings: ["uniform", "rw", "read"] },
   argmax: { bindings: ["uniform", "read", "rw"] },
   random: { bindings: ["uniform", "rw"] },
+  roofline: { bindings: ["uniform", "read", "rw"] },
+  relayout: { bindings: ["uniform", "read", "rw"] },
 } satisfies Record<string, KernelSpec>;
 
 export type KernelName = keyof typeof KERNELS;
@@ -63,7 +64,8 @@ export class Kernels {
     const key = `${name}/${variant.dtype ?? ""}/${JSON.stringify(variant.constants ?? {})}`;
     let pipeline = this.pipelines.get(key);
     if (!pipeline) {
-      const code = (spec.weights ? SHADERS[`weights_${variant.dtype!.toLowerCase()}`] + "\n" : "") + SHADERS[name];
+      const prelude = spec.weights ? `${SHADERS[`weights_${variant.dtype!.toLowerCase()}`]}\n${SHADERS.weight_layout}\n` : "";
+      const code = prelude + SHADERS[name];
       const module = this.device.createShaderModule({ label: name, code });
       pipeline = this.device.createComputePipelineAsync({
         label: key,

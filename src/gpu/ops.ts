@@ -24,13 +24,16 @@ export interface Op {
 }
 
 const BYTES: Record<WeightDType, number> = { BF16: 2, F16: 2, F32: 4 };
+/** Input rows per invocation in the prefill linear kernel (TM in shaders/linear.wgsl). */
+const PREFILL_ROWS = 8;
 
 /** Keys attended over a step: query t sees pos0 + t + 1 positions. */
 function keysAttended(step: Step): number {
   return step.T * step.pos0 + (step.T * (step.T + 1)) / 2;
 }
 
-/** A weight matrix [rows, cols] in its stored dtype, split by rows into parts that each fit one binding. */
+/** A weight matrix [rows, cols] in its stored dtype and the layout of shaders/weight_layout.wgsl, split by
+ * rows (in blocks of 32) into parts that each fit one binding. */
 export interface GpuMatrix {
   name: string;
   dtype: WeightDType;
@@ -116,28 +119,28 @@ export interface LinearOptions {
   lastRowOnly?: boolean;
 }
 
-/** y = x W^T (+ bias) (+ y), with W [N, K] in HF's layout, x [T, K], y [T, N]. */
+/** y = x W^T (+ bias) (+ y), with W [N, K] in HF's orientation, x [T, K], y [T, N]. */
 export class Linear implements Op {
   readonly label: string;
   private parts: { params: Params; bind: GPUBindGroup }[];
 
-  private constructor(private matmul: GPUComputePipeline, private matvec: GPUComputePipeline, k: Kernels,
+  private constructor(private prefill: GPUComputePipeline, private decode: GPUComputePipeline, k: Kernels,
     x: GPUBuffer, private W: GpuMatrix, y: GPUBuffer, private opts: LinearOptions, dummyBias: GPUBuffer) {
     this.label = `linear ${W.name}`;
     this.parts = W.parts.map((part, i) => {
       const params = new Params(k.device, 6, `${this.label}#${i}`);
-      return { params, bind: k.bindGroup("matmul", [params.buffer, x, part.buffer, opts.bias ?? dummyBias, y], this.label) };
+      return { params, bind: k.bindGroup("linear", [params.buffer, x, part.buffer, opts.bias ?? dummyBias, y], this.label) };
     });
   }
 
   static async create(k: Kernels, x: GPUBuffer, W: GpuMatrix, y: GPUBuffer, opts: LinearOptions, dummyBias: GPUBuffer) {
     check(W.cols % 2 === 0, `${W.name}: input size ${W.cols} must be even`);
-    const variant = {
+    const variant = (tm: number) => ({
       dtype: W.dtype,
-      constants: { HAS_BIAS: opts.bias ? 1 : 0, ACCUMULATE: opts.accumulate ? 1 : 0 },
-    };
-    const [mm, mv] = await Promise.all([k.pipeline("matmul", variant), k.pipeline("matvec", variant)]);
-    return new Linear(mm, mv, k, x, W, y, opts, dummyBias);
+      constants: { TM: tm, HAS_BIAS: opts.bias ? 1 : 0, ACCUMULATE: opts.accumulate ? 1 : 0 },
+    });
+    const [prefill, decode] = await Promise.all([k.pipeline("linear", variant(PREFILL_ROWS)), k.pipeline("linear", variant(1))]);
+    return new Linear(prefill, decode, k, x, W, y, opts, dummyBias);
   }
 
   encode(rec: Recorder, step: Step): void {
@@ -146,11 +149,9 @@ export class Linear implements Op {
     this.parts.forEach(({ params, bind }, i) => {
       const part = this.W.parts[i];
       params.set(M, this.W.cols, this.W.rows, part.row0, part.rows, this.opts.lastRowOnly ? step.T - 1 : 0);
-      if (oneRow) {
-        rec.dispatch(this.matvec, bind, ...grid(Math.ceil(part.rows / 4)));
-      } else {
-        rec.dispatch(this.matmul, bind, Math.ceil(part.rows / 32), Math.ceil(M / 32));
-      }
+      // Each invocation covers 4 weight rows; see shaders/linear.wgsl.
+      const groups = Math.ceil(Math.ceil(part.rows / 4) / 64);
+      rec.dispatch(oneRow ? this.decode : this.prefill, bind, groups, Math.ceil(M / (oneRow ? 1 : PREFILL_ROWS)));
     });
   }
 

@@ -202,7 +202,7 @@ export async function readTensor(t: TensorInfo): Promise<Float32Array | Int32Arr
 }
 
 /** IEEE binary16 bits -> binary32 bits; exact for every input (float32 has more range and precision). */
-function halfToFloatBits(h: number): number {
+export function halfToFloatBits(h: number): number {
   const sign = (h & 0x8000) << 16;
   const exp = (h >> 10) & 0x1f;
   let mant = h & 0x3ff;

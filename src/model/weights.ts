@@ -10,6 +10,8 @@ import { DTYPE_BYTES, streamTensor, type TensorInfo } from "./safetensors.ts";
 const WEIGHT_DTYPES: WeightDType[] = ["BF16", "F16", "F32"];
 // Queued uploads are drained this often, so staging memory stays bounded whatever the model size.
 const DRAIN_BYTES = 64 * 1024 * 1024;
+// Rows per block of the weight layout (W_BLOCK in shaders/weight_layout.wgsl).
+const ROW_BLOCK = 32;
 
 export interface UploadProgress {
   bytes: number;
@@ -44,20 +46,41 @@ abstract class GpuWeights {
 
   protected buffer(label: string, bytes: number): GPUBuffer {
     this.gpuBytes += bytes;
-    return this.device.createBuffer({ label, size: Math.max(16, Math.ceil(bytes / 4) * 4),
+    return this.device.createBuffer({ label, size: Math.max(16, Math.ceil(bytes / 16) * 16),
       usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC });
   }
 
-  protected allocateMatrix(name: string, dtype: WeightDType, rows: number, cols: number): GpuMatrix & { partBytes: number } {
-    const rowBytes = cols * DTYPE_BYTES[dtype];
-    const rowsPerPart = Math.floor(this.maxBindingBytes / rowBytes);
-    if (rowsPerPart === 0) throw new Error(`tensor "${name}": one row of ${rowBytes} bytes exceeds the storage binding limit ${this.maxBindingBytes}`);
+  /**
+   * Splits a [rows, cols] matrix into parts of whole 32-row blocks that each fit one binding, and creates
+   * their buffers in the layout of shaders/weight_layout.wgsl (cols padded to 8, rows to 32).
+   */
+  protected allocateMatrix(name: string, dtype: WeightDType, rows: number, cols: number): GpuMatrix {
+    const blockBytes = ROW_BLOCK * Math.ceil(cols / 8) * 8 * DTYPE_BYTES[dtype];
+    const blocksPerPart = Math.floor(this.maxBindingBytes / blockBytes);
+    if (blocksPerPart === 0) throw new Error(`tensor "${name}": a block of ${ROW_BLOCK} rows (${blockBytes} bytes) exceeds the storage binding limit ${this.maxBindingBytes}`);
+    const rowsPerPart = blocksPerPart * ROW_BLOCK;
     const parts: GpuMatrix["parts"] = [];
     for (let row0 = 0; row0 < rows; row0 += rowsPerPart) {
       const n = Math.min(rowsPerPart, rows - row0);
-      parts.push({ buffer: this.buffer(`${name}[${row0}:${row0 + n}]`, n * rowBytes), row0, rows: n });
+      parts.push({ buffer: this.buffer(`${name}[${row0}:${row0 + n}]`, Math.ceil(n / ROW_BLOCK) * blockBytes), row0, rows: n });
     }
-    return { name, dtype, rows, cols, parts, partBytes: rowsPerPart * rowBytes };
+    return { name, dtype, rows, cols, parts };
+  }
+
+  /** A temporary row-major buffer for one part, moved into its laid-out buffer by relayout(). */
+  protected staging(m: GpuMatrix, part: GpuMatrix["parts"][number]): GPUBuffer {
+    const bytes = part.rows * m.cols * DTYPE_BYTES[m.dtype];
+    return this.device.createBuffer({ label: `${m.name} (row-major)`, size: Math.max(16, Math.ceil(bytes / 16) * 16),
+      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
+  }
+
+  protected async relayout(m: GpuMatrix, part: GpuMatrix["parts"][number], rowMajor: GPUBuffer): Promise<void> {
+    const hk = m.cols / 2;
+    const words = part.buffer.size / 4;
+    const params = new Params(this.device, 4, `relayout ${m.name}`);
+    params.set(part.rows, hk, Math.ceil(hk / 4), words);
+    const pipeline = await this.kernels.pipeline("relayout", { constants: { PAIR_WORDS: m.dtype === "F32" ? 2 : 1 } });
+    await this.dispatch(pipeline, this.kernels.bindGroup("relayout", [params.buffer, rowMajor, part.buffer]), Math.ceil(words / 64), params, rowMajor);
   }
 
   /** Queues a dispatch; it is submitted with the next drain. */
@@ -125,15 +148,21 @@ export class SafetensorsWeights extends GpuWeights implements WeightSource {
   async matrix(name: string, rows: number, cols: number): Promise<GpuMatrix> {
     const t = this.tensor(name);
     const m = this.allocateMatrix(name, this.check(t, [rows, cols]), rows, cols);
+    const rowBytes = cols * DTYPE_BYTES[m.dtype];
+    // Parts fill in file order, so each part is relaid out as soon as its last byte has arrived.
+    let part = 0;
+    let rowMajor = this.staging(m, m.parts[0]);
     await streamTensor(t, async (bytes, at) => {
-      // A chunk can straddle part boundaries; hand each part its own slice.
       for (let done = 0; done < bytes.byteLength;) {
-        const pos = at + done;
-        const part = Math.floor(pos / m.partBytes);
-        const within = pos - part * m.partBytes;
-        const n = Math.min(bytes.byteLength - done, m.partBytes - within);
-        await this.write(m.parts[part].buffer, within, bytes.subarray(done, done + n), name);
-        done += n;
+        const { row0, rows: n } = m.parts[part];
+        const within = at + done - row0 * rowBytes;
+        const take = Math.min(bytes.byteLength - done, n * rowBytes - within);
+        await this.write(rowMajor, within, bytes.subarray(done, done + take), name);
+        done += take;
+        if (within + take === n * rowBytes) {
+          await this.relayout(m, m.parts[part], rowMajor);
+          if (++part < m.parts.length) rowMajor = this.staging(m, m.parts[part]);
+        }
       }
     });
     return m;
@@ -148,7 +177,7 @@ export class SafetensorsWeights extends GpuWeights implements WeightSource {
       return out;
     }
     if (length % 2 !== 0) throw new Error(`${t.source.name}: tensor "${name}": odd length ${length} is not supported for ${dtype}`);
-    const raw = this.device.createBuffer({ label: `${name} (raw)`, size: Math.max(16, t.byteLength),
+    const raw = this.device.createBuffer({ label: `${name} (raw)`, size: Math.max(16, Math.ceil(t.byteLength / 16) * 16),
       usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
     await streamTensor(t, (bytes, at) => this.write(raw, at, bytes, name));
     const pairs = length / 2;
@@ -161,10 +190,26 @@ export class SafetensorsWeights extends GpuWeights implements WeightSource {
 }
 
 /** FNV-1a of the tensor name, so each tensor gets its own stream of values from one model seed. */
-function nameSeed(name: string, seed: number): number {
+export function nameSeed(name: string, seed: number): number {
   let h = 0x811c9dc5 ^ seed;
   for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name.charCodeAt(i), 0x01000193);
   return h >>> 0;
+}
+
+/** Generated values are uniform in [center - scale, center + scale]; scale is rounded to f32 as the shader sees it. */
+export interface RandomRange {
+  scale: number;
+  center: number;
+}
+
+/** Uniform with the standard deviation of HF's default init for a layer of this fan-in (1/sqrt(cols)). */
+export function randomMatrixRange(cols: number): RandomRange {
+  return { scale: Math.fround(Math.sqrt(3 / cols)), center: 0 };
+}
+
+/** Norm weights near 1 and small biases, like a trained model's. */
+export function randomVectorRange(name: string): RandomRange {
+  return name.endsWith("norm.weight") ? { scale: Math.fround(0.1), center: 1 } : { scale: Math.fround(0.05), center: 0 };
 }
 
 export class RandomWeights extends GpuWeights implements WeightSource {
@@ -172,26 +217,27 @@ export class RandomWeights extends GpuWeights implements WeightSource {
     super(kernels, maxBindingBytes);
   }
 
-  private async fill(name: string, buffer: GPUBuffer, words: number, offset: number, scale: number, center: number, f32: boolean) {
+  private async fill(name: string, buffer: GPUBuffer, words: number, offset: number, range: RandomRange, f32: boolean) {
     const params = new Params(this.device, 5, `random ${name}`);
-    params.set(words, offset, nameSeed(name, this.seed), { f32: scale }, { f32: center });
+    params.set(words, offset, nameSeed(name, this.seed), { f32: range.scale }, { f32: range.center });
     const pipeline = await this.kernels.pipeline("random", { constants: { F32: f32 ? 1 : 0 } });
     await this.dispatch(pipeline, this.kernels.bindGroup("random", [params.buffer, buffer]), Math.ceil(words / 64), params);
   }
 
-  /** Uniform with the standard deviation of HF's default init for a layer of this fan-in (1/sqrt(cols)). */
   async matrix(name: string, rows: number, cols: number): Promise<GpuMatrix> {
     const m = this.allocateMatrix(name, "BF16", rows, cols);
-    const scale = Math.sqrt(3 / cols);
-    for (const part of m.parts) await this.fill(name, part.buffer, (part.rows * cols) / 2, (part.row0 * cols) / 2, scale, 0, false);
+    const range = randomMatrixRange(cols);
+    for (const part of m.parts) {
+      const rowMajor = this.staging(m, part);
+      await this.fill(name, rowMajor, (part.rows * cols) / 2, (part.row0 * cols) / 2, range, false);
+      await this.relayout(m, part, rowMajor);
+    }
     return m;
   }
 
-  /** Norm weights near 1 and small biases, like a trained model's. */
   async vector(name: string, length: number): Promise<GPUBuffer> {
     const out = this.buffer(name, length * 4);
-    const isNorm = name.endsWith("norm.weight");
-    await this.fill(name, out, length, 0, isNorm ? 0.1 : 0.05, isNorm ? 1 : 0, true);
+    await this.fill(name, out, length, 0, randomVectorRange(name), true);
     return out;
   }
 }

@@ -1,0 +1,73 @@
+// Linear layer: y[m, n0 + n] (+)= sum_k x[x_row + m, k] * W[n, k] + bias[n0 + n], for m < M, n < rows,
+// with W [rows, K] in the layout of weight_layout.wgsl (one part of a weight split across buffers:
+// one dispatch per part, each with its own n0). ACCUMULATE adds into y, which is how the residual
+// stream is updated without a separate add.
+// Two pipelines come from this file: decode (TM = 1, one input row, the matrix-vector product) and
+// prefill (TM > 1 input rows per invocation, so each weight quad loaded is used TM times).
+// Bindings: p, x: f32 [M, K] as vec2 pairs, w: laid-out weight quads, bias: f32 [N] (ignored unless
+// HAS_BIAS), y: f32 [M, N].
+// Work per invocation: 4 weight rows (blk*32 + r*8 + lane, r < 4) x TM input rows, over all of K, so
+// there is no cross-invocation reduction and no barrier. Grid: x over (rows/4 invocations), y over M/TM.
+struct Params { M: u32, K: u32, N: u32, n0: u32, rows: u32, x_row: u32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<vec2f>;
+@group(0) @binding(2) var<storage, read> w: array<vec4u>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+
+override TM: u32 = 1u;
+// Function-scope arrays cannot be sized by an override; TM <= MAX_TM.
+const MAX_TM: u32 = 8u;
+override HAS_BIAS: bool = false;
+override ACCUMULATE: bool = false;
+
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(workgroup_id) wid: vec3u) {
+  let blk = gid.x / W_LANES;
+  let lane = gid.x % W_LANES;
+  // From workgroup_id, not global_invocation_id.y: the compiler can then see that x's addresses are
+  // the same in every invocation, and lavapipe loads them once instead of gathering per lane.
+  let m0 = wid.y * TM;
+  if (blk * W_BLOCK >= p.rows || m0 >= p.M) { return; }
+  let hk = p.K / 2u;
+  let nq = (hk + 3u) / 4u;
+  let full = hk / 4u;
+  // Rows past M read the last valid row; their results are not stored.
+  var xbase: array<u32, MAX_TM>;
+  for (var i = 0u; i < TM; i++) { xbase[i] = (p.x_row + min(m0 + i, p.M - 1u)) * hk; }
+
+  var acc: array<array<vec2f, W_GROUPS>, MAX_TM>;
+  for (var kq = 0u; kq < nq; kq++) {
+    // In the last, partial quad the padding weights are zero, but x past K must not be read
+    // (it could be anything, and 0 * inf is NaN).
+    let tail = kq >= full;
+    var xs: array<array<vec2f, 4>, MAX_TM>;
+    for (var i = 0u; i < TM; i++) {
+      for (var j = 0u; j < 4u; j++) {
+        let k = kq * 4u + j;
+        xs[i][j] = select(x[xbase[i] + min(k, hk - 1u)], vec2f(0.0), tail && k >= hk);
+      }
+    }
+    let q0 = ((blk * nq + kq) * W_GROUPS) * W_LANES + lane;
+    for (var r = 0u; r < W_GROUPS; r++) {
+      let wq = load_w8(q0 + r * W_LANES);
+      for (var i = 0u; i < TM; i++) {
+        acc[i][r] += xs[i][0] * wq[0] + xs[i][1] * wq[1] + xs[i][2] * wq[2] + xs[i][3] * wq[3];
+      }
+    }
+  }
+  for (var r = 0u; r < W_GROUPS; r++) {
+    let n = blk * W_BLOCK + r * W_LANES + lane;
+    if (n >= p.rows) { continue; }
+    var b = 0.0;
+    if (HAS_BIAS) { b = bias[p.n0 + n]; }
+    for (var i = 0u; i < TM; i++) {
+      let m = m0 + i;
+      if (m >= p.M) { break; }
+      let out = m * p.N + p.n0 + n;
+      var v = acc[i][r].x + acc[i][r].y + b;
+      if (ACCUMULATE) { v += y[out]; }
+      y[out] = v;
+    }
+  }
+}
