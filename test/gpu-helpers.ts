@@ -143,11 +143,14 @@ const MAP_READ = 0x01;
 const COPY_DST = 0x08;
 const MAP_MODE_READ = 0x01;
 
-/** A storage buffer (also a copy source and destination) holding data; at least 16 bytes. */
+/**
+ * A storage buffer (also a copy source and destination) holding data, zero-padded to a multiple of
+ * 16 bytes (kernels may bind it as array<vec4u>).
+ */
 export function upload(device: GPUDevice, data: ArrayBufferView<ArrayBuffer>, label = "test data"): GPUBuffer {
-  const size = Math.max(16, Math.ceil(data.byteLength / 4) * 4);
+  const size = Math.max(16, Math.ceil(data.byteLength / 16) * 16);
   const buffer = device.createBuffer({ label, size, usage: STORAGE });
-  if (data.byteLength % 4 === 0) {
+  if (data.byteLength === size) {
     device.queue.writeBuffer(buffer, 0, data.buffer, data.byteOffset, data.byteLength);
   } else {
     const padded = new Uint8Array(size);
@@ -165,9 +168,9 @@ export function uploadU32(device: GPUDevice, values: ArrayLike<number>, label?: 
   return upload(device, Uint32Array.from(values), label);
 }
 
-/** A zero-filled storage buffer of `elements` 32-bit words. */
+/** A zero-filled storage buffer of `elements` 32-bit words (padded to a multiple of 16 bytes). */
 export function zeros(device: GPUDevice, elements: number, label = "test zeros"): GPUBuffer {
-  return device.createBuffer({ label, size: Math.max(16, elements * 4), usage: STORAGE });
+  return device.createBuffer({ label, size: Math.max(16, Math.ceil(elements / 4) * 16), usage: STORAGE });
 }
 
 /** Copies `bytes` (default: all) of a buffer back to the host once queued work is done. */
@@ -184,12 +187,37 @@ export async function readBytes(device: GPUDevice, src: GPUBuffer, bytes = src.s
   return copy;
 }
 
+/** The first `elements` floats of a buffer (default: all of it, including any padding from upload()). */
 export async function readF32(device: GPUDevice, src: GPUBuffer, elements = src.size / 4): Promise<Float32Array> {
   return new Float32Array(await readBytes(device, src, elements * 4));
 }
 
 export async function readU32(device: GPUDevice, src: GPUBuffer, elements = src.size / 4): Promise<Uint32Array> {
   return new Uint32Array(await readBytes(device, src, elements * 4));
+}
+
+/** The blocked weight layout of shaders/weight_layout.wgsl: 32-row blocks of 8-element quads. */
+const ROW_BLOCK = 32, LANES = 8, GROUPS = 4;
+
+/**
+ * One part's stored bytes (row-major [rows, cols], as in the file) in the GPU layout: pair kk of row `row` goes to pair slot quad(row, kk / 4) * 4 + kk % 4 with
+ * quad(row, kq) = ((row / 32 * nq + kq) * 4 + (row % 32) / 8) * 8 + row % 8, nq = ceil(cols / 8),
+ * and padding (cols to a multiple of 8, rows to a multiple of 32) is zero. Written from the layout's
+ * definition rather than with the relayout kernel, so kernels reading it are checked independently.
+ */
+export function layoutWeights(rowMajor: Uint8Array, rows: number, cols: number, dtype: WeightDType): Uint8Array<ArrayBuffer> {
+  const pairBytes = 2 * DTYPE_BYTES[dtype];
+  const hk = cols / 2, nq = Math.ceil(hk / 4);
+  const out = new Uint8Array(Math.ceil(rows / ROW_BLOCK) * ROW_BLOCK * nq * 4 * pairBytes);
+  for (let row = 0; row < rows; row++) {
+    const blk = Math.floor(row / ROW_BLOCK), r = Math.floor((row % ROW_BLOCK) / LANES), lane = row % LANES;
+    for (let kk = 0; kk < hk; kk++) {
+      const quad = ((blk * nq + Math.floor(kk / 4)) * GROUPS + r) * LANES + lane;
+      const src = (row * hk + kk) * pairBytes;
+      out.set(rowMajor.subarray(src, src + pairBytes), (quad * 4 + (kk % 4)) * pairBytes);
+    }
+  }
+  return out;
 }
 
 export interface MatrixOptions {
@@ -200,8 +228,9 @@ export interface MatrixOptions {
 }
 
 /**
- * A GpuMatrix [rows, cols] from row-major values stored in dtype. Values are rounded to the dtype
- * (nearest even); pass quantize()d values so that a host reference sees exactly the stored numbers.
+ * A GpuMatrix [rows, cols] from row-major values stored in dtype, in the GPU weight layout (see
+ * layoutWeights), each part laid out on its own. Values are rounded to the dtype (nearest even);
+ * pass quantize()d values so that a host reference sees exactly the stored numbers.
  */
 export function gpuMatrix(device: GPUDevice, name: string, values: ArrayLike<number>, rows: number, cols: number,
   dtype: WeightDType, opts: MatrixOptions = {}): GpuMatrix {
@@ -218,7 +247,7 @@ export function gpuMatrix(device: GPUDevice, name: string, values: ArrayLike<num
   const parts: GpuMatrix["parts"] = [];
   let row0 = 0;
   for (const n of sizes) {
-    const slice = bytes.slice(row0 * rowBytes, (row0 + n) * rowBytes);
+    const slice = layoutWeights(bytes.subarray(row0 * rowBytes, (row0 + n) * rowBytes), n, cols, dtype);
     parts.push({ buffer: upload(device, slice, `${name}[${row0}:${row0 + n}]`), row0, rows: n });
     row0 += n;
   }
@@ -229,39 +258,35 @@ export function gpuMatrix(device: GPUDevice, name: string, values: ArrayLike<num
 // Comparison
 
 export interface CloseReport {
+  /** Largest |actual - expected|. */
   maxErr: number;
-  worst: number;
-  failures: number;
+  /** Largest |actual - expected| / tol: how much of the tolerance was used (<= 1 on success). */
+  maxRatio: number;
 }
 
 /**
- * Checks |actual[i] - expected[i]| <= tol(i) for every i (tol a number or per-element bound) and
- * throws with the first and worst offenders; NaN in actual always fails.
+ * Checks |actual[i] - expected[i]| <= tol(i) for every i (tol a number or a per-element bound) and
+ * throws naming the first and the worst offenders; NaN in actual always fails.
  */
 export function assertClose(actual: ArrayLike<number>, expected: ArrayLike<number>,
   tol: number | ((i: number) => number), what: string): CloseReport {
   if (actual.length !== expected.length) throw new Error(`${what}: length ${actual.length} != ${expected.length}`);
-  let maxErr = 0;
-  let worst = -1;
-  let worstRatio = 0;
-  let failures = 0;
-  let first = -1;
+  const bound = (i: number) => (typeof tol === "number" ? tol : tol(i));
+  let maxErr = 0, maxRatio = 0, worst = 0, first = -1, failures = 0;
   for (let i = 0; i < expected.length; i++) {
     const err = Math.abs(actual[i] - expected[i]);
-    const bound = typeof tol === "number" ? tol : tol(i);
-    const ratio = Number.isNaN(err) ? Infinity : err / bound;
-    if (err > maxErr || Number.isNaN(err)) maxErr = Number.isNaN(err) ? NaN : Math.max(maxErr, err);
-    if (!(err <= bound)) {
+    const b = bound(i);
+    const ratio = Number.isNaN(err) ? Infinity : err === 0 ? 0 : err / b;
+    if (!(err <= b)) {
       failures++;
       if (first < 0) first = i;
     }
-    if (ratio > worstRatio || worst < 0) { worstRatio = ratio; worst = i; }
+    if (err > maxErr) maxErr = err;
+    if (ratio > maxRatio) { maxRatio = ratio; worst = i; }
   }
   if (failures > 0) {
-    const bound = (i: number) => (typeof tol === "number" ? tol : tol(i));
-    throw new Error(`${what}: ${failures}/${expected.length} elements out of tolerance; ` +
-      `first [${first}] got ${actual[first]} want ${expected[first]} (tol ${bound(first).toExponential(2)}), ` +
-      `worst [${worst}] got ${actual[worst]} want ${expected[worst]} (tol ${bound(worst).toExponential(2)})`);
+    const show = (i: number) => `[${i}] got ${actual[i]} want ${expected[i]} (tol ${bound(i).toExponential(2)})`;
+    throw new Error(`${what}: ${failures}/${expected.length} elements out of tolerance; first ${show(first)}, worst ${show(worst)}`);
   }
-  return { maxErr, worst, failures };
+  return { maxErr, maxRatio };
 }
