@@ -68,6 +68,8 @@ export interface EncodeOptions {
 
 export interface ReasoningOptions extends GenerateOptions {
   onProgress?: (done: number, total: number) => void;
+  /** Receives the reasoning as it streams (never half of a UTF-8 character), with the query's index. */
+  onText?: (chunk: string, index: number) => void;
 }
 
 export interface Reasoning {
@@ -167,16 +169,19 @@ export class SearchR3 {
    * reasoning (e.g. "\r\n" + "\n"); at the limit it then cuts that much, with a warning.
    */
   async generate(queries: readonly string[], opts: ReasoningOptions = {}): Promise<Reasoning[]> {
-    const { onProgress, ...genOpts } = opts;
+    const { onProgress, onText, ...genOpts } = opts;
     const out: Reasoning[] = [];
     for (const [index, query] of queries.entries()) {
       const prompt = this.fit(query, "query", index, this.reasoningSystem, "", this.maxLength - this.suffixTokens);
       const room = this.maxLength - prompt.ids.length - this.suffixTokens;
-      const generation = await this.engine.generate({ ids: prompt.ids }, {
+      const stream = this.engine.generateStream({ ids: prompt.ids }, {
         ...genOpts,
         maxNewTokens: Math.min(genOpts.maxNewTokens ?? room, room),
         stopIds: [...(genOpts.stopIds ?? []), this.embedTokenId],
       });
+      let next = await stream.next();
+      for (; !next.done; next = await stream.next()) onText?.(next.value, index);
+      const generation = next.value;
       const emitted = generation.stopId === this.embedTokenId;
       out.push({
         query,

@@ -1,0 +1,61 @@
+// What the page exposes as window.r3gpu, so that a test (or a console user) can drive it without clicking.
+// Each function is the one the page's own controls call.
+import type { GoldenReport } from "../src/check/golden.ts";
+import type { GpuInfo } from "../src/gpu/device.ts";
+
+export interface AdapterSummary extends GpuInfo {
+  /** A software or otherwise limited adapter (e.g. SwiftShader). */
+  isFallbackAdapter: boolean;
+}
+
+export interface ModelSummary {
+  name: string;
+  layers: number;
+  hiddenSize: number;
+  vocabSize: number;
+  weightBytes: number;
+  loadSeconds: number;
+  /** The folder has golden.json, so the golden check can run. */
+  golden: boolean;
+  /** Why chat is unavailable (no chat template), or null. */
+  chatUnavailable: string | null;
+  /** Why search is unavailable (not a Search-R3 tokenizer), or null. */
+  searchUnavailable: string | null;
+}
+
+export interface SearchRequest {
+  query: string;
+  documents: string[];
+  /** Let the model reason about the query before embedding it; otherwise the query prompt is teacher-forced. */
+  reasoning: boolean;
+  maxReasoningTokens?: number;
+}
+
+export interface RankedDocument {
+  index: number;
+  document: string;
+  score: number;
+}
+
+export interface SearchOutcome {
+  /** Cosine similarity of the query with each document, in document order. */
+  scores: number[];
+  /** Most similar first. */
+  ranked: RankedDocument[];
+  /** What the model wrote before the embed token (reasoning searches only). */
+  reasoning?: string;
+}
+
+export interface R3gpuHook {
+  /** The adapter in use; rejects with the reason when the browser has no WebGPU adapter. */
+  gpu(): Promise<AdapterSummary>;
+  loadFromUrl(url: string): Promise<ModelSummary>;
+  runGolden(): Promise<GoldenReport>;
+  search(request: SearchRequest): Promise<SearchOutcome>;
+}
+
+declare global {
+  interface Window {
+    r3gpu: R3gpuHook;
+  }
+}
