@@ -10,6 +10,12 @@ if ! command -v node >/dev/null || [ "$(node -p 'process.versions.node.split("."
   exit 1
 fi
 bash scripts/setup-webgpu.sh
+if ! command -v chromium >/dev/null && command -v apt-get >/dev/null; then
+  say "installing Debian's chromium (the browser test suite drives it headless)"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
 say "installing npm dependencies (npm ci)"
 npm ci --no-audit --no-fund --loglevel=error
 say "building (shaders + TypeScript -> dist/)"
