@@ -3,6 +3,9 @@
 // matrices in a stored dtype (optionally split by rows into parts), host-side dtype rounding, and a
 // seeded PRNG so that random inputs are reproducible.
 import { Kernels, type WeightDType } from "../src/gpu/kernels.ts";
+import { mulberry32 } from "../src/text/generate.ts";
+
+export { mulberry32 };
 import { nodeGpu, type NodeGpu } from "../src/gpu/node.ts";
 import type { GpuMatrix } from "../src/gpu/ops.ts";
 
@@ -29,18 +32,6 @@ export async function testKernels(): Promise<Kernels> {
 
 // ---------------------------------------------------------------------------------------------
 // Seeded random numbers
-
-/** mulberry32: a tiny, fast 32-bit PRNG; returns uniform floats in [0, 1). */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** n uniform values in [lo, hi), rounded to float32 (so the host sees exactly what the GPU gets). */
 export function uniformF32(rand: () => number, n: number, lo = -1, hi = 1): Float32Array<ArrayBuffer> {
