@@ -1,0 +1,314 @@
+// GGUF export: the writer's format (parsed back by an independent reader here), dtype rounding, the
+// seeded random weights computed on the host against the GPU's, and llama.cpp (node-llama-cpp's CPU
+// backend) loading the exported shared golden models and continuing them greedily as the HF reference does.
+import { after, test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { runLlamaCppPeer } from "../src/bench/peer-llamacpp.ts";
+import { f32BitsToBf16, f32BitsToF16 } from "../src/gguf/convert.ts";
+import { exportGgufFile } from "../src/gguf/node.ts";
+import { exportRandom } from "../src/gguf/qwen2.ts";
+import { byteLevelChars, TokenType } from "../src/gguf/vocab.ts";
+import { GGUF_MAGIC, writeGguf, type GgufTensor, type GgufValue } from "../src/gguf/writer.ts";
+import { nodeModelDir } from "../src/io/node.ts";
+import type { Qwen2Config } from "../src/model/config.ts";
+import { randomMatrixBf16, randomVectorF32 } from "../src/model/random-host.ts";
+import { openModelWeights, readTensor } from "../src/model/safetensors.ts";
+import { RandomWeights } from "../src/model/weights.ts";
+import { layoutWeights, mulberry32, readBytes, testGpu, testKernels, toBf16Bits, toF16Bits } from "./gpu-helpers.ts";
+import { embeddedModelDir, goldenDir } from "./shared-paths.ts";
+
+const tmp = await mkdtemp(join(tmpdir(), "r3gpu-gguf-"));
+after(() => rm(tmp, { recursive: true, force: true }));
+
+// ---------------------------------------------------------------------------------------------
+// An independent GGUF reader (only what the tests check)
+
+interface ParsedGguf {
+  version: number;
+  metadata: Map<string, { type: number; value: unknown }>;
+  tensors: { name: string; dims: number[]; type: number; offset: number }[];
+  alignment: number;
+  dataStart: number;
+  bytes: Uint8Array;
+}
+
+function parseGguf(bytes: Uint8Array): ParsedGguf {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let pos = 0;
+  const u32 = () => { pos += 4; return view.getUint32(pos - 4, true); };
+  const u64 = () => { pos += 8; return Number(view.getBigUint64(pos - 8, true)); };
+  const str = () => { const n = u64(); pos += n; return new TextDecoder().decode(bytes.subarray(pos - n, pos)); };
+  const scalar = (type: number): unknown => {
+    switch (type) {
+      case 0: pos += 1; return view.getUint8(pos - 1);
+      case 1: pos += 1; return view.getInt8(pos - 1);
+      case 2: pos += 2; return view.getUint16(pos - 2, true);
+      case 3: pos += 2; return view.getInt16(pos - 2, true);
+      case 4: return u32();
+      case 5: pos += 4; return view.getInt32(pos - 4, true);
+      case 6: pos += 4; return view.getFloat32(pos - 4, true);
+      case 7: pos += 1; return view.getUint8(pos - 1) !== 0;
+      case 8: return str();
+      case 10: return view.getBigUint64((pos += 8) - 8, true);
+      case 11: return view.getBigInt64((pos += 8) - 8, true);
+      case 12: pos += 8; return view.getFloat64(pos - 8, true);
+      default: throw new Error(`unknown GGUF value type ${type} at byte ${pos}`);
+    }
+  };
+  assert.equal(u32(), GGUF_MAGIC, "magic");
+  const version = u32();
+  const nTensors = u64();
+  const nKv = u64();
+  const metadata = new Map<string, { type: number; value: unknown }>();
+  for (let i = 0; i < nKv; i++) {
+    const key = str();
+    const type = u32();
+    if (type === 9) {
+      const itemType = u32();
+      const n = u64();
+      metadata.set(key, { type: 9, value: { itemType, items: Array.from({ length: n }, () => scalar(itemType)) } });
+    } else {
+      metadata.set(key, { type, value: scalar(type) });
+    }
+  }
+  const tensors = [];
+  for (let i = 0; i < nTensors; i++) {
+    const name = str();
+    const dims = Array.from({ length: u32() }, u64);
+    tensors.push({ name, dims, type: u32(), offset: u64() });
+  }
+  const alignment = (metadata.get("general.alignment")?.value as number | undefined) ?? 32;
+  const dataStart = Math.ceil(pos / alignment) * alignment;
+  return { version, metadata, tensors, alignment, dataStart, bytes };
+}
+
+function meta(g: ParsedGguf, key: string): unknown {
+  const v = g.metadata.get(key);
+  assert.ok(v, `metadata ${key} missing`);
+  return v.type === 9 ? (v.value as { items: unknown[] }).items : v.value;
+}
+
+/** A copy of the tensor's bytes (its own buffer, so typed-array views of it start at 0). */
+function tensorData(g: ParsedGguf, name: string): Uint8Array<ArrayBuffer> {
+  const t = g.tensors.find((x) => x.name === name);
+  assert.ok(t, `tensor ${name} missing`);
+  const size = t.dims.reduce((a, d) => a * d, t.type === 0 ? 4 : 2);
+  return new Uint8Array(g.bytes.subarray(g.dataStart + t.offset, g.dataStart + t.offset + size));
+}
+
+async function writeToMemory(metadata: Map<string, GgufValue>, tensors: GgufTensor[]): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  const n = await writeGguf({ write: async (b) => void chunks.push(b.slice()) }, metadata, tensors);
+  const out = new Uint8Array(chunks.reduce((a, c) => a + c.length, 0));
+  let at = 0;
+  for (const c of chunks) { out.set(c, at); at += c.length; }
+  assert.equal(out.length, n, "returned size");
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writer and conversion
+
+test("writer: every value type, arrays, and tensor data at aligned offsets round-trip", async () => {
+  const metadata = new Map<string, GgufValue>([
+    ["general.alignment", { type: "uint32", value: 64 }],
+    ["u8", { type: "uint8", value: 255 }], ["i8", { type: "int8", value: -128 }],
+    ["u16", { type: "uint16", value: 65535 }], ["i16", { type: "int16", value: -32768 }],
+    ["u32", { type: "uint32", value: 0xffffffff }], ["i32", { type: "int32", value: -5 }],
+    ["f32", { type: "float32", value: 1e-6 }], ["bool", { type: "bool", value: true }],
+    ["str", { type: "string", value: "Ġhé<|im_end|>" }], ["u64", { type: "uint64", value: 2n ** 63n + 5n }],
+    ["i64", { type: "int64", value: -(2n ** 40n) }], ["f64", { type: "float64", value: Math.PI }],
+    ["strs", { type: "array", itemType: "string", value: ["a", "", "ü b"] }],
+    ["ints", { type: "array", itemType: "int32", value: [1, -2, 3] }],
+    ["floats", { type: "array", itemType: "float32", value: [0.5, -2] }],
+    ["empty", { type: "array", itemType: "string", value: [] }],
+  ]);
+  // Sizes off the alignment (10, 6 and 12 bytes), data emitted in uneven chunks.
+  const data = [Uint8Array.from({ length: 10 }, (_, i) => i + 1), Uint8Array.from([7, 7, 7, 7, 7, 7]), Uint8Array.from({ length: 12 }, (_, i) => 100 + i)];
+  const tensors: GgufTensor[] = [
+    { name: "a", type: "F16", dims: [5], produce: async (emit) => { await emit(data[0].subarray(0, 3)); await emit(data[0].subarray(3)); } },
+    { name: "b", type: "BF16", dims: [1, 3], produce: (emit) => emit(data[1]) },
+    { name: "c", type: "F32", dims: [3, 1], produce: (emit) => emit(data[2]) },
+  ];
+  const g = parseGguf(await writeToMemory(metadata, tensors));
+  assert.equal(g.version, 3);
+  assert.equal(g.alignment, 64);
+  assert.equal(g.dataStart % 64, 0);
+  assert.deepEqual([...g.metadata.keys()], [...metadata.keys()], "keys in order");
+  for (const [key, v] of metadata) {
+    const got = meta(g, key);
+    if (v.type === "float32") assert.equal(got, Math.fround(v.value as number), key);
+    else if (v.type === "array" && v.itemType === "float32") assert.deepEqual(got, v.value.map((x) => Math.fround(x as number)), key);
+    else if (v.type === "array") assert.deepEqual(got, v.value, key);
+    else assert.equal(got, v.value, key);
+  }
+  assert.deepEqual(g.tensors.map((t) => [t.name, t.dims, t.type, t.offset]), [["a", [5], 1, 0], ["b", [1, 3], 30, 64], ["c", [3, 1], 0, 128]]);
+  for (const [i, name] of ["a", "b", "c"].entries()) assert.deepEqual(tensorData(g, name), data[i], name);
+});
+
+test("writer: refuses a tensor whose producer emits the wrong number of bytes, and out-of-range integers", async () => {
+  const short: GgufTensor = { name: "t", type: "F32", dims: [4], produce: (emit) => emit(new Uint8Array(12)) };
+  await assert.rejects(writeToMemory(new Map(), [short]), /tensor "t" produced 12 bytes, expected 16/);
+  const long: GgufTensor = { name: "t", type: "F16", dims: [2], produce: (emit) => emit(new Uint8Array(6)) };
+  await assert.rejects(writeToMemory(new Map(), [long]), /produced more than its 4 bytes/);
+  await assert.rejects(writeToMemory(new Map([["x", { type: "uint32", value: -1 }]]), []), /out of range for uint32/);
+});
+
+test("convert: F32 -> F16 and BF16 round to nearest even, including subnormals, overflow and NaN", () => {
+  const f32 = new Float32Array(1);
+  const bits = new Uint32Array(f32.buffer);
+  const rand = mulberry32(5);
+  const values = [0, -0, 1, -1, 65504, 65519.99, 65520, 1e6, -Infinity, 2 ** -14, 2 ** -24, 2 ** -25, 1.5 * 2 ** -25, 3 * 2 ** -26,
+    6.1e-5, 1 + 2 ** -11, 1 + 3 * 2 ** -11, 3.4e38];
+  for (let i = 0; i < 20000; i++) values.push((rand() - 0.5) * 2 ** (rand() * 60 - 35));
+  for (const v of values) {
+    f32[0] = v;
+    assert.equal(f32BitsToF16(bits[0]), toF16Bits(f32[0]), `f16 of ${f32[0]}`);
+    assert.equal(f32BitsToBf16(bits[0]), toBf16Bits(f32[0]), `bf16 of ${f32[0]}`);
+  }
+  f32[0] = NaN;
+  assert.equal(f32BitsToF16(bits[0]) & 0x7e00, 0x7e00, "NaN stays NaN");
+});
+
+// ---------------------------------------------------------------------------------------------
+// Seeded random weights: host against GPU
+
+test("random weights computed on the host equal RandomWeights' GPU output bit for bit", async () => {
+  const { device } = await testGpu();
+  const seed = 1234;
+  // A small binding limit splits the matrix into parts, whose values must continue across the split.
+  const gpu = new RandomWeights(await testKernels(), 100 * 896 * 2, seed);
+  const name = "model.layers.7.mlp.down_proj.weight";
+  const [rows, cols] = [333, 896];
+  const m = await gpu.matrix(name, rows, cols);
+  const vectors = ["model.layers.7.post_attention_layernorm.weight", "model.layers.7.self_attn.k_proj.bias"];
+  const vbufs = await Promise.all(vectors.map((n) => gpu.vector(n, 130)));
+  await gpu.finish();
+  assert.ok(m.parts.length > 1, "matrix was not split");
+  for (const part of m.parts) {
+    const host = randomMatrixBf16(name, seed, cols, part.row0, part.rows);
+    const want = layoutWeights(new Uint8Array(host.buffer), part.rows, cols, "BF16");
+    const got = new Uint8Array(await readBytes(device, part.buffer, want.byteLength));
+    assert.ok(Buffer.from(got).equals(Buffer.from(want)), `${name} rows ${part.row0}..${part.row0 + part.rows} differ (compared in the GPU's blocked layout)`);
+  }
+  for (const [i, n] of vectors.entries()) {
+    const got = new Uint32Array(await readBytes(device, vbufs[i], 130 * 4));
+    assert.deepEqual(got, new Uint32Array(randomVectorF32(n, seed, 130).buffer), n);
+  }
+});
+
+test("export of a random shape writes the host-generated weights under llama.cpp's names", async () => {
+  const cfg: Qwen2Config = { hiddenSize: 64, intermediateSize: 96, numLayers: 2, numHeads: 4, numKvHeads: 2, headDim: 16, ropeTheta: 1e6,
+    rmsNormEps: 1e-6, vocabSize: 151936, tieWordEmbeddings: false, maxPositionEmbeddings: 4096, eosTokenIds: [151643] };
+  const chunks: Uint8Array[] = [];
+  await exportRandom(cfg, 9, nodeModelDir(embeddedModelDir()), { write: async (b) => void chunks.push(b.slice()) }, { dtype: "bf16", name: "t" });
+  const g = parseGguf(Buffer.concat(chunks));
+  const q = tensorData(g, "blk.1.attn_q.weight");
+  assert.deepEqual(new Uint16Array(q.buffer), randomMatrixBf16("model.layers.1.self_attn.q_proj.weight", 9, 64, 0, 64));
+  const norm = tensorData(g, "blk.0.ffn_norm.weight");
+  assert.deepEqual(new Float32Array(norm.buffer), randomVectorF32("model.layers.0.post_attention_layernorm.weight", 9, 64));
+  assert.deepEqual(g.tensors.find((t) => t.name === "output.weight")?.dims, [64, 151936], "untied LM head, dims innermost first");
+  assert.equal((meta(g, "tokenizer.ggml.tokens") as string[]).length, 151936);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Shared golden models through llama.cpp
+
+interface Golden {
+  sequences: { input_ids: number[]; greedy: { new_tokens: number[]; steps: { margin_top1_top2: number }[] } }[];
+}
+
+// With F32 weights and KV cache llama.cpp's logits differ from the float64 reference by about 1e-5 relative;
+// steps whose top-2 margin is below this could legitimately flip, and everything after them would differ.
+const MIN_MARGIN = 2e-3;
+
+for (const set of ["tiny-public", "small-public"]) {
+  test(`export ${set} (f32): metadata, tensors and data; llama.cpp's greedy continuation matches golden.json`, async (t) => {
+    const dir = join(goldenDir(), set);
+    const out = join(tmp, `${set}.gguf`);
+    const result = await exportGgufFile({ modelDir: dir }, out, { dtype: "f32" });
+    assert.equal(result.warnings.some((w) => w.includes("synthetic")), set === "small-public", `warnings: ${result.warnings}`);
+    const config = JSON.parse(await readFile(join(dir, "config.json"), "utf8"));
+    const g = parseGguf(await readFile(out));
+
+    assert.equal(meta(g, "general.architecture"), "qwen2");
+    assert.equal(meta(g, "general.alignment"), 32);
+    assert.equal(meta(g, "general.file_type"), 0);
+    assert.equal(meta(g, "qwen2.embedding_length"), config.hidden_size);
+    assert.equal(meta(g, "qwen2.block_count"), config.num_hidden_layers);
+    assert.equal(meta(g, "qwen2.feed_forward_length"), config.intermediate_size);
+    assert.equal(meta(g, "qwen2.attention.head_count"), config.num_attention_heads);
+    assert.equal(meta(g, "qwen2.attention.head_count_kv"), config.num_key_value_heads);
+    assert.equal(meta(g, "qwen2.rope.freq_base"), Math.fround(config.rope_theta));
+    assert.equal(meta(g, "qwen2.attention.layer_norm_rms_epsilon"), Math.fround(config.rms_norm_eps));
+    assert.equal(meta(g, "tokenizer.ggml.model"), "gpt2");
+    assert.equal(meta(g, "tokenizer.ggml.pre"), "qwen2");
+    const tokens = meta(g, "tokenizer.ggml.tokens") as string[];
+    const types = meta(g, "tokenizer.ggml.token_type") as number[];
+    assert.equal(tokens.length, config.vocab_size, "one token per embedding row");
+    assert.equal(types.length, config.vocab_size);
+    assert.equal(new Set(tokens).size, tokens.length, "tokens are unique");
+    if (set === "tiny-public") {
+      assert.equal(tokens[151643], "<|endoftext|>");
+      assert.equal(types[151643], TokenType.CONTROL);
+      assert.equal(tokens[151657], "<tool_call>");
+      assert.equal(types[151657], TokenType.USER_DEFINED);
+      assert.equal(tokens[151665], "<|embed_token|>");
+      assert.equal([tokens[151666], types[151666]].join(), `[PAD151666],${TokenType.UNUSED}`);
+      assert.equal(meta(g, "tokenizer.ggml.eos_token_id"), 151645, "tokenizer_config's eos_token <|im_end|>");
+      assert.equal((meta(g, "tokenizer.ggml.merges") as string[])[0], "Ġ Ġ");
+    } else {
+      assert.deepEqual(tokens.slice(0, 256), byteLevelChars());
+      assert.equal(tokens[7918], "<|endoftext|>");
+      assert.equal(meta(g, "tokenizer.ggml.eos_token_id"), 7918);
+    }
+
+    const L = config.num_hidden_layers;
+    assert.equal(g.tensors.length, 2 + 12 * L + (config.tie_word_embeddings ? 0 : 1));
+    for (const tensor of g.tensors) {
+      assert.equal(tensor.offset % 32, 0, `${tensor.name} offset aligned`);
+      assert.equal(tensor.type, 0, `${tensor.name} is F32`);
+    }
+    const dims = (name: string) => g.tensors.find((x) => x.name === name)?.dims;
+    const H = config.hidden_size, D = H / config.num_attention_heads;
+    assert.deepEqual(dims("token_embd.weight"), [H, config.vocab_size]);
+    assert.deepEqual(dims("blk.0.attn_k.weight"), [H, config.num_key_value_heads * D]);
+    assert.deepEqual(dims("blk.0.attn_k.bias"), [config.num_key_value_heads * D]);
+    assert.deepEqual(dims(`blk.${L - 1}.ffn_down.weight`), [config.intermediate_size, H]);
+    assert.equal(dims("output.weight"), undefined, "tied: no output.weight");
+    // BF16 -> F32 is exact, so the data must be the stored weights widened.
+    const weights = await openModelWeights(nodeModelDir(dir));
+    for (const [hf, gguf] of [["model.layers.1.mlp.gate_proj.weight", "blk.1.ffn_gate.weight"], ["model.norm.weight", "output_norm.weight"],
+      ["model.layers.0.self_attn.v_proj.bias", "blk.0.attn_v.bias"]]) {
+      const want = await readTensor(weights.get(hf)!);
+      assert.deepEqual(new Float32Array(tensorData(g, gguf).buffer), want, gguf);
+    }
+    await Promise.all([...new Set([...weights.values()].map((w) => w.source))].map((s) => s.close()));
+
+    const golden: Golden = JSON.parse(await readFile(join(dir, "golden.json"), "utf8"));
+    const seq = golden.sequences[1];
+    const want = seq.greedy.new_tokens;
+    // One thread: on a busy machine llama.cpp's worker threads spin and slow down by orders of magnitude.
+    const run = await runLlamaCppPeer({ gguf: out, gpu: false, promptTokens: seq.input_ids, decodeTokens: want.length - 1,
+      timeoutMs: 60_000, threads: 1, kvCacheType: "F32" });
+    assert.equal(run.error, undefined, run.error);
+    assert.equal(run.timed_out, false);
+    const firstClose = seq.greedy.steps.findIndex((s) => s.margin_top1_top2 < MIN_MARGIN);
+    const compared = firstClose < 0 ? want.length : firstClose + 1;
+    assert.deepEqual(run.tokens.slice(0, compared), want.slice(0, compared));
+    const agree = run.tokens.findIndex((tok, i) => tok !== want[i]);
+    t.diagnostic(`llama.cpp ${run.device}: ${agree < 0 ? run.tokens.length : agree}/${want.length} greedy tokens agree ` +
+      `(${compared} required); prefill ${run.prefill_tok_s?.toFixed(0)} tok/s, decode ${run.decode_tok_s?.toFixed(0)} tok/s`);
+  });
+}
+
+test("runLlamaCppPeer: a run past its time limit is killed and reported as timed out", async () => {
+  const started = performance.now();
+  const run = await runLlamaCppPeer({ gguf: join(tmp, "tiny-public.gguf"), gpu: false, promptTokens: 8, decodeTokens: 1000, timeoutMs: 50 });
+  assert.equal(run.timed_out, true);
+  assert.ok(performance.now() - started < 10_000, "returned promptly");
+  assert.equal(run.decode_tok_s, null);
+});
