@@ -6,7 +6,8 @@ export class Progress {
 
   constructor(private label: string) {}
 
-  update(done: number, total: number, unit = ""): void {
+  /** `note`: further figures shown after the ETA, such as rates. */
+  update(done: number, total: number, unit = "", note = ""): void {
     if (!this.tty) return;
     const now = performance.now();
     if (now - this.last < 100 && done < total) return;
@@ -16,8 +17,9 @@ export class Progress {
     const bar = "#".repeat(Math.round(frac * width)).padEnd(width, ".");
     const secs = (now - this.start) / 1000;
     const eta = frac > 0 ? secs / frac - secs : 0;
+    // ESC[K clears what a longer earlier redraw left at the end of the line.
     process.stderr.write(`\r${this.label} [${bar}] ${(frac * 100).toFixed(0).padStart(3)}% ${fmt(done, unit)}/${fmt(total, unit)}` +
-      ` ${secs.toFixed(1)}s eta ${eta.toFixed(1)}s `);
+      ` ${secs.toFixed(1)}s eta ${eta.toFixed(1)}s ${note ? `${note} ` : ""}\x1b[K`);
   }
 
   done(): void {

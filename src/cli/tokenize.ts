@@ -1,0 +1,28 @@
+// `r3gpu tokenize`: JSON lines {"text": ...} on stdin to {"ids": [...], "decoded": ...} lines on stdout. Only the
+// tokenizer files are read, so a folder holding just those works too.
+import { once } from "node:events";
+import { createInterface } from "node:readline";
+import { nodeModelDir } from "../io/node.ts";
+import { TextTokenizer } from "../text/tokenizer.ts";
+import { parseCommand } from "./args.ts";
+
+export async function tokenize(args: string[]): Promise<number> {
+  const { positionals } = parseCommand(args, {}, 1, "tokenize takes MODEL_DIR (or a folder of tokenizer files)");
+  const tokenizer = await TextTokenizer.load(nodeModelDir(positionals[0]));
+  let n = 0;
+  for await (const line of createInterface({ input: process.stdin, crlfDelay: Infinity })) {
+    n++;
+    if (line.trim() === "") continue;
+    let text: unknown;
+    try {
+      text = JSON.parse(line)?.text;
+    } catch (e) {
+      throw new Error(`stdin line ${n}: ${(e as Error).message}`);
+    }
+    if (typeof text !== "string") throw new Error(`stdin line ${n}: expected a JSON object with a string "text"`);
+    const ids = tokenizer.encode(text);
+    // Waiting for the pipe to drain keeps a large input from piling up in memory.
+    if (!process.stdout.write(JSON.stringify({ ids, decoded: tokenizer.decode(ids) }) + "\n")) await once(process.stdout, "drain");
+  }
+  return 0;
+}

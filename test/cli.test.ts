@@ -1,0 +1,238 @@
+// The chat, embed and tokenize commands run as a user runs them (node bin/r3gpu.js ...), checked against the golden
+// files and against the library run in this process; and the model card example against its documented output.
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdtemp, readFile, rm, symlink } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, test } from "node:test";
+import { nodeGpu } from "../src/gpu/node.ts";
+import { nodeModelDir } from "../src/io/node.ts";
+import { SearchR3 } from "../src/search/searchr3.ts";
+import type { ChatMessage } from "../src/text/chat.ts";
+import { Engine, type GenerateOptions } from "../src/text/generate.ts";
+import { embeddedModelDir, goldenDir, qwenTokenizerDir, repoRoot } from "./shared-paths.ts";
+
+const cli = join(repoRoot, "bin", "r3gpu.js");
+const tinyDir = join(goldenDir(), "tiny-public");
+const golden = JSON.parse(await readFile(join(tinyDir, "search-golden.json"), "utf8"));
+const doc = await readFile(join(repoRoot, "docs", "searchr3.md"), "utf8");
+const cases: { text: string; ids: number[]; decoded: string }[] =
+  JSON.parse(await readFile(join(goldenDir(), "tokenizer", "cases.json"), "utf8"));
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the CLI with `input` on stdin; stdout and stderr are pipes, as in a script. */
+function r3gpu(args: string[], input = ""): Promise<Run> {
+  const child = spawn(process.execPath, [cli, ...args], { cwd: repoRoot, stdio: ["pipe", "pipe", "pipe"] });
+  let stdout = "";
+  let stderr = "";
+  child.stdout.setEncoding("utf8").on("data", (s) => (stdout += s));
+  child.stderr.setEncoding("utf8").on("data", (s) => (stderr += s));
+  child.stdin.end(input);
+  return new Promise((done, fail) => {
+    child.on("error", fail);
+    child.on("close", (code) => done({ code, stdout, stderr }));
+  });
+}
+
+/** Max abs error within 1e-4 x max|ref| (shared/golden/README.md). */
+function assertClose(got: ArrayLike<number>, want: ArrayLike<number>, what: string): void {
+  assert.equal(got.length, want.length, what);
+  let maxRef = 0;
+  let err = 0;
+  for (let i = 0; i < want.length; i++) {
+    maxRef = Math.max(maxRef, Math.abs(want[i]));
+    err = Math.max(err, Math.abs(got[i] - want[i]));
+  }
+  assert.ok(err <= 1e-4 * maxRef, `${what}: max abs error ${err} > 1e-4 x ${maxRef}`);
+}
+
+const { device } = await nodeGpu();
+const engine = await Engine.load(device, nodeModelDir(tinyDir), { maxSeqLen: 4096 });
+const r3 = new SearchR3(engine);
+const reply = async (messages: ChatMessage[], opts: GenerateOptions) => (await engine.generate(messages, opts)).text;
+
+describe("chat", () => {
+  test("--prompt answers once, greedy as the model's generation_config.json says", async () => {
+    const run = await r3gpu(["chat", tinyDir, "--prompt", "Hello!", "--max-tokens", "8"]);
+    assert.equal(run.code, 0, run.stderr);
+    assert.equal(run.stdout, (await reply([{ role: "user", content: "Hello!" }], { maxNewTokens: 8 })) + "\n");
+  });
+
+  test("--system and the sampling flags reach the generation", async () => {
+    const run = await r3gpu(["chat", tinyDir, "--prompt", "Hello!", "--system", "You are terse.", "--max-tokens", "12",
+      "--temperature", "0.8", "--top-k", "40", "--top-p", "0.9", "--repetition-penalty", "1.3", "--seed", "7"]);
+    assert.equal(run.code, 0, run.stderr);
+    const want = await reply([{ role: "system", content: "You are terse." }, { role: "user", content: "Hello!" }], {
+      maxNewTokens: 12, doSample: true, temperature: 0.8, topK: 40, topP: 0.9, repetitionPenalty: 1.3, seed: 7,
+    });
+    assert.equal(run.stdout, want + "\n");
+    const greedy = await reply([{ role: "user", content: "Hello!" }], { maxNewTokens: 12 });
+    const seeded = await r3gpu(["chat", tinyDir, "--prompt", "Hello!", "--max-tokens", "12", "--seed", "7"]);
+    assert.notEqual(seeded.stdout, greedy + "\n", "--seed alone samples");
+  });
+
+  test("interactive: each stdin line is a turn of one conversation, until /exit", async () => {
+    const run = await r3gpu(["chat", tinyDir, "--max-tokens", "6"], "Hello!\n\nAnd then?\n/exit\nnever read\n");
+    assert.equal(run.code, 0, run.stderr);
+    const messages: ChatMessage[] = [{ role: "user", content: "Hello!" }];
+    const first = await reply(messages, { maxNewTokens: 6 });
+    messages.push({ role: "assistant", content: first }, { role: "user", content: "And then?" });
+    const second = await reply(messages, { maxNewTokens: 6 });
+    assert.equal(run.stdout, `${first}\n${second}\n`);
+    assert.equal(run.stderr.replace(/^Warning: .*\n/gm, ""), "", "nothing but results when not on a terminal");
+  });
+
+  test("a conversation that outgrows --context loses its oldest exchange", async () => {
+    const long = "word ".repeat(40).trim();
+    const run = await r3gpu(["chat", tinyDir, "--max-tokens", "4", "--context", "100"], `${long}\n${long}\n`);
+    assert.equal(run.code, 0, run.stderr);
+    assert.match(run.stderr, /outgrew --context; its oldest exchange was dropped/);
+    const second = await reply([{ role: "user", content: long }], { maxNewTokens: 4 });
+    assert.ok(run.stdout.endsWith(`\n${second}\n`), "the second turn is answered as if it were the first");
+
+    const tooLong = await r3gpu(["chat", tinyDir, "--max-tokens", "4", "--context", "40"], `${long}\nHi\n`);
+    assert.equal(tooLong.code, 0, tooLong.stderr);
+    assert.match(tooLong.stderr, /r3gpu chat: the message is \d+ tokens with its prompt, over the 36 that --context 40 leaves/);
+    assert.equal(tooLong.stdout, (await reply([{ role: "user", content: "Hi" }], { maxNewTokens: 4 })) + "\n", "the chat goes on");
+    const oneShot = await r3gpu(["chat", tinyDir, "--max-tokens", "4", "--context", "40", "--prompt", long]);
+    assert.equal(oneShot.code, 1);
+  });
+});
+
+describe("embed", () => {
+  test("--doc prints {text, embedding, timings}, the golden normalized hidden state", async () => {
+    const doc = golden.documents[0];
+    const run = await r3gpu(["embed", tinyDir, "--doc", doc.input]);
+    assert.equal(run.code, 0, run.stderr);
+    const out = JSON.parse(run.stdout);
+    assert.deepEqual(Object.keys(out), ["text", "embedding", "timings"]);
+    assert.equal(out.text, doc.input);
+    assertClose(out.embedding, doc.hidden_normalized, "document 0");
+    assert.deepEqual(Object.keys(out.timings), ["load_s", "embed_s"]);
+    for (const v of Object.values(out.timings)) assert.ok(typeof v === "number" && v >= 0);
+  });
+
+  test("--query --no-reasoning is the teacher-forced query embedding, reasoning null", async () => {
+    const query = golden.queries[1];
+    const run = await r3gpu(["embed", tinyDir, "--query", query.input, "--no-reasoning"]);
+    assert.equal(run.code, 0, run.stderr);
+    const out = JSON.parse(run.stdout);
+    assert.deepEqual(Object.keys(out), ["text", "reasoning", "embedding", "timings"]);
+    assert.equal(out.reasoning, null);
+    assertClose(out.embedding, query.hidden_normalized, "query 1");
+  });
+
+  test("--query reasons first (the golden greedy tokens), then embeds what it wrote", async () => {
+    const query = golden.queries[0];
+    const run = await r3gpu(["embed", tinyDir, "--query", query.input, "--max-new-tokens", "16"]);
+    assert.equal(run.code, 0, run.stderr);
+    const out = JSON.parse(run.stdout);
+    assert.deepEqual(Object.keys(out), ["text", "reasoning", "embedding", "timings"]);
+    assert.equal(out.reasoning, query.greedy.text);
+    assert.deepEqual(Object.keys(out.timings), ["load_s", "reasoning_s", "reasoning_tokens", "embed_s"]);
+    assert.equal(out.timings.reasoning_tokens, 16);
+    const [want] = await r3.encode([query.prompt_text + query.greedy.text + r3.embedSuffix]);
+    assertClose(out.embedding, want, "reasoned query 0");
+    const norm = Math.hypot(...out.embedding);
+    assert.ok(Math.abs(norm - 1) < 1e-5, `norm ${norm}`);
+  });
+});
+
+describe("tokenize", () => {
+  const lines = (texts: string[]) => texts.map((text) => JSON.stringify({ text }) + "\n").join("");
+  const parse = (stdout: string) => stdout.split("\n").filter((l) => l !== "").map((l) => JSON.parse(l));
+
+  test("JSON lines through the shared Qwen2.5 tokenizer give the golden ids and decoded text", async () => {
+    const run = await r3gpu(["tokenize", qwenTokenizerDir()], lines(cases.map((c) => c.text)));
+    assert.equal(run.code, 0, run.stderr);
+    const out = parse(run.stdout);
+    assert.equal(out.length, cases.length);
+    out.forEach((o, i) => assert.deepEqual(o, { ids: cases[i].ids, decoded: cases[i].decoded }, `case ${i}`));
+  });
+
+  test("vocab.json + merges.txt + tokenizer_config.json alone are enough", async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), "r3gpu-tok-"));
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    for (const f of ["vocab.json", "merges.txt", "tokenizer_config.json"]) await symlink(join(qwenTokenizerDir(), f), join(dir, f));
+    const some = cases.filter((c, i) => i < 8 || c.text.includes("<|im_start|>"));
+    const run = await r3gpu(["tokenize", dir], lines(some.map((c) => c.text)));
+    assert.equal(run.code, 0, run.stderr);
+    parse(run.stdout).forEach((o, i) => assert.deepEqual(o, { ids: some[i].ids, decoded: some[i].decoded }, `case ${i}`));
+  });
+
+  test("a line that is not {\"text\": string} is an error naming the line", async () => {
+    const run = await r3gpu(["tokenize", qwenTokenizerDir()], '{"text": "ok"}\n{"txt": "no"}\n');
+    assert.equal(run.code, 1);
+    assert.equal(parse(run.stdout).length, 1);
+    assert.match(run.stderr, /r3gpu tokenize: stdin line 2: expected a JSON object with a string "text"/);
+  });
+});
+
+describe("usage errors exit 2 with the usage text", () => {
+  const cases: [string[], RegExp][] = [
+    [["chat"], /chat takes MODEL_DIR/],
+    [["chat", tinyDir, "--bogus"], /Unknown option '--bogus'/],
+    [["chat", tinyDir, "--temperature=-1"], /--temperature must be a number >= 0/],
+    [["chat", tinyDir, "--top-p", "1.5"], /--top-p must be a number in \(0, 1\]/],
+    [["chat", tinyDir, "--max-tokens", "0"], /--max-tokens must be an integer >= 1/],
+    [["chat", tinyDir, "--prompt", " "], /--prompt is empty/],
+    [["embed", tinyDir], /embed takes MODEL_DIR and either --query/],
+    [["embed", tinyDir, "--query", "q", "--doc", "d"], /embed takes MODEL_DIR and either --query/],
+    [["embed", tinyDir, "--doc", "d", "--no-reasoning"], /--no-reasoning applies to --query only/],
+    [["embed", tinyDir, "--doc", "d", "--max-length", "x"], /--max-length must be an integer >= 2/],
+    [["tokenize"], /tokenize takes MODEL_DIR/],
+    [["download"], /download takes REPO_ID/],
+    [["download", "not a/repo id"], /is not a repository id/],
+  ];
+  for (const [args, message] of cases) {
+    test(args.join(" ").replace(tinyDir, "MODEL_DIR"), async () => {
+      const run = await r3gpu(args);
+      assert.equal(run.code, 2, run.stderr);
+      assert.match(run.stderr, new RegExp(`^r3gpu ${args[0]}: .*${message.source}`, "m"));
+      assert.match(run.stderr, /usage: r3gpu <command>/);
+      assert.equal(run.stdout, "");
+    });
+  }
+});
+
+describe("docs/searchr3.md: the model card example", () => {
+  const block = (info: string) => {
+    const m = new RegExp("```" + info + "\\n([\\s\\S]*?)```").exec(doc);
+    assert.ok(m, `no \`\`\`${info} block in docs/searchr3.md`);
+    return m[1];
+  };
+
+  test("the documented code is examples/model-card.ts", async () => {
+    assert.equal(block("ts model-card"), await readFile(join(repoRoot, "examples", "model-card.ts"), "utf8"));
+  });
+
+  test("it prints the documented output on the tiny model", async () => {
+    const child = await new Promise<Run>((done, fail) => {
+      const p = spawn(process.execPath, [join(repoRoot, "dist", "examples", "model-card.js"), embeddedModelDir(), "15"],
+        { cwd: repoRoot, stdio: ["ignore", "pipe", "pipe"] });
+      let stdout = "";
+      let stderr = "";
+      p.stdout.setEncoding("utf8").on("data", (s) => (stdout += s));
+      p.stderr.setEncoding("utf8").on("data", (s) => (stderr += s));
+      p.on("error", fail);
+      p.on("close", (code) => done({ code, stdout, stderr }));
+    });
+    assert.equal(child.code, 0, child.stderr);
+    const want = block("text model-card-output").split("\n");
+    const got = child.stdout.split("\n");
+    assert.equal(got.length, want.length, child.stdout);
+    // Cosines are printed to 4 decimals; a last-digit difference from another GPU's rounding is allowed.
+    const number = /-?\d+\.\d{4}/g;
+    got.forEach((line, i) => {
+      assert.equal(line.replace(number, "#"), want[i].replace(number, "#"), `line ${i + 1}`);
+      const [g, w] = [line.match(number) ?? [], want[i].match(number) ?? []];
+      g.forEach((x, j) => assert.ok(Math.abs(Number(x) - Number(w[j])) <= 1.5e-4, `line ${i + 1}: ${x} vs ${w[j]}`));
+    });
+  });
+});
