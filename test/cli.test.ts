@@ -16,7 +16,7 @@ import { embeddedModelDir, goldenDir, qwenTokenizerDir, repoRoot } from "./share
 const cli = join(repoRoot, "bin", "r3gpu.js");
 const tinyDir = join(goldenDir(), "tiny-public");
 const golden = JSON.parse(await readFile(join(tinyDir, "search-golden.json"), "utf8"));
-const doc = await readFile(join(repoRoot, "docs", "searchr3.md"), "utf8");
+const doc = await readFile(join(repoRoot, "README.md"), "utf8");
 const cases: { text: string; ids: number[]; decoded: string }[] =
   JSON.parse(await readFile(join(goldenDir(), "tokenizer", "cases.json"), "utf8"));
 
@@ -201,10 +201,10 @@ describe("usage errors exit 2 with the usage text", () => {
   }
 });
 
-describe("docs/searchr3.md: the model card example", () => {
+describe("README: the model card example", () => {
   const block = (info: string) => {
     const m = new RegExp("```" + info + "\\n([\\s\\S]*?)```").exec(doc);
-    assert.ok(m, `no \`\`\`${info} block in docs/searchr3.md`);
+    assert.ok(m, `no \`\`\`${info} block in README.md`);
     return m[1];
   };
 
