@@ -10,3 +10,12 @@ export { openSafetensors, openModelWeights, readTensor, type TensorInfo } from "
 export { runGoldenCheck, firstDivergence, type GoldenReport } from "./check/golden.ts";
 export { TextTokenizer, StreamDecoder } from "./text/tokenizer.ts";
 export { ChatTemplate, renderChat } from "./text/chat.ts";
+export { SearchR3, l2normalize, cosineSimilarity, cosineMatrix, cdist, type SearchR3Options, type Reasoning } from "./search/searchr3.ts";
+export { readCorpus, chunkText, documentText, type Document, type Chunk } from "./search/corpus.ts";
+export {
+  SearchIndex, indexCorpus, searchQuery, indexSettings, resolveChunking, modelIdentity, searchR3Options, ANN_MIN_ROWS,
+  type IndexSettings, type Hit, type IndexReport, type QueryOptions, type QueryResult,
+} from "./search/index.ts";
+export { evaluateRun, rankDocuments, ndcgAt, recallAt, mrrAt, BEIR_CUTOFFS, type Qrels, type Run, type Evaluation } from "./search/metrics.ts";
+export { readBeir, parseQrels, runQueries, type BeirDataset, type BeirQuery } from "./search/eval.ts";
+export { perQuerySvg } from "./search/plot.ts";

@@ -1,0 +1,36 @@
+// /search over a LanceDB index built by `r3gpu index`: queries are embedded with the prompts and max_length the
+// index's documents were embedded with, which need not be the server's /v1/embeddings settings.
+import { existsSync } from "node:fs";
+import type { ModelDir } from "../io/files.ts";
+import { modelIdentity, SearchIndex, searchQuery, searchR3Options } from "../search/index.ts";
+import { SearchR3 } from "../search/searchr3.ts";
+import type { Engine } from "../text/generate.ts";
+import type { SearchBackend } from "./server.ts";
+
+export interface Database {
+  /** The longest sequence a query embedding may take: the model's KV cache must hold that many tokens. */
+  maxLength: number;
+  /** Refuses a model other than the index's, whose vectors would not be comparable with the documents'. */
+  backend(engine: Engine, modelDir: ModelDir): Promise<SearchBackend>;
+}
+
+/** Opened before the model loads, so that a wrong --db fails fast and the KV cache can be sized for it. */
+export async function openDatabase(uri: string): Promise<Database> {
+  // LanceDB would create a missing local folder; a mistyped path should fail instead.
+  const settings = uri.includes("://") || existsSync(uri) ? await SearchIndex.readSettings(uri) : undefined;
+  if (!settings) throw new Error(`--db ${uri}: no index there (build one with \`r3gpu index\`)`);
+  const index = await SearchIndex.open(uri);
+  return {
+    maxLength: settings.maxLength,
+    async backend(engine, modelDir) {
+      index.checkModel(await modelIdentity(modelDir));
+      const r3 = new SearchR3(engine, { ...searchR3Options(index.settings), onWarning: () => {} });
+      return {
+        async search(query, k, reasoning) {
+          const found = await searchQuery(r3, index, query, { k, reasoning });
+          return { results: found.hits, reasoning: found.reasoning?.reasoning };
+        },
+      };
+    },
+  };
+}
