@@ -1,6 +1,8 @@
 // Flag parsing shared by the chat, embed, tokenize and download commands: every malformed flag is a UsageError (exit 2).
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { UsageError } from "./main.ts";
+
+/** A malformed command line: reported with the usage text and exit code 2. */
+export class UsageError extends Error {}
 
 type Options = NonNullable<ParseArgsConfig["options"]>;
 type Parsed<O extends Options> = ReturnType<typeof parseArgs<{ args: string[]; options: O; allowPositionals: true; strict: true }>>;

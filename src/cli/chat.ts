@@ -5,8 +5,7 @@ import { nodeGpu } from "../gpu/node.ts";
 import { nodeModelDir } from "../io/node.ts";
 import type { ChatMessage } from "../text/chat.ts";
 import { Engine, type GenerateOptions } from "../text/generate.ts";
-import { integerFlag, numberFlag, parseCommand } from "./args.ts";
-import { UsageError } from "./main.ts";
+import { UsageError, integerFlag, numberFlag, parseCommand } from "./args.ts";
 import { Progress } from "./progress.ts";
 
 const SAMPLING_OPTIONS = {

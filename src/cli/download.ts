@@ -2,8 +2,7 @@
 // commands take as MODEL_DIR. Resumable: run it again after an interruption.
 import { basename } from "node:path";
 import { DEFAULT_HUB_URL, downloadModel } from "../hub/download.ts";
-import { parseCommand } from "./args.ts";
-import { UsageError } from "./main.ts";
+import { UsageError, parseCommand } from "./args.ts";
 import { Progress } from "./progress.ts";
 
 export async function download(args: string[]): Promise<number> {

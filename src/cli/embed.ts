@@ -2,8 +2,7 @@
 import { nodeGpu } from "../gpu/node.ts";
 import { nodeModelDir } from "../io/node.ts";
 import { SearchR3 } from "../search/searchr3.ts";
-import { integerFlag, parseCommand } from "./args.ts";
-import { UsageError } from "./main.ts";
+import { UsageError, integerFlag, parseCommand } from "./args.ts";
 import { Progress } from "./progress.ts";
 
 const USAGE = 'embed takes MODEL_DIR and either --query "..." or --doc "..."';

@@ -5,7 +5,7 @@ import { exportGgufFile, type GgufSource } from "../gguf/node.ts";
 import { GGUF_DTYPES, type GgufDType } from "../gguf/qwen2.ts";
 import { isQwen25Shape, QWEN25_SHAPES } from "../model/shapes.ts";
 import { Progress } from "./progress.ts";
-import { UsageError } from "./main.ts";
+import { UsageError } from "./args.ts";
 
 export async function exportGguf(args: string[]): Promise<number> {
   let parsed;

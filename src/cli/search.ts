@@ -14,7 +14,7 @@ import {
 import { evaluateRun } from "../search/metrics.ts";
 import { perQuerySvg } from "../search/plot.ts";
 import { SearchR3, type SearchR3Options } from "../search/searchr3.ts";
-import { UsageError } from "./main.ts";
+import { UsageError } from "./args.ts";
 import { Progress } from "./progress.ts";
 
 function parse<O extends NonNullable<ParseArgsConfig["options"]>>(args: string[], options: O, positionals: number, usage: string) {

@@ -6,7 +6,7 @@ import { nodeGpu } from "../gpu/node.ts";
 import { nodeModelDir } from "../io/node.ts";
 import { startServer } from "../server/server.ts";
 import { Engine } from "../text/generate.ts";
-import { UsageError } from "./main.ts";
+import { UsageError } from "./args.ts";
 import { Progress } from "./progress.ts";
 
 const OPTIONS = {

@@ -1,0 +1,218 @@
+// The model side of the benchmark: opening a shape (a published Qwen2.5 shape with seeded random BF16
+// weights generated on the GPU, or a model folder), timing its kernels one by one at a given step,
+// and timing prefill and decode end to end through the model's own API.
+import { nodeModelDir } from "../src/io/node.ts";
+import type { Op, Step } from "../src/gpu/ops.ts";
+import { Recorder } from "../src/gpu/kernels.ts";
+import type { Qwen2Config } from "../src/model/config.ts";
+import { Qwen2Model } from "../src/model/qwen2.ts";
+import { isQwen25Shape, QWEN25_SHAPES } from "../src/model/shapes.ts";
+import type { UploadProgress } from "../src/model/weights.ts";
+import { median, type GpuTimer, type MeasureOptions } from "./timing.ts";
+
+/** The seed of the random-weight shapes (the same as `r3gpu export-gguf --shape`'s default). */
+export const RANDOM_SEED = 1;
+
+export interface LoadFigures {
+  /** "random": generated on the GPU from RANDOM_SEED; "files": read from the model folder. */
+  source: "random" | "files";
+  seconds: number;
+  weight_bytes: number;
+  /** Bytes read from safetensors files, and that over the load time (files only). */
+  file_bytes?: number;
+  file_gbps?: number;
+}
+
+/**
+ * Counts the GPU buffers created on a device while it is installed, so that a model's whole footprint
+ * (weights, activations, KV cache, parameters) is known without the model tracking it, and can be freed
+ * before the next shape is loaded.
+ */
+export class BufferLedger {
+  private live = new Set<GPUBuffer>();
+  private readonly create: GPUDevice["createBuffer"];
+
+  constructor(private device: GPUDevice) {
+    this.create = device.createBuffer;
+    device.createBuffer = (desc) => {
+      const buffer = this.create.call(device, desc);
+      this.live.add(buffer);
+      const destroy = buffer.destroy;
+      buffer.destroy = () => {
+        this.live.delete(buffer);
+        destroy.call(buffer);
+      };
+      return buffer;
+    };
+  }
+
+  /** Bytes of the buffers created since installation and not destroyed. */
+  get bytes(): number {
+    let sum = 0;
+    for (const b of this.live) sum += b.size;
+    return sum;
+  }
+
+  /** Destroys every buffer still alive and uninstalls the ledger. */
+  release(): void {
+    for (const b of [...this.live]) b.destroy();
+    this.device.createBuffer = this.create;
+  }
+}
+
+/** Opens `shape` (a key of QWEN25_SHAPES or a model folder) with room for maxSeqLen tokens, timing the load. */
+export async function openModel(device: GPUDevice, shape: string, maxSeqLen: number,
+  onProgress?: (p: UploadProgress) => void): Promise<{ model: Qwen2Model; load: LoadFigures }> {
+  const t0 = performance.now();
+  if (isQwen25Shape(shape)) {
+    const model = await Qwen2Model.random(device, QWEN25_SHAPES[shape], RANDOM_SEED, { maxSeqLen });
+    return { model, load: { source: "random", seconds: (performance.now() - t0) / 1000, weight_bytes: model.weightBytes } };
+  }
+  const model = await Qwen2Model.load(device, nodeModelDir(shape), { maxSeqLen, onProgress });
+  const seconds = (performance.now() - t0) / 1000;
+  return {
+    model,
+    load: { source: "files", seconds, weight_bytes: model.weightBytes, file_bytes: model.fileBytes, file_gbps: model.fileBytes / seconds / 1e9 },
+  };
+}
+
+export interface KernelRow {
+  /** The op's label with its layer index left out (every layer runs the same kernels at the same shapes). */
+  name: string;
+  family: string;
+  /** Times the op runs per step (once per layer for layer ops). */
+  calls: number;
+  dispatches_per_call: number;
+  /** Device seconds of one call: the median time of all `calls` back to back, divided by calls. */
+  seconds: number;
+  /** The op's compulsory work per call (Op.cost) and the rates it reached. */
+  flops: number;
+  bytes: number;
+  gflops: number;
+  gbps: number;
+}
+
+export interface StepProfile {
+  step: Step;
+  rows: KernelRow[];
+  /** Sum over rows of calls x seconds: the step's device time with every kernel run in isolation. */
+  kernel_seconds: number;
+  families: Record<string, { seconds: number; share: number }>;
+}
+
+function kernelName(label: string): string {
+  return label.replace(/model\.layers\.\d+\./, "").replace(/ layer \d+$/, "").replace(/\.weight$/, "");
+}
+
+/**
+ * Times every distinct op of a forward step at `step`. Ops that differ only by layer share one row with
+ * a call count, and are timed together, layer after layer as in the model: each layer's weights and KV
+ * cache are its own buffers, so the timing reads them from where a real step would (repeating one
+ * layer's op would time a matrix sitting in cache). Ops that record no dispatch are left out.
+ */
+export async function profileStep(model: Qwen2Model, step: Step, timer: GpuTimer, opts: MeasureOptions): Promise<StepProfile> {
+  const groups = new Map<string, { ops: Op[]; dispatches: number }>();
+  for (const op of model.ops) {
+    const cost = op.cost(step);
+    const key = `${op.family} ${op.label.replace(/\d+/g, "#")} ${cost.flops} ${cost.bytes}`;
+    const group = groups.get(key);
+    if (group) {
+      group.ops.push(op);
+      continue;
+    }
+    const dry = new Recorder(model.device);
+    op.encode(dry, step);
+    if (dry.dispatches > 0) groups.set(key, { ops: [op], dispatches: dry.dispatches });
+  }
+  const rows: KernelRow[] = [];
+  for (const { ops, dispatches } of groups.values()) {
+    const pass = await timer.measure((rec) => { for (const op of ops) op.encode(rec, step); }, opts);
+    const seconds = pass.seconds / ops.length;
+    const { flops, bytes } = ops[0].cost(step);
+    rows.push({ name: kernelName(ops[0].label), family: ops[0].family, calls: ops.length, dispatches_per_call: dispatches, seconds,
+      flops, bytes, gflops: flops / seconds / 1e9, gbps: bytes / seconds / 1e9 });
+  }
+  const kernel_seconds = rows.reduce((s, r) => s + r.calls * r.seconds, 0);
+  const families: StepProfile["families"] = {};
+  for (const r of rows) {
+    const f = (families[r.family] ??= { seconds: 0, share: 0 });
+    f.seconds += r.calls * r.seconds;
+    f.share = f.seconds / kernel_seconds;
+  }
+  return { step, rows, kernel_seconds, families };
+}
+
+/** A fixed prompt of valid ids spread over the vocabulary (content does not change the work done). */
+export function promptIds(tokens: number, cfg: Qwen2Config): number[] {
+  return Array.from({ length: tokens }, (_, i) => (i * 7919 + 13) % cfg.vocabSize);
+}
+
+/** Work of the forward pass over `step` summed over its ops (Op.cost). */
+export function stepCost(model: Qwen2Model, step: Step): { flops: number; bytes: number } {
+  let flops = 0, bytes = 0;
+  for (const op of model.ops) {
+    const c = op.cost(step);
+    flops += c.flops;
+    bytes += c.bytes;
+  }
+  return { flops, bytes };
+}
+
+export interface PrefillFigures {
+  tokens: number;
+  /** Median wall time of model.prefill from an empty cache: the prompt, its chunks and the first token's read-back. */
+  ttft_s: number;
+  tok_s: number;
+  /**
+   * Achieved arithmetic rate. The prompt's flops are those of one step over all its tokens: chunking
+   * does not change them (the LM head runs once, on the last chunk).
+   */
+  gflops: number;
+  runs: number;
+}
+
+/**
+ * Prefills a prompt of `tokens` from position 0, `runs` times. There is no warm-up run: the benchmark
+ * profiles the kernels at the same shapes first, which touches every buffer and pipeline involved.
+ */
+export async function measurePrefill(model: Qwen2Model, tokens: number, runs: number): Promise<PrefillFigures> {
+  const ids = promptIds(tokens, model.config);
+  const samples: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    model.reset();
+    const t0 = performance.now();
+    await model.prefill(ids);
+    samples.push((performance.now() - t0) / 1000);
+  }
+  const ttft_s = median(samples);
+  return { tokens, ttft_s, tok_s: tokens / ttft_s, gflops: stepCost(model, { T: tokens, pos0: 0 }).flops / ttft_s / 1e9, runs };
+}
+
+export interface DecodeFigures {
+  /** Tokens in the KV cache before the first timed step. */
+  context: number;
+  steps: number;
+  /** Median wall time of one model.step (which includes reading back the token id). */
+  s_per_token: number;
+  tok_s: number;
+  /** The first timed step's compulsory bytes (Op.cost: weights, KV cache, activations) and dispatches. */
+  bytes_per_token: number;
+  dispatches_per_token: number;
+}
+
+/** Decodes `steps` tokens from the model's current position (after a prefill; see measurePrefill on warm-up). */
+export async function measureDecode(model: Qwen2Model, steps: number): Promise<DecodeFigures> {
+  const context = model.position;
+  const samples: number[] = [];
+  for (let i = 0; i < steps; i++) {
+    const t0 = performance.now();
+    await model.step();
+    samples.push((performance.now() - t0) / 1000);
+  }
+  const s_per_token = median(samples);
+  return {
+    context, steps, s_per_token, tok_s: 1 / s_per_token,
+    bytes_per_token: stepCost(model, { T: 1, pos0: context }).bytes,
+    dispatches_per_token: model.lastDispatches,
+  };
+}

@@ -1,0 +1,108 @@
+// Text tables for `r3gpu bench` and `r3gpu profile`.
+import type { KernelRow, LoadFigures, StepProfile } from "./model.ts";
+import { TARGETS, type AdapterReport, type BenchReport, type ModelReport, type ProfileReport } from "./run.ts";
+
+const GB = 1e9;
+
+function f(x: number, digits = 2): string {
+  return Number.isFinite(x) ? x.toFixed(digits) : String(x);
+}
+
+/** Three significant digits at any magnitude (times span microseconds to minutes). */
+function g(x: number): string {
+  if (!Number.isFinite(x) || x === 0) return String(x);
+  return x.toFixed(Math.max(0, 2 - Math.floor(Math.log10(Math.abs(x)))));
+}
+
+function table(header: string[], rows: string[][], leftColumns = 1): string[] {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (cells: string[]) => "  " + cells.map((c, i) => (i < leftColumns ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join("  ");
+  return [line(header), ...rows.map(line)];
+}
+
+function adapterLine(a: AdapterReport): string {
+  return `adapter   ${[a.vendor, a.architecture].filter(Boolean).join(" ")}: ${a.description} [${a.backend}]; kernel timing: ${a.timing}`;
+}
+
+function stepTitle(p: StepProfile): string {
+  return p.step.T === 1 ? `decode step (T=1, pos0=${p.step.pos0})` : `prefill step (T=${p.step.T}, pos0=${p.step.pos0})`;
+}
+
+/** Per-kernel rows; the roofline column appears where the run measured a roofline (bench, not profile). */
+function kernelTable(p: Omit<StepProfile, "rows"> & { rows: (KernelRow & { roofline_fraction?: number })[] }): string[] {
+  const withFraction = p.rows.every((r) => r.roofline_fraction !== undefined);
+  const header = ["kernel", "family", "calls", "disp", "ms/call", "GFLOP/s", "GB/s", ...(withFraction ? ["roofline"] : []), "share"];
+  const rows = p.rows.map((r) => [
+    r.name, r.family, String(r.calls), String(r.dispatches_per_call), g(r.seconds * 1e3), g(r.gflops), g(r.gbps),
+    ...(withFraction ? [f(r.roofline_fraction!)] : []), `${f((100 * r.calls * r.seconds) / p.kernel_seconds, 1)}%`,
+  ]);
+  return table(header, rows, 2);
+}
+
+function stepSection(p: Parameters<typeof kernelTable>[0]): string[] {
+  return ["", `  kernels of a ${stepTitle(p)}, each timed alone: ${g(p.kernel_seconds * 1e3)} ms in all`, ...kernelTable(p)];
+}
+
+/** Kernel time by family, beside the wall time of the same step run by the model. */
+function familyTable(profiles: (StepProfile & { wall_s: number })[]): string[] {
+  const families = [...new Set(profiles.flatMap((p) => Object.keys(p.families)))];
+  const header = ["family", ...profiles.flatMap((p) => [p.step.T === 1 ? "decode ms" : "prefill ms", "share"])];
+  const rows = families.map((fam) => [fam, ...profiles.flatMap((p) => {
+    const x = p.families[fam];
+    return x ? [g(x.seconds * 1e3), `${f(100 * x.share, 1)}%`] : ["-", "-"];
+  })]);
+  rows.push(["sum of kernels", ...profiles.flatMap((p) => [g(p.kernel_seconds * 1e3), ""])]);
+  rows.push(["the model's own step (wall)", ...profiles.flatMap((p) => [g(p.wall_s * 1e3), ""])]);
+  return table(header, rows);
+}
+
+function loadText(load: LoadFigures): string {
+  return load.source === "random"
+    ? `random BF16 weights generated on the GPU in ${f(load.seconds)} s`
+    : `loaded in ${f(load.seconds)} s (${f(load.file_bytes! / GB)} GB from disk, ${f(load.file_gbps!)} GB/s)`;
+}
+
+function modelLines(shape: string, m: ModelReport): string[] {
+  const lines = [
+    "",
+    `${shape}: ${loadText(m.load)}; weights ${f(m.load.weight_bytes / GB)} GB, GPU buffers ${f(m.gpu_buffer_bytes / GB)} GB, ` +
+      `host peak RSS ${f(m.host_peak_rss_bytes / GB)} GB`,
+    ...table(["end to end", "tok/s", "time to first token s", "GFLOP/s", "of peak"],
+      m.prefill.map((p) => [`prefill ${p.tokens} tokens`, g(p.tok_s), g(p.ttft_s), g(p.gflops), f(p.fraction_of_peak, 3)])),
+    ...table(["", "tok/s", "s/token", "floor s", "GB/token", "dispatches", "x floor"],
+      m.decode.map((d) => [`decode at context ${d.context}`, g(d.tok_s), g(d.s_per_token), g(d.floor_s), f(d.bytes_per_token / GB, 3),
+        String(d.dispatches_per_token), f(d.vs_floor)])),
+    `  decode_vs_floor ${f(m.decode_vs_floor)} (target <= ${TARGETS.decode_vs_floor}), ` +
+      `prefill_fraction_of_peak ${f(m.prefill_fraction_of_peak, 3)} (target >= ${TARGETS.prefill_fraction_of_peak}); ` +
+      `from the ${m.headline.prompt_tokens}-token prompt and the decode after it`,
+  ];
+  for (const s of m.skipped) lines.push(`  skipped: ${s}`);
+  lines.push(...stepSection(m.kernels.decode), ...stepSection(m.kernels.prefill));
+  // The kernel tables are at the first prompt's shapes, as are the first end-to-end figures.
+  lines.push("", ...familyTable([{ ...m.kernels.decode, wall_s: m.decode[0].s_per_token }, { ...m.kernels.prefill, wall_s: m.prefill[0].ttft_s }]));
+  return lines;
+}
+
+export function formatBench(r: BenchReport): string {
+  const rf = r.roofline;
+  const variants = Object.entries(rf.read_variants_gbps).map(([k, v]) => `${k} ${g(v)}`).join(", ");
+  return [
+    `${r.command}, ${r.date}`,
+    `host      ${r.host.cpu}, ${r.host.cores} cores, ${f(r.host.memory_bytes / GB, 1)} GB; load average ${f(r.host.load_average[0])} at the start`,
+    adapterLine(r.adapter),
+    `roofline  read ${g(rf.read_gbps)} GB/s (best of ${variants}; ${(rf.stream_bytes / 2 ** 20).toFixed(0)} MiB streamed), ` +
+      `peak ${g(rf.peak_gflops)} GFLOP/s (f32 multiply-add), ${g(rf.dispatch_us)} us per dispatch`,
+    ...Object.entries(r.models).flatMap(([shape, m]) => modelLines(shape, m)),
+  ].join("\n");
+}
+
+export function formatProfile(p: ProfileReport): string {
+  return [
+    `r3gpu profile ${p.shape}: ${loadText(p.load)}`,
+    adapterLine(p.adapter),
+    ...stepSection(p.decode),
+    ...stepSection(p.prefill),
+    "",
+    ...familyTable([p.decode, p.prefill]),
+  ].join("\n");
+}

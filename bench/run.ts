@@ -1,0 +1,299 @@
+// `r3gpu bench`: the adapter's roofline and, per model shape, per-kernel and end-to-end figures, all
+// measured in one run on one device, with the ratios that relate them. Everything here is the same on
+// any adapter; only how long it takes differs (--quick bounds that).
+import { cpus, loadavg, totalmem } from "node:os";
+import { createRequire } from "node:module";
+import { Kernels } from "../src/gpu/kernels.ts";
+import { describeAdapter } from "../src/gpu/device.ts";
+import type { Qwen2Config } from "../src/model/config.ts";
+import type { UploadProgress } from "../src/model/weights.ts";
+import {
+  BufferLedger, measureDecode, measurePrefill, openModel, profileStep,
+  type DecodeFigures, type KernelRow, type LoadFigures, type PrefillFigures, type StepProfile,
+} from "./model.ts";
+import { defaultStreamBytes, lastLevelCacheBytes, measureRoofline, type Roofline } from "./roofline.ts";
+import { GpuTimer, type MeasureOptions, type TimingMethod } from "./timing.ts";
+
+/** Prompt lengths and decode contexts of a full run; --quick keeps only the first. */
+const PROMPTS = [128, 1024];
+/** Targets for `bench --check`. */
+export const TARGETS = { decode_vs_floor: 1.2, prefill_fraction_of_peak: 0.25 };
+
+interface BenchMode {
+  prompts: number[];
+  /** Timed prefills per prompt length; their median is reported. */
+  prefillRuns: number;
+  decodeSteps: number;
+  kernels: MeasureOptions;
+  roofline: MeasureOptions;
+}
+
+function benchMode(quick: boolean): BenchMode {
+  return quick
+    ? { prompts: PROMPTS.slice(0, 1), prefillRuns: 1, decodeSteps: 4, kernels: { runs: 1, minSeconds: 0.05 }, roofline: { runs: 3, minSeconds: 0.1 } }
+    : { prompts: PROMPTS, prefillRuns: 3, decodeSteps: 16, kernels: { runs: 3, minSeconds: 0.2 }, roofline: { runs: 5, minSeconds: 0.3 } };
+}
+
+export interface KernelFigures extends KernelRow {
+  /** max(achieved GB/s / read_gbps, achieved GFLOP/s / peak_gflops). */
+  roofline_fraction: number;
+}
+
+export type StepFigures = Omit<StepProfile, "rows"> & { rows: KernelFigures[] };
+
+export interface DecodeReport extends DecodeFigures {
+  /** bytes_per_token / read bandwidth + dispatches_per_token x dispatch cost, and s_per_token over it. */
+  floor_s: number;
+  vs_floor: number;
+}
+
+export interface PrefillReport extends PrefillFigures {
+  fraction_of_peak: number;
+}
+
+export interface ModelReport {
+  config: Qwen2Config;
+  load: LoadFigures;
+  /** Bytes of every GPU buffer the model holds (weights, activations, KV cache, parameters). */
+  gpu_buffer_bytes: number;
+  /** The process's peak resident memory when this model's measurements ended. */
+  host_peak_rss_bytes: number;
+  prefill: PrefillReport[];
+  decode: DecodeReport[];
+  kernels: { decode: StepFigures; prefill: StepFigures };
+  /** Measurements left out of this run, and why. */
+  skipped: string[];
+  /** The headline figures below come from the longest prompt measured and the decode after it. */
+  headline: { prompt_tokens: number; context: number };
+  prefill_tok_s: number;
+  decode_tok_s: number;
+  decode_vs_floor: number;
+  prefill_fraction_of_peak: number;
+}
+
+export interface AdapterReport {
+  vendor: string;
+  architecture: string;
+  description: string;
+  backend: string;
+  features: string[];
+  /** How kernel times were taken on this adapter. */
+  timing: TimingMethod;
+}
+
+export interface BenchReport {
+  schema: 1;
+  date: string;
+  command: string;
+  quick: boolean;
+  host: {
+    platform: string;
+    cpu: string;
+    cores: number;
+    memory_bytes: number;
+    llc_bytes: number | null;
+    node: string;
+    /** 1, 5 and 15-minute load averages when the run started: other work on the machine skews every figure. */
+    load_average: number[];
+  };
+  adapter: AdapterReport;
+  roofline: Roofline;
+  models: Record<string, ModelReport>;
+  /** Other engines on the same machine and shapes, filled in by their own modules (e.g. `--peer llama.cpp`). */
+  peers: Record<string, unknown>;
+}
+
+export interface BenchOptions {
+  shapes: string[];
+  /** The command line, recorded in the report. */
+  command: string;
+  quick: boolean;
+  log?: (line: string) => void;
+  onLoadProgress?: (p: UploadProgress) => void;
+}
+
+/**
+ * The WebGPU implementation (the CLI's adapter comes from nodeGpu: Dawn through the `webgpu` package), and
+ * the native API where the platform leaves Dawn only one for a core (not compatibility-mode) device.
+ */
+function backendName(features: string[]): string {
+  const version = createRequire(import.meta.url)("webgpu/package.json").version as string;
+  const native = features.includes("core-features-and-limits") ? ({ linux: "Vulkan", darwin: "Metal" } as Record<string, string>)[process.platform] : undefined;
+  return `Dawn (node webgpu ${version})${native ? `, ${native}` : ""}`;
+}
+
+function adapterReport(adapter: GPUAdapter, device: GPUDevice, timer: GpuTimer): AdapterReport {
+  const info = describeAdapter(adapter, device);
+  return { vendor: info.vendor, architecture: info.architecture, description: info.description, backend: backendName(info.features),
+    features: info.features, timing: timer.method };
+}
+
+/** A log that prefixes each line with the seconds since it was made. */
+function elapsedLog(log: ((line: string) => void) | undefined): (line: string) => void {
+  const start = performance.now();
+  return (line) => log?.(`[${((performance.now() - start) / 1000).toFixed(1)}s] ${line}`);
+}
+
+/** Makes uncaptured GPU errors (which would silently void a timing) fail the run. */
+function watchErrors(device: GPUDevice): (phase: string) => void {
+  const errors: string[] = [];
+  device.addEventListener("uncapturederror", (e) => errors.push((e as GPUUncapturedErrorEvent).error.message));
+  return (phase) => {
+    if (errors.length > 0) throw new Error(`GPU error during ${phase}: ${errors[0]}`);
+  };
+}
+
+interface Measured {
+  config: Qwen2Config;
+  load: LoadFigures;
+  gpu_buffer_bytes: number;
+  host_peak_rss_bytes: number;
+  prefill: PrefillFigures[];
+  decode: DecodeFigures[];
+  kernels: { decode: StepProfile; prefill: StepProfile };
+  skipped: string[];
+}
+
+async function measureModel(device: GPUDevice, shape: string, mode: BenchMode, timer: GpuTimer,
+  log: (line: string) => void, check: (phase: string) => void, onLoadProgress?: (p: UploadProgress) => void): Promise<Measured> {
+  const ledger = new BufferLedger(device);
+  try {
+    const longest = Math.max(...mode.prompts);
+    log(`${shape}: loading`);
+    const { model, load } = await openModel(device, shape, longest + mode.decodeSteps, onLoadProgress);
+    check(`${shape} load`);
+    const first = mode.prompts[0];
+    // The kernel tables use the shapes of the first prompt: its prefill (one chunk at most) and the decode after it.
+    const prefillStep = { T: Math.min(first, model.prefillChunk), pos0: 0 };
+    const decodeStep = { T: 1, pos0: first };
+    log(`${shape}: kernels at decode (T=1, pos0=${decodeStep.pos0})`);
+    const decodeKernels = await profileStep(model, decodeStep, timer, mode.kernels);
+    log(`${shape}: kernels at prefill (T=${prefillStep.T})`);
+    const prefillKernels = await profileStep(model, prefillStep, timer, mode.kernels);
+    check(`${shape} kernels`);
+    const prefill: PrefillFigures[] = [];
+    const decode: DecodeFigures[] = [];
+    for (const tokens of mode.prompts) {
+      log(`${shape}: prefill ${tokens} tokens (${mode.prefillRuns} run${mode.prefillRuns > 1 ? "s" : ""})`);
+      prefill.push(await measurePrefill(model, tokens, mode.prefillRuns));
+      log(`${shape}: decode ${mode.decodeSteps} tokens after it (${prefill.at(-1)!.tok_s.toFixed(2)} prompt tok/s)`);
+      decode.push(await measureDecode(model, mode.decodeSteps));
+      check(`${shape} prefill/decode`);
+    }
+    const skipped = PROMPTS.filter((n) => !mode.prompts.includes(n)).map((n) => `prefill ${n} tokens and decode after it (--quick)`);
+    return {
+      config: model.config, load, gpu_buffer_bytes: ledger.bytes, host_peak_rss_bytes: process.resourceUsage().maxRSS * 1024,
+      prefill, decode, kernels: { decode: decodeKernels, prefill: prefillKernels }, skipped,
+    };
+  } finally {
+    ledger.release();
+  }
+}
+
+/** Relates a model's measurements to the roofline (definitions in bench/NOTES.md). */
+function derive(m: Measured, roofline: Roofline): ModelReport {
+  const readBps = roofline.read_gbps * 1e9;
+  const fraction = (r: KernelRow) => Math.max(r.gbps / roofline.read_gbps, r.gflops / roofline.peak_gflops);
+  const withFractions = (p: StepProfile): StepFigures => ({ ...p, rows: p.rows.map((r) => ({ ...r, roofline_fraction: fraction(r) })) });
+  const decode = m.decode.map((d) => {
+    const floor_s = d.bytes_per_token / readBps + d.dispatches_per_token * roofline.dispatch_us * 1e-6;
+    return { ...d, floor_s, vs_floor: d.s_per_token / floor_s };
+  });
+  const prefill = m.prefill.map((p) => ({ ...p, fraction_of_peak: p.gflops / roofline.peak_gflops }));
+  const p = prefill.at(-1)!;
+  const d = decode.at(-1)!;
+  return {
+    ...m, prefill, decode,
+    kernels: { decode: withFractions(m.kernels.decode), prefill: withFractions(m.kernels.prefill) },
+    headline: { prompt_tokens: p.tokens, context: d.context },
+    prefill_tok_s: p.tok_s,
+    decode_tok_s: d.tok_s,
+    decode_vs_floor: d.vs_floor,
+    prefill_fraction_of_peak: p.fraction_of_peak,
+  };
+}
+
+export async function runBench(adapter: GPUAdapter, device: GPUDevice, opts: BenchOptions): Promise<BenchReport> {
+  const load_average = loadavg();
+  const log = elapsedLog(opts.log);
+  const check = watchErrors(device);
+  const mode = benchMode(opts.quick);
+  const timer = new GpuTimer(device);
+
+  // Models before the roofline, so that each model's peak host memory does not include the stream
+  // buffers (which live in host memory on a CPU adapter).
+  const measured = new Map<string, Measured>();
+  for (const shape of opts.shapes) measured.set(shape, await measureModel(device, shape, mode, timer, log, check, opts.onLoadProgress));
+
+  const streamBytes = defaultStreamBytes();
+  log(`roofline: streaming ${(streamBytes / 2 ** 20).toFixed(0)} MiB, multiply-add loop, empty dispatches`);
+  const roofline = await measureRoofline(new Kernels(device), timer, { ...mode.roofline, streamBytes });
+  check("roofline");
+
+  const cpu = cpus();
+  return {
+    schema: 1,
+    date: new Date().toISOString(),
+    command: opts.command,
+    quick: opts.quick,
+    host: { platform: `${process.platform} ${process.arch}`, cpu: cpu[0]?.model ?? "", cores: cpu.length, memory_bytes: totalmem(),
+      llc_bytes: lastLevelCacheBytes() ?? null, node: process.version, load_average },
+    adapter: adapterReport(adapter, device, timer),
+    roofline,
+    models: Object.fromEntries([...measured].map(([shape, m]) => [shape, derive(m, roofline)])),
+    peers: {},
+  };
+}
+
+/** The targets of `bench --check` that a report misses, one line each. */
+export function missedTargets(report: BenchReport): string[] {
+  const missed: string[] = [];
+  for (const [shape, m] of Object.entries(report.models)) {
+    if (!(m.decode_vs_floor <= TARGETS.decode_vs_floor)) {
+      missed.push(`${shape}: decode_vs_floor ${m.decode_vs_floor.toFixed(2)} > ${TARGETS.decode_vs_floor}`);
+    }
+    if (!(m.prefill_fraction_of_peak >= TARGETS.prefill_fraction_of_peak)) {
+      missed.push(`${shape}: prefill_fraction_of_peak ${m.prefill_fraction_of_peak.toFixed(3)} < ${TARGETS.prefill_fraction_of_peak}`);
+    }
+  }
+  return missed;
+}
+
+export interface ProfileReport {
+  shape: string;
+  adapter: AdapterReport;
+  load: LoadFigures;
+  /** Each step's kernels timed in isolation, and the wall time of the same step run by the model. */
+  decode: StepProfile & { wall_s: number };
+  prefill: StepProfile & { wall_s: number };
+}
+
+/**
+ * One prefill of `tokens` (capped at the model's prefill chunk, so that it is one step) and one decode
+ * step after it, split by kernel.
+ */
+export async function runProfile(adapter: GPUAdapter, device: GPUDevice, shape: string, tokens: number,
+  opts: Pick<BenchOptions, "log" | "onLoadProgress"> = {}): Promise<ProfileReport> {
+  const log = elapsedLog(opts.log);
+  const check = watchErrors(device);
+  const timer = new GpuTimer(device);
+  const kernels = benchMode(true).kernels;
+  const decodeSteps = 3;
+  log(`${shape}: loading`);
+  const { model, load } = await openModel(device, shape, tokens + decodeSteps, opts.onLoadProgress);
+  check(`${shape} load`);
+  const T = Math.min(tokens, model.prefillChunk);
+  log(`${shape}: kernels at prefill (T=${T})`);
+  const prefill = await profileStep(model, { T, pos0: 0 }, timer, kernels);
+  log(`${shape}: kernels at decode (T=1, pos0=${T})`);
+  const decode = await profileStep(model, { T: 1, pos0: T }, timer, kernels);
+  log(`${shape}: the model's own prefill and decode steps`);
+  const prefillWall = await measurePrefill(model, T, 1);
+  const decodeWall = await measureDecode(model, decodeSteps);
+  check(`${shape} profile`);
+  return {
+    shape, adapter: adapterReport(adapter, device, timer), load,
+    decode: { ...decode, wall_s: decodeWall.s_per_token },
+    prefill: { ...prefill, wall_s: prefillWall.ttft_s },
+  };
+}

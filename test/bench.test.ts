@@ -1,0 +1,92 @@
+// The benchmark harness on the embedded tiny model, so that it cannot rot: `bench --quick` writes a
+// complete report whose figures are finite and positive, its text tables render, and `profile` runs.
+// No time is ever asserted (machines vary); bench/NOTES.md has measured figures.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { formatBench } from "../bench/report.ts";
+import type { BenchReport } from "../bench/run.ts";
+import { run } from "../src/cli/main.ts";
+import { embeddedModelDir } from "./shared-paths.ts";
+
+function assertPositive(x: unknown, what: string): void {
+  assert.ok(typeof x === "number" && Number.isFinite(x) && x > 0, `${what} should be a finite positive number, got ${x}`);
+}
+
+/** Walks the whole report: every number in it must be finite and non-negative. */
+function assertFiniteTree(v: unknown, path: string): void {
+  if (typeof v === "number") assert.ok(Number.isFinite(v) && v >= 0, `${path} = ${v}`);
+  else if (Array.isArray(v)) v.forEach((x, i) => assertFiniteTree(x, `${path}[${i}]`));
+  else if (v && typeof v === "object") for (const [k, x] of Object.entries(v)) assertFiniteTree(x, `${path}.${k}`);
+}
+
+test("bench --quick --json on the embedded model: report structure, finite positive figures", async () => {
+  const shape = embeddedModelDir();
+  const dir = mkdtempSync(join(tmpdir(), "r3gpu-bench-"));
+  const file = join(dir, "bench.json");
+  let report: BenchReport;
+  try {
+    // --check fails on a slow adapter; it is run for its code path, and only the JSON is checked.
+    const code = await run(["bench", "--quick", "--shape", shape, "--json", file, "--check"]);
+    assert.ok(code === 0 || code === 1, `exit code ${code}`);
+    report = JSON.parse(readFileSync(file, "utf8"));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  assertFiniteTree(report, "report");
+
+  assert.equal(report.command, `r3gpu bench --quick --shape ${shape} --json ${file} --check`);
+  assert.equal(report.quick, true);
+  for (const key of ["vendor", "architecture", "description", "backend"] as const) assert.equal(typeof report.adapter[key], "string");
+  assert.ok(["timestamp-query", "wall-clock"].includes(report.adapter.timing));
+  assert.deepEqual(report.peers, {});
+
+  const rf = report.roofline;
+  for (const key of ["read_gbps", "peak_gflops", "dispatch_us", "stream_bytes"] as const) assertPositive(rf[key], `roofline.${key}`);
+  assert.deepEqual(Object.keys(rf.read_variants_gbps).sort(), ["block", "lane_contiguous", "octet", "strided"]);
+  assert.equal(rf.read_gbps, Math.max(...Object.values(rf.read_variants_gbps)));
+
+  const m = report.models[shape];
+  assert.ok(m, `models["${shape}"] missing`);
+  for (const key of ["decode_tok_s", "prefill_tok_s", "decode_vs_floor", "prefill_fraction_of_peak", "gpu_buffer_bytes", "host_peak_rss_bytes"] as const) {
+    assertPositive(m[key], `models.${key}`);
+  }
+  assert.equal(m.load.source, "files");
+  for (const key of ["seconds", "weight_bytes", "file_bytes", "file_gbps"] as const) assertPositive(m.load[key], `load.${key}`);
+  assert.ok(m.gpu_buffer_bytes >= m.load.weight_bytes, "GPU buffers include the weights");
+
+  assert.deepEqual(m.prefill.map((p) => p.tokens), [128]);
+  for (const p of m.prefill) for (const key of ["ttft_s", "tok_s", "gflops", "fraction_of_peak"] as const) assertPositive(p[key], `prefill.${key}`);
+  assert.equal(m.decode.length, 1);
+  assert.equal(m.decode[0].context, 128);
+  for (const key of ["s_per_token", "tok_s", "bytes_per_token", "dispatches_per_token", "floor_s", "vs_floor"] as const) {
+    assertPositive(m.decode[0][key], `decode.${key}`);
+  }
+  assert.ok(m.skipped.some((s) => s.includes("1024")), "a quick run says that the 1024-token measurements were skipped");
+  assert.deepEqual(m.headline, { prompt_tokens: 128, context: 128 });
+
+  for (const [name, step] of Object.entries(m.kernels)) {
+    const families = new Set(step.rows.map((r) => r.family));
+    for (const f of ["embedding", "rmsnorm", "linear", "attention", "lm_head"]) assert.ok(families.has(f), `kernels.${name} has a ${f} row`);
+    assert.equal(step.rows.find((r) => r.family === "attention")!.calls, m.config.numLayers, "one attention row, called once per layer");
+    for (const r of step.rows) {
+      assertPositive(r.seconds, `${name} ${r.name} seconds`);
+      assertPositive(r.bytes, `${name} ${r.name} bytes`);
+      assertPositive(r.roofline_fraction, `${name} ${r.name} roofline_fraction`);
+    }
+    assertPositive(step.kernel_seconds, `kernels.${name}.kernel_seconds`);
+    const shares = Object.values(step.families).reduce((s, f) => s + f.share, 0);
+    assert.ok(Math.abs(shares - 1) < 1e-9, `family shares sum to 1 (${shares})`);
+  }
+  assert.match(formatBench(report), /roofline\s+read/);
+});
+
+test("bench and profile are wired into the CLI", async () => {
+  assert.equal(await run(["bench", "--shape", "no-such-shape-or-folder"]), 2);
+  assert.equal(await run(["bench", "--bogus"]), 2);
+  assert.equal(await run(["profile"]), 2);
+  assert.equal(await run(["profile", embeddedModelDir(), "--tokens", "0"]), 2);
+  assert.equal(await run(["profile", embeddedModelDir(), "--tokens", "16"]), 0);
+});
