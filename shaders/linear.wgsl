@@ -38,14 +38,20 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(workgroup_id) wid: v
 
   var acc: array<array<vec2f, W_GROUPS>, MAX_TM>;
   for (var kq = 0u; kq < nq; kq++) {
-    // In the last, partial quad the padding weights are zero, but x past K must not be read
-    // (it could be anything, and 0 * inf is NaN).
-    let tail = kq >= full;
     var xs: array<array<vec2f, 4>, MAX_TM>;
-    for (var i = 0u; i < TM; i++) {
-      for (var j = 0u; j < 4u; j++) {
-        let k = kq * 4u + j;
-        xs[i][j] = select(x[xbase[i] + min(k, hk - 1u)], vec2f(0.0), tail && k >= hk);
+    if (kq < full) {
+      for (var i = 0u; i < TM; i++) {
+        let xb = xbase[i] + kq * 4u;
+        xs[i] = array<vec2f, 4>(x[xb], x[xb + 1u], x[xb + 2u], x[xb + 3u]);
+      }
+    } else {
+      // The last, partial quad: its padding weights are zero, but x past K must not be read (it could
+      // be anything, and 0 * inf is NaN). A separate branch keeps the guard out of the main loop.
+      for (var i = 0u; i < TM; i++) {
+        for (var j = 0u; j < 4u; j++) {
+          let k = kq * 4u + j;
+          xs[i][j] = select(x[xbase[i] + min(k, hk - 1u)], vec2f(0.0), k >= hk);
+        }
       }
     }
     let q0 = ((blk * nq + kq) * W_GROUPS) * W_LANES + lane;
