@@ -12,13 +12,12 @@ export interface GpuInfo {
 
 const WANTED_FEATURES: GPUFeatureName[] = ["shader-f16", "timestamp-query", "subgroups" as GPUFeatureName];
 
-/** Requests a device with the adapter's maximum limits (model tensors need the largest bindings). */
+/** Requests a device with all of the adapter's maximum limits (model tensors need the largest bindings). */
 export async function requestEngineDevice(adapter: GPUAdapter): Promise<GPUDevice> {
   const requiredLimits: Record<string, number> = {};
-  for (const key of ["maxStorageBufferBindingSize", "maxBufferSize", "maxComputeWorkgroupStorageSize",
-    "maxComputeInvocationsPerWorkgroup", "maxComputeWorkgroupSizeX", "maxComputeWorkgroupSizeY",
-    "maxComputeWorkgroupsPerDimension", "maxStorageBuffersPerShaderStage"] as const) {
-    const v = (adapter.limits as unknown as Record<string, number>)[key];
+  // for...in, because Dawn and wgpu expose the limits as accessors on the prototype.
+  for (const key in adapter.limits) {
+    const v = (adapter.limits as unknown as Record<string, unknown>)[key];
     if (typeof v === "number") requiredLimits[key] = v;
   }
   const requiredFeatures = WANTED_FEATURES.filter((f) => adapter.features.has(f));
