@@ -1,5 +1,6 @@
 // Text tables for `r3gpu bench` and `r3gpu profile`.
 import type { KernelRow, LoadFigures, StepProfile } from "./model.ts";
+import type { PeerFigures, PeerReports } from "./peers.ts";
 import { TARGETS, type AdapterReport, type BenchReport, type ModelReport, type ProfileReport } from "./run.ts";
 
 const GB = 1e9;
@@ -83,6 +84,29 @@ function modelLines(shape: string, m: ModelReport): string[] {
   return lines;
 }
 
+function rate(x: number | null): string {
+  return x === null ? "-" : g(x);
+}
+
+/** One row per peer run; runs that timed out or failed are explained below the table. */
+function peerLines(peers: PeerReports): string[] {
+  const runs: [string, PeerFigures][] = Object.values(peers).flatMap((byShape) => Object.entries(byShape));
+  if (runs.length === 0) return [];
+  const rows = runs.map(([shape, p]) => [
+    shape, `llama.cpp ${p.backend}`, p.device ?? "-", String(p.prompt_tokens), rate(p.prefill_tok_s), g(p.r3gpu_prefill_tok_s),
+    p.ratio_prefill === null ? "-" : f(p.ratio_prefill), rate(p.decode_tok_s), g(p.r3gpu_decode_tok_s),
+    p.ratio_decode === null ? "-" : f(p.ratio_decode), p.warmup_s === null ? "-" : g(p.warmup_s),
+  ]);
+  const notes = runs.filter(([, p]) => p.timed_out || p.error !== undefined).map(([shape, p]) =>
+    `  llama.cpp ${p.backend} on ${shape}: ${p.error !== undefined ? `failed: ${p.error}` : "timed out"}; the rates shown are what it reached`);
+  return [
+    "",
+    "peers: the same weights (GGUF F16), the same prompt, as many decode steps; ratio = r3gpu tok/s / peer tok/s (> 1: r3gpu is faster)",
+    ...table(["shape", "peer", "device", "prompt", "prefill tok/s", "r3gpu", "ratio", "decode tok/s", "r3gpu", "ratio", "warm-up s"], rows, 3),
+    ...notes,
+  ];
+}
+
 export function formatBench(r: BenchReport): string {
   const rf = r.roofline;
   const variants = Object.entries(rf.read_variants_gbps).map(([k, v]) => `${k} ${g(v)}`).join(", ");
@@ -93,6 +117,7 @@ export function formatBench(r: BenchReport): string {
     `roofline  read ${g(rf.read_gbps)} GB/s (best of ${variants}; ${(rf.stream_bytes / 2 ** 20).toFixed(0)} MiB streamed), ` +
       `peak ${g(rf.peak_gflops)} GFLOP/s (f32 multiply-add), ${g(rf.dispatch_us)} us per dispatch`,
     ...Object.entries(r.models).flatMap(([shape, m]) => modelLines(shape, m)),
+    ...peerLines(r.peers),
   ].join("\n");
 }
 

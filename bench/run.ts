@@ -11,6 +11,7 @@ import {
   BufferLedger, measureDecode, measurePrefill, openModel, profileStep,
   type DecodeFigures, type KernelRow, type LoadFigures, type PrefillFigures, type StepProfile,
 } from "./model.ts";
+import { measureLlamaCpp, type PeerName, type PeerReports } from "./peers.ts";
 import { defaultStreamBytes, lastLevelCacheBytes, measureRoofline, type Roofline } from "./roofline.ts";
 import { GpuTimer, type MeasureOptions, type TimingMethod } from "./timing.ts";
 
@@ -99,8 +100,8 @@ export interface BenchReport {
   adapter: AdapterReport;
   roofline: Roofline;
   models: Record<string, ModelReport>;
-  /** Other engines on the same machine and shapes, filled in by their own modules (e.g. `--peer llama.cpp`). */
-  peers: Record<string, unknown>;
+  /** Other engines on the same machine, shapes and prompt (`--peer`); empty without it. */
+  peers: PeerReports;
 }
 
 export interface BenchOptions {
@@ -110,6 +111,9 @@ export interface BenchOptions {
   quick: boolean;
   log?: (line: string) => void;
   onLoadProgress?: (p: UploadProgress) => void;
+  peers?: PeerName[];
+  /** Time limit of each peer run, in seconds (default: PEER_TIMEOUT_S per backend). */
+  peerTimeoutS?: number;
 }
 
 /**
@@ -230,6 +234,13 @@ export async function runBench(adapter: GPUAdapter, device: GPUDevice, opts: Ben
   const roofline = await measureRoofline(new Kernels(device), timer, { ...mode.roofline, streamBytes });
   check("roofline");
 
+  // After everything of r3gpu's, so that no peer process or its memory is around while r3gpu is timed. The
+  // peers get the bench's first prompt (measured in every mode) and as many decode steps.
+  const peers: PeerReports = opts.peers?.includes("llama.cpp")
+    ? await measureLlamaCpp([...measured].map(([shape, m]) => ({ shape, config: m.config, prefill: m.prefill[0], decode: m.decode[0] })),
+      { decodeSteps: mode.decodeSteps, timeoutS: opts.peerTimeoutS, log })
+    : {};
+
   const cpu = cpus();
   return {
     schema: 1,
@@ -241,7 +252,7 @@ export async function runBench(adapter: GPUAdapter, device: GPUDevice, opts: Ben
     adapter: adapterReport(adapter, device, timer),
     roofline,
     models: Object.fromEntries([...measured].map(([shape, m]) => [shape, derive(m, roofline)])),
-    peers: {},
+    peers,
   };
 }
 

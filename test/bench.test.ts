@@ -1,11 +1,12 @@
 // The benchmark harness on the embedded tiny model, so that it cannot rot: `bench --quick` writes a
-// complete report whose figures are finite and positive, its text tables render, and `profile` runs.
-// No time is ever asserted (machines vary); bench/NOTES.md has measured figures.
+// complete report whose figures are finite and positive, llama.cpp runs beside it as a peer, its text
+// tables render, and `profile` runs. No time is ever asserted (machines vary); bench/NOTES.md has measured figures.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { GGUF_CACHE_DIR, type PeerFigures } from "../bench/peers.ts";
 import { formatBench } from "../bench/report.ts";
 import type { BenchReport } from "../bench/run.ts";
 import { run } from "../src/cli/main.ts";
@@ -22,14 +23,32 @@ function assertFiniteTree(v: unknown, path: string): void {
   else if (v && typeof v === "object") for (const [k, x] of Object.entries(v)) assertFiniteTree(x, `${path}.${k}`);
 }
 
-test("bench --quick --json on the embedded model: report structure, finite positive figures", async () => {
+/** A peer's run on the embedded model, against r3gpu's figures for the same prompt. */
+function assertPeer(p: PeerFigures | undefined, backend: string, m: BenchReport["models"][string]): void {
+  assert.ok(p, `no ${backend} run`);
+  assert.equal(p.backend, backend);
+  assert.equal(p.prompt_tokens, m.prefill[0].tokens, "the bench's own prompt");
+  assert.ok(p.gguf.startsWith(GGUF_CACHE_DIR) && existsSync(p.gguf), `GGUF kept in the cache: ${p.gguf}`);
+  assert.equal(p.r3gpu_prefill_tok_s, m.prefill[0].tok_s);
+  assert.equal(p.r3gpu_decode_tok_s, m.decode[0].tok_s);
+  assert.equal(typeof p.timed_out, "boolean");
+  assert.equal(p.load_average.length, 3);
+  if (p.timed_out || p.error !== undefined) return;
+  assert.equal(p.decode_steps, 4, "as many decode steps as r3gpu's --quick run");
+  for (const key of ["prefill_tok_s", "decode_tok_s", "load_s", "warmup_s"] as const) assertPositive(p[key], `${backend}.${key}`);
+  assert.equal(p.ratio_prefill, p.r3gpu_prefill_tok_s / p.prefill_tok_s!);
+  assert.equal(p.ratio_decode, p.r3gpu_decode_tok_s / p.decode_tok_s!);
+}
+
+test("bench --quick --peer llama.cpp --json on the embedded model: report structure, finite positive figures", async () => {
   const shape = embeddedModelDir();
   const dir = mkdtempSync(join(tmpdir(), "r3gpu-bench-"));
   const file = join(dir, "bench.json");
   let report: BenchReport;
   try {
-    // --check fails on a slow adapter; it is run for its code path, and only the JSON is checked.
-    const code = await run(["bench", "--quick", "--shape", shape, "--json", file, "--check"]);
+    // --check fails on a slow adapter; it is run for its code path, and only the JSON is checked. llama.cpp's
+    // first Vulkan run on a machine compiles its shaders for minutes: the short limit bounds the test.
+    const code = await run(["bench", "--quick", "--shape", shape, "--json", file, "--check", "--peer", "llama.cpp", "--peer-timeout", "30"]);
     assert.ok(code === 0 || code === 1, `exit code ${code}`);
     report = JSON.parse(readFileSync(file, "utf8"));
   } finally {
@@ -37,11 +56,10 @@ test("bench --quick --json on the embedded model: report structure, finite posit
   }
   assertFiniteTree(report, "report");
 
-  assert.equal(report.command, `r3gpu bench --quick --shape ${shape} --json ${file} --check`);
+  assert.equal(report.command, `r3gpu bench --quick --shape ${shape} --json ${file} --check --peer llama.cpp --peer-timeout 30`);
   assert.equal(report.quick, true);
   for (const key of ["vendor", "architecture", "description", "backend"] as const) assert.equal(typeof report.adapter[key], "string");
   assert.ok(["timestamp-query", "wall-clock"].includes(report.adapter.timing));
-  assert.deepEqual(report.peers, {});
 
   const rf = report.roofline;
   for (const key of ["read_gbps", "peak_gflops", "dispatch_us", "stream_bytes"] as const) assertPositive(rf[key], `roofline.${key}`);
@@ -80,12 +98,25 @@ test("bench --quick --json on the embedded model: report structure, finite posit
     const shares = Object.values(step.families).reduce((s, f) => s + f.share, 0);
     assert.ok(Math.abs(shares - 1) < 1e-9, `family shares sum to 1 (${shares})`);
   }
-  assert.match(formatBench(report), /roofline\s+read/);
+
+  assert.deepEqual(Object.keys(report.peers).sort(), ["llamacpp_cpu", "llamacpp_vulkan"]);
+  assertPeer(report.peers.llamacpp_vulkan?.[shape], "vulkan", m);
+  // The CPU backend needs nothing but the prebuilt binary, so it must finish.
+  const cpu = report.peers.llamacpp_cpu?.[shape];
+  assertPeer(cpu, "cpu", m);
+  assert.equal(cpu!.error, undefined, cpu!.error);
+  assert.equal(cpu!.timed_out, false);
+
+  const text = formatBench(report);
+  assert.match(text, /roofline\s+read/);
+  assert.match(text, /llama\.cpp cpu/);
 });
 
 test("bench and profile are wired into the CLI", async () => {
   assert.equal(await run(["bench", "--shape", "no-such-shape-or-folder"]), 2);
   assert.equal(await run(["bench", "--bogus"]), 2);
+  assert.equal(await run(["bench", "--peer", "no-such-peer"]), 2);
+  assert.equal(await run(["bench", "--peer", "llama.cpp", "--peer-timeout", "0"]), 2);
   assert.equal(await run(["profile"]), 2);
   assert.equal(await run(["profile", embeddedModelDir(), "--tokens", "0"]), 2);
   assert.equal(await run(["profile", embeddedModelDir(), "--tokens", "16"]), 0);

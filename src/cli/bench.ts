@@ -2,6 +2,7 @@
 import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs, type ParseArgsConfig } from "node:util";
+import { isPeerName, PEERS, type PeerName } from "../../bench/peers.ts";
 import { formatBench, formatProfile } from "../../bench/report.ts";
 import { missedTargets, runBench, runProfile } from "../../bench/run.ts";
 import { nodeGpu } from "../gpu/node.ts";
@@ -25,6 +26,11 @@ function checkShape(shape: string): string {
   throw new UsageError(`"${shape}" is neither a shape (${Object.keys(QWEN25_SHAPES).join(", ")}) nor a model folder with a config.json`);
 }
 
+function checkPeer(peer: string): PeerName {
+  if (isPeerName(peer)) return peer;
+  throw new UsageError(`unknown peer "${peer}" (known: ${PEERS.join(", ")})`);
+}
+
 /** A progress bar per model load (a new one once the previous load is complete). */
 function loadBars(): (p: UploadProgress) => void {
   let bar: Progress | undefined;
@@ -46,12 +52,19 @@ export async function bench(args: string[]): Promise<number> {
     quick: { type: "boolean", default: false },
     json: { type: "string" },
     check: { type: "boolean", default: false },
+    peer: { type: "string", multiple: true },
+    "peer-timeout": { type: "string" },
   });
   if (positionals.length > 0) throw new UsageError(`bench takes no positional arguments (got ${positionals.join(" ")}); use --shape`);
   const shapes = (values.shape ?? [DEFAULT_SHAPE]).map(checkShape);
+  const peers = [...new Set(values.peer ?? [])].map(checkPeer);
+  const peerTimeoutS = values["peer-timeout"] === undefined ? undefined : Number(values["peer-timeout"]);
+  if (peerTimeoutS !== undefined && !(peerTimeoutS > 0 && Number.isFinite(peerTimeoutS))) {
+    throw new UsageError(`--peer-timeout must be a positive number of seconds, got "${values["peer-timeout"]}"`);
+  }
   const { adapter, device } = await nodeGpu();
   const report = await runBench(adapter, device, {
-    shapes, quick: values.quick!, command: ["r3gpu", "bench", ...args].join(" "), log, onLoadProgress: loadBars(),
+    shapes, quick: values.quick!, command: ["r3gpu", "bench", ...args].join(" "), log, onLoadProgress: loadBars(), peers, peerTimeoutS,
   });
   console.log(formatBench(report));
   if (values.json !== undefined) {

@@ -31,7 +31,8 @@ commands:
         [--max-length 1024] [--context N] [--truncate] [--max-queue 64] [--max-inputs 256] [--max-body BYTES]
                                   OpenAI-compatible HTTP server (/v1/embeddings, /v1/chat/completions, /v1/models,
                                   /health; /search with --db); the API key may also come from R3GPU_API_KEY
-  bench [--shape qwen2.5-0.5b|qwen2.5-1.5b|MODEL_DIR]... [--quick] [--json FILE] [--check]
+  bench [--shape qwen2.5-0.5b|qwen2.5-1.5b|MODEL_DIR]... [--quick] [--json FILE] [--check] [--peer llama.cpp]
+        [--peer-timeout S]
                                   roofline of the adapter, per-kernel and end-to-end figures (default shape
                                   qwen2.5-0.5b, random weights); --check exits 1 when a target is missed
   profile MODEL_DIR|--shape S [--tokens N]
