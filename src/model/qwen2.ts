@@ -289,7 +289,9 @@ export class Qwen2Model {
     }
   }
 
-  private idReadback = new Map<number, GPUBuffer>();
+  // Read-back buffers, created on first use and reused, so a decode step allocates nothing.
+  private idOut?: GPUBuffer;
+  private logitsOut?: GPUBuffer;
 
   private async run(step: Step, withHead: boolean, readLogits: boolean): Promise<{ next: number; logits?: Float32Array }> {
     const rec = new Recorder(this.device);
@@ -301,13 +303,10 @@ export class Qwen2Model {
       return { next: -1 };
     }
     for (const op of this.head) op.encode(rec, step);
-    const idOut = this.readbackBuffer(16);
+    const idOut = (this.idOut ??= this.readback("id readback", 16));
     rec.copy(this.ids, 0, idOut, 0, 4);
-    let logitsOut: GPUBuffer | undefined;
-    if (readLogits) {
-      logitsOut = this.device.createBuffer({ size: this.config.vocabSize * 4, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
-      rec.copy(this.logits, 0, logitsOut, 0, this.config.vocabSize * 4);
-    }
+    const logitsOut = readLogits ? (this.logitsOut ??= this.readback("logits readback", this.config.vocabSize * 4)) : undefined;
+    if (logitsOut) rec.copy(this.logits, 0, logitsOut, 0, this.config.vocabSize * 4);
     rec.submit();
     this.lastDispatches = rec.dispatches;
     await idOut.mapAsync(GPUMapMode.READ);
@@ -317,18 +316,13 @@ export class Qwen2Model {
     if (logitsOut) {
       await logitsOut.mapAsync(GPUMapMode.READ);
       logits = new Float32Array(logitsOut.getMappedRange().slice(0));
-      logitsOut.destroy();
+      logitsOut.unmap();
     }
     if (next >= this.config.vocabSize) throw new Error("argmax found no finite logit (NaN in the forward pass?)");
     return { next, logits };
   }
 
-  private readbackBuffer(size: number): GPUBuffer {
-    let b = this.idReadback.get(size);
-    if (!b) {
-      b = this.device.createBuffer({ label: "id readback", size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
-      this.idReadback.set(size, b);
-    }
-    return b;
+  private readback(label: string, size: number): GPUBuffer {
+    return this.device.createBuffer({ label, size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
   }
 }
