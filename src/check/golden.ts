@@ -52,7 +52,8 @@ export function compareTensor(sequence: number, tensor: string, got: Float32Arra
   return { sequence, tensor, maxAbsError, maxAbsRef, relError: maxAbsError / maxAbsRef, ok: !firstBad, firstBad };
 }
 
-function top5(logits: Float32Array): number[] {
+/** The ids of the 5 largest logits, largest first; equal logits in id order. */
+export function top5(logits: Float32Array): number[] {
   const idx = Array.from(logits.keys());
   return idx.sort((a, b) => logits[b] - logits[a] || a - b).slice(0, 5);
 }

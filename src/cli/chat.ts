@@ -6,7 +6,7 @@ import { nodeModelDir } from "../io/node.ts";
 import type { ChatMessage } from "../text/chat.ts";
 import { Engine, type GenerateOptions } from "../text/generate.ts";
 import { UsageError, integerFlag, numberFlag, parseCommand } from "./args.ts";
-import { Progress } from "./progress.ts";
+import { withLoadProgress } from "./progress.ts";
 
 const SAMPLING_OPTIONS = {
   temperature: { type: "string" },
@@ -48,11 +48,7 @@ export async function chat(args: string[]): Promise<number> {
   if (values.prompt !== undefined && values.prompt.trim() === "") throw new UsageError("--prompt is empty");
 
   const { device } = await nodeGpu();
-  const bar = new Progress("loading");
-  const engine = await Engine.load(device, nodeModelDir(positionals[0]), {
-    maxSeqLen: context, onProgress: (p) => bar.update(p.bytes, p.totalBytes, "B"),
-  });
-  bar.done();
+  const engine = await withLoadProgress((onProgress) => Engine.load(device, nodeModelDir(positionals[0]), { maxSeqLen: context, onProgress }));
   if (!engine.chatTemplate) throw new Error(`${positionals[0]}: the tokenizer has no chat template, which chat needs`);
   const conversation = new Conversation(engine, values.system, sampling);
 

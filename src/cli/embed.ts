@@ -3,7 +3,7 @@ import { nodeGpu } from "../gpu/node.ts";
 import { nodeModelDir } from "../io/node.ts";
 import { SearchR3 } from "../search/searchr3.ts";
 import { UsageError, integerFlag, parseCommand } from "./args.ts";
-import { Progress } from "./progress.ts";
+import { withLoadProgress } from "./progress.ts";
 
 const USAGE = 'embed takes MODEL_DIR and either --query "..." or --doc "..."';
 
@@ -25,11 +25,7 @@ export async function embed(args: string[]): Promise<number> {
   const seconds = (since: number) => Number(((performance.now() - since) / 1000).toFixed(3));
   let t = performance.now();
   const { device } = await nodeGpu();
-  const bar = new Progress("loading");
-  const r3 = await SearchR3.load(device, nodeModelDir(positionals[0]), {
-    maxLength, model: { onProgress: (p) => bar.update(p.bytes, p.totalBytes, "B") },
-  });
-  bar.done();
+  const r3 = await withLoadProgress((onProgress) => SearchR3.load(device, nodeModelDir(positionals[0]), { maxLength, model: { onProgress } }));
   const timings: Record<string, number> = { load_s: seconds(t) };
 
   let embedText = text;

@@ -1,12 +1,12 @@
 // The r3gpu command line. Each subcommand parses its own flags; errors print one line and set a
 // non-zero exit code (2 for usage errors, 1 for everything else).
-import { runGoldenCheck, firstDivergence, TENSOR_TOLERANCE, type GoldenReport } from "../check/golden.ts";
+import { runGoldenCheck, firstDivergence, TENSOR_TOLERANCE, top5, type GoldenReport } from "../check/golden.ts";
 import { nodeGpu } from "../gpu/node.ts";
 import { readJson } from "../io/files.ts";
 import { nodeModelDir } from "../io/node.ts";
 import { Qwen2Model, type LoadOptions } from "../model/qwen2.ts";
 import { parseCommand, UsageError } from "./args.ts";
-import { Progress } from "./progress.ts";
+import { withLoadProgress } from "./progress.ts";
 import { bench, profile } from "./bench.ts";
 import { serve } from "./serve.ts";
 import { exportGguf } from "./gguf.ts";
@@ -66,13 +66,10 @@ commands:
                                   (default: the repository's name); resumable, checks sizes and LFS hashes
 `;
 
-export async function loadModel(dirPath: string, opts: LoadOptions = {}) {
+async function loadModel(dirPath: string, opts: LoadOptions = {}) {
   const { device, info } = await nodeGpu();
-  const dir = nodeModelDir(dirPath);
-  const bar = new Progress("loading");
-  const model = await Qwen2Model.load(device, dir, { ...opts, onProgress: (p) => bar.update(p.bytes, p.totalBytes, "B") });
-  bar.done();
-  return { device, info, dir, model };
+  const model = await withLoadProgress((onProgress) => Qwen2Model.load(device, nodeModelDir(dirPath), { ...opts, onProgress }));
+  return { info, model };
 }
 
 async function check(args: string[]): Promise<number> {
@@ -123,7 +120,7 @@ async function dump(args: string[]): Promise<number> {
   const H = model.config.hiddenSize;
   const { next, captured, logits } = await model.prefill(ids, { capture: ["final_norm"], logits: true });
   const hidden = captured.get("final_norm")!;
-  const top = Array.from(logits!.keys()).sort((a, b) => logits![b] - logits![a] || a - b).slice(0, 5);
+  const top = top5(logits!);
   const greedy: number[] = [];
   if (newTokens > 0) {
     greedy.push(next);

@@ -15,7 +15,7 @@ import { evaluateRun } from "../search/metrics.ts";
 import { perQuerySvg } from "../search/plot.ts";
 import { SearchR3, type SearchR3Options } from "../search/searchr3.ts";
 import { UsageError } from "./args.ts";
-import { Progress } from "./progress.ts";
+import { Progress, withLoadProgress } from "./progress.ts";
 
 function parse<O extends NonNullable<ParseArgsConfig["options"]>>(args: string[], options: O, positionals: number, usage: string) {
   let parsed;
@@ -44,9 +44,7 @@ async function loadSearchR3(modelPath: string, options: SearchR3Options, db: str
   // Checked before the weights load, which can take a while.
   if (await SearchIndex.readSettings(db)) (await SearchIndex.open(db)).checkModel(identity);
   const { device } = await nodeGpu();
-  const bar = new Progress("loading");
-  const r3 = await SearchR3.load(device, dir, { ...options, model: { onProgress: (p) => bar.update(p.bytes, p.totalBytes, "B") } });
-  bar.done();
+  const r3 = await withLoadProgress((onProgress) => SearchR3.load(device, dir, { ...options, model: { onProgress } }));
   return { r3, identity };
 }
 

@@ -7,7 +7,7 @@ import { nodeModelDir } from "../io/node.ts";
 import { startServer } from "../server/server.ts";
 import { Engine } from "../text/generate.ts";
 import { UsageError } from "./args.ts";
-import { Progress } from "./progress.ts";
+import { withLoadProgress } from "./progress.ts";
 
 const OPTIONS = {
   db: { type: "string" },
@@ -55,14 +55,12 @@ export async function serve(args: string[]): Promise<number> {
   const dirPath = resolve(positionals[0]);
   const modelDir = nodeModelDir(dirPath);
   const { device, info } = await nodeGpu();
-  const bar = new Progress("loading");
-  const engine = await Engine.load(device, modelDir, {
+  const engine = await withLoadProgress((onProgress) => Engine.load(device, modelDir, {
     // The KV cache serves chat as well as embeddings and search: 4096 tokens unless asked otherwise, and never
     // fewer than an embedding may take.
     maxSeqLen: Math.max(context ?? 4096, maxLength, database?.maxLength ?? 0),
-    onProgress: (p) => bar.update(p.bytes, p.totalBytes, "B"),
-  });
-  bar.done();
+    onProgress,
+  }));
   const search = await database?.backend(engine, modelDir);
   const modelId = values["model-id"] ?? basename(dirPath);
   const server = await startServer({
