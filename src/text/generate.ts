@@ -438,7 +438,3 @@ export class Engine {
     return { chatTemplate: this.chatTemplate, ...this.defaults, ...opts };
   }
 }
-
-export function loadEngine(device: GPUDevice, dir: ModelDir, opts: EngineLoadOptions = {}): Promise<Engine> {
-  return Engine.load(device, dir, opts);
-}
