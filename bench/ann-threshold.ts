@@ -9,7 +9,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { mulberry32 } from "../src/text/generate.ts";
+import { mulberry32 } from "../src/util/prng.ts";
 
 const { values } = parseArgs({
   options: {

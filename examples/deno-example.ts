@@ -3,7 +3,8 @@
 //   node_modules/.bin/deno run --allow-read --allow-env examples/deno-example.ts [MODEL_DIR]
 import { webGpu } from "../src/gpu/web.ts";
 import { denoModelDir } from "../src/io/deno.ts";
-import { cosineMatrix, SearchR3 } from "../src/search/searchr3.ts";
+import { SearchR3 } from "../src/search/searchr3.ts";
+import { cosineMatrix } from "../src/search/similarity.ts";
 
 export async function main(modelDir: string) {
   const { device } = await webGpu();

@@ -1,23 +1,22 @@
-// Greedy choice on the GPU: out[0] = the index of the largest of logits[0..n), lowest index on
-// ties (as torch.argmax). Writing into the token-id buffer lets the next decode step embed the
-// chosen token without a round trip; the host reads back only these 4 bytes.
-// Bindings: p, logits: f32 [n], out: u32 [1+]. A single workgroup: each invocation scans a
-// strided slice, then a tree reduction.
+// Greedy choice on the GPU: out[r] = the index of the largest of logits[r, 0..n), lowest index on
+// ties (as torch.argmax), for every logits row r; the host reads back only these 4 bytes per row.
+// Bindings: p, logits: f32 [rows, n], out: u32 [rows]. One workgroup per row: each invocation scans
+// a strided slice, then a tree reduction.
 struct Params { n: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> logits: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<u32>;
 
-const WG: u32 = 256u;
 var<workgroup> best_v: array<f32, WG>;
 var<workgroup> best_i: array<u32, WG>;
 
 @compute @workgroup_size(WG)
-fn main(@builtin(local_invocation_index) tid: u32) {
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid: u32) {
+  let base = wid.x * p.n;
   var bv = -3.4e38;
   var bi = 0xffffffffu;
   for (var i = tid; i < p.n; i += WG) {
-    let v = logits[i];
+    let v = logits[base + i];
     if (v > bv) { bv = v; bi = i; }
   }
   best_v[tid] = bv;
@@ -34,5 +33,5 @@ fn main(@builtin(local_invocation_index) tid: u32) {
     }
     workgroupBarrier();
   }
-  if (tid == 0u) { out[0] = best_i[0]; }
+  if (tid == 0u) { out[wid.x] = best_i[0]; }
 }

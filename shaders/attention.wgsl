@@ -1,21 +1,20 @@
-// Grouped-query causal attention against the KV cache, for prefill (T queries) and decode (T = 1).
-// Query t sits at position pos0 + t and attends to cache positions 0..pos0 + t; query head h reads
-// KV head h / (n_heads / n_kv). Softmax is computed online (running max and sum, rescaled per
+// Grouped-query causal attention against the KV cache, for prefill (T queries) and decode (T = 1), and for
+// several sequences at once: query t sits at position tokens[t].x of slot tokens[t].y and attends to that slot's
+// cache positions 0..tokens[t].x; query head h reads KV head h / (n_heads / n_kv). Softmax is computed online (running max and sum, rescaled per
 // block), so it is exact for any context length without materialising the scores.
-// Bindings: p, q [T, n_heads, D] (already rotated), k_cache and v_cache [positions, n_kv, D],
-// out [T, n_heads, D].
+// Bindings: p, tokens: (position, slot) per token, q [T, n_heads, D] (already rotated), k_cache and v_cache
+// [slot * slot_len + position, n_kv, D], out [T, n_heads, D].
 // One workgroup of WG invocations per (token, head). Per block of WG keys, each invocation scores
 // one key; then each invocation owns output dims d = tid, tid + WG, ... (D <= WG * MAX_DPT) and
 // accumulates the block's weighted values for them.
-struct Params { T: u32, pos0: u32, n_heads: u32, n_kv: u32, D: u32, scale: f32 }
+struct Params { T: u32, n_heads: u32, n_kv: u32, D: u32, slot_len: u32, scale: f32 }
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> q: array<f32>;
-@group(0) @binding(2) var<storage, read> k_cache: array<f32>;
-@group(0) @binding(3) var<storage, read> v_cache: array<f32>;
-@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<storage, read> tokens: array<vec2u>;
+@group(0) @binding(2) var<storage, read> q: array<f32>;
+@group(0) @binding(3) var<storage, read> k_cache: array<f32>;
+@group(0) @binding(4) var<storage, read> v_cache: array<f32>;
+@group(0) @binding(5) var<storage, read_write> out: array<f32>;
 
-const WG: u32 = 64u;
-const MAX_DPT: u32 = 4u;
 const MAX_D: u32 = WG * MAX_DPT;
 const NEG_BIG: f32 = -3.0e38;
 var<workgroup> q_s: array<f32, MAX_D>;
@@ -31,7 +30,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
   for (var d = tid; d < p.D; d += WG) { q_s[d] = q[qbase + d] * p.scale; }
   workgroupBarrier();
 
-  let n_keys = p.pos0 + t + 1u;
+  let n_keys = tokens[t].x + 1u;
+  let row0 = tokens[t].y * p.slot_len;
   var m = NEG_BIG;
   var l = 0.0;
   var acc: array<f32, MAX_DPT>;
@@ -39,7 +39,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
     let nb = min(WG, n_keys - j0);
     var s = NEG_BIG;
     if (tid < nb) {
-      let kb = (j0 + tid) * kv_stride + kvh * p.D;
+      let kb = (row0 + j0 + tid) * kv_stride + kvh * p.D;
       s = 0.0;
       for (var d = 0u; d < p.D; d++) { s += q_s[d] * k_cache[kb + d]; }
     }
@@ -59,7 +59,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
       let d = tid + c * WG;
       if (d >= p.D) { break; }
       var a = acc[c] * correction;
-      let vb = j0 * kv_stride + kvh * p.D + d;
+      let vb = (row0 + j0) * kv_stride + kvh * p.D + d;
       for (var i = 0u; i < nb; i++) { a += p_s[i] * v_cache[vb + i * kv_stride]; }
       acc[c] = a;
     }

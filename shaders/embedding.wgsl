@@ -2,15 +2,15 @@
 // The table may be split by rows across several buffers (a tensor larger than the device's largest
 // storage binding); each dispatch covers rows [row0, row0 + rows) and leaves other ids to the
 // dispatches of the other parts.
-// Bindings: p (uniform), ids: u32 [T], w: table part (layout of weight_layout.wgsl), x: f32 [T, H].
-// One invocation per pair of hidden elements of one token: grid (H/2, T).
+// Bindings: p (uniform), ids: u32 [T], w: table part (layout of lib/weight_layout.wgsl), x: f32 [T, H].
+// One invocation per pair of hidden elements of one token: grid (H/2 / WG, T).
 struct Params { T: u32, half_h: u32, row0: u32, rows: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> ids: array<u32>;
 @group(0) @binding(2) var<storage, read> w: array<vec4u>;
 @group(0) @binding(3) var<storage, read_write> x: array<vec2f>;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3u) {
   let i = gid.x;
   let t = gid.y;

@@ -1,27 +1,37 @@
-// Linear layer: y[m, n0 + n] (+)= sum_k x[x_row + m, k] * W[n, k] + bias[n0 + n], for m < M, n < rows,
-// with W [rows, K] in the layout of weight_layout.wgsl (one part of a weight split across buffers:
-// one dispatch per part, each with its own n0). ACCUMULATE adds into y, which is how the residual
-// stream is updated without a separate add.
-// Two pipelines come from this file: decode (TM = 1, one input row, the matrix-vector product) and
-// prefill (TM > 1 input rows per invocation, so each weight quad loaded is used TM times).
-// Bindings: p, x: f32 [M, K] as vec2 pairs, w: laid-out weight quads, bias: f32 [N] (ignored unless
-// HAS_BIAS), y: f32 [M, N].
-// Work per invocation: 4 weight rows (blk*32 + r*8 + lane, r < 4) x TM input rows, over all of K, so
-// there is no cross-invocation reduction and no barrier. Grid: x over (rows/4 invocations), y over M/TM.
-struct Params { M: u32, K: u32, N: u32, n0: u32, rows: u32, x_row: u32 }
+// Linear layer: y[m, n0 + n] (+)= sum_k x[row(m), k] * W[n, k] + bias[n0 + n], for m < M, n < rows, with W
+// [rows, K] in the layout of lib/weight_layout.wgsl (one part of a weight split across buffers: one dispatch per
+// part, each with its own n0). row(m) = gather[m] with GATHER (the LM head reads only the rows that need logits),
+// else m. ACCUMULATE adds into y, which is how the residual stream is updated without a separate add.
+// Two kernels come from this file: decode (TM = 1, one input row, the matrix-vector product) and prefill (TM > 1
+// input rows per invocation, so each weight quad loaded is used TM times).
+// Bindings: p, x: f32 [*, K] as vec2 pairs, w: laid-out weight quads, bias: f32 [N] (HAS_BIAS), gather: u32 [M]
+// (GATHER), y: f32 [M, N].
+// Work per invocation: W_GROUPS weight rows (blk * W_BLOCK + r * W_LANES + lane, r < W_GROUPS) x TM input rows,
+// over all of K, so there is no cross-invocation reduction and no barrier. Grid: x over rows / W_GROUPS
+// invocations in workgroups of WG, y over M / TM.
+struct Params { M: u32, K: u32, N: u32, n0: u32, rows: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<vec2f>;
 @group(0) @binding(2) var<storage, read> w: array<vec4u>;
+#if HAS_BIAS
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+#endif
+#if GATHER
+@group(0) @binding(4) var<storage, read> gather: array<u32>;
+#endif
+@group(0) @binding(5) var<storage, read_write> y: array<f32>;
 
-override TM: u32 = 1u;
-// Function-scope arrays cannot be sized by an override; TM <= MAX_TM.
-const MAX_TM: u32 = 8u;
-override HAS_BIAS: bool = false;
 override ACCUMULATE: bool = false;
 
-@compute @workgroup_size(64)
+fn x_row(m: u32) -> u32 {
+#if GATHER
+  return gather[m];
+#else
+  return m;
+#endif
+}
+
+@compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(workgroup_id) wid: vec3u) {
   let blk = gid.x / W_LANES;
   let lane = gid.x % W_LANES;
@@ -33,12 +43,12 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(workgroup_id) wid: v
   let nq = (hk + 3u) / 4u;
   let full = hk / 4u;
   // Rows past M read the last valid row; their results are not stored.
-  var xbase: array<u32, MAX_TM>;
-  for (var i = 0u; i < TM; i++) { xbase[i] = (p.x_row + min(m0 + i, p.M - 1u)) * hk; }
+  var xbase: array<u32, TM>;
+  for (var i = 0u; i < TM; i++) { xbase[i] = x_row(min(m0 + i, p.M - 1u)) * hk; }
 
-  var acc: array<array<vec2f, W_GROUPS>, MAX_TM>;
+  var acc: array<array<vec2f, W_GROUPS>, TM>;
   for (var kq = 0u; kq < nq; kq++) {
-    var xs: array<array<vec2f, 4>, MAX_TM>;
+    var xs: array<array<vec2f, 4>, TM>;
     if (kq < full) {
       for (var i = 0u; i < TM; i++) {
         let xb = xbase[i] + kq * 4u;
@@ -66,7 +76,9 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(workgroup_id) wid: v
     let n = blk * W_BLOCK + r * W_LANES + lane;
     if (n >= p.rows) { continue; }
     var b = 0.0;
-    if (HAS_BIAS) { b = bias[p.n0 + n]; }
+#if HAS_BIAS
+    b = bias[p.n0 + n];
+#endif
     for (var i = 0u; i < TM; i++) {
       let m = m0 + i;
       if (m >= p.M) { break; }

@@ -20,9 +20,9 @@ fn rand_uniform(v: u32) -> f32 {
   return p.center + p.scale * (f32(pcg(v) >> 8u) / 8388608.0 - 1.0);
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let i = gid.x + gid.y * nwg.x * 64u;
+  let i = gid.x + gid.y * nwg.x * WG;
   if (i >= p.words) { return; }
   let g = p.offset + i;
   if (F32) {

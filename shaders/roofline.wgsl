@@ -16,7 +16,6 @@ struct Params { n: u32, per_lane: u32, iters: u32, magic: u32 }
 @group(0) @binding(2) var<storage, read_write> out: array<u32>;
 
 override VARIANT: u32 = 0u;
-const WG: u32 = 64u;
 
 fn read_at(i: u32) -> vec4<u32> {
   if (i < p.n) { return src[i]; }

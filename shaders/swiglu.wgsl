@@ -6,9 +6,9 @@ struct Params { n: u32 }
 @group(0) @binding(1) var<storage, read_write> gate: array<f32>;
 @group(0) @binding(2) var<storage, read> up: array<f32>;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let i = gid.x + gid.y * nwg.x * 64u;
+  let i = gid.x + gid.y * nwg.x * WG;
   if (i >= p.n) { return; }
   let g = gate[i];
   gate[i] = g / (1.0 + exp(-g)) * up[i];

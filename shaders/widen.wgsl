@@ -7,9 +7,9 @@ struct Params { pairs: u32 }
 @group(0) @binding(1) var<storage, read> w: array<vec4u>;
 @group(0) @binding(2) var<storage, read_write> out: array<vec2f>;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let i = gid.x + gid.y * nwg.x * 64u;
+  let i = gid.x + gid.y * nwg.x * WG;
   if (i < p.pairs) {
     out[i] = load_w2(i);
   }

@@ -6,9 +6,9 @@ import assert from "node:assert/strict";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { GGUF_CACHE_DIR, type PeerFigures } from "../bench/peers.ts";
-import { formatBench } from "../bench/report.ts";
-import type { BenchReport } from "../bench/run.ts";
+import { GGUF_CACHE_DIR, type PeerFigures } from "../src/bench/peers.ts";
+import { formatBench } from "../src/bench/report.ts";
+import type { BenchReport } from "../src/bench/run.ts";
 import { run } from "../src/cli/main.ts";
 import { embeddedModelDir } from "./shared-paths.ts";
 

@@ -10,7 +10,8 @@ import { nodeGpu } from "../src/gpu/node.ts";
 import { nodeModelDir } from "../src/io/node.ts";
 import { SearchR3 } from "../src/search/searchr3.ts";
 import type { ChatMessage } from "../src/text/chat.ts";
-import { Engine, type GenerateOptions } from "../src/text/generate.ts";
+import { Engine } from "../src/text/engine.ts";
+import type { GenerateOptions } from "../src/text/generate.ts";
 import { embeddedModelDir, goldenDir, qwenTokenizerDir, repoRoot } from "./shared-paths.ts";
 
 const cli = join(repoRoot, "bin", "r3gpu.js");

@@ -5,10 +5,10 @@ import { describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { nodeGpu } from "../src/gpu/node.ts";
 import { nodeModelDir } from "../src/io/node.ts";
-import {
-  applyRepetitionPenalty, argmax, drawToken, Engine, generate, generateStream, generationDefaults, mulberry32,
-  samplingDistribution, type Distribution, type GenerateOptions, type GenerateResult, type Prompt,
-} from "../src/text/generate.ts";
+import { Engine, generationDefaults } from "../src/text/engine.ts";
+import { generate, generateStream, type GenerateOptions, type GenerateResult, type Prompt } from "../src/text/generate.ts";
+import { applyRepetitionPenalty, argmax, drawToken, samplingDistribution, type Distribution } from "../src/text/sampling.ts";
+import { mulberry32 } from "../src/util/prng.ts";
 
 // Compiled tests run from dist/test/, two levels below the repository root.
 const tinyDir = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..", "models", "tiny-qwen2");

@@ -6,17 +6,18 @@ import assert from "node:assert/strict";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { runLlamaCppPeer } from "../src/bench/peer-llamacpp.ts";
-import { f32BitsToBf16, f32BitsToF16 } from "../src/gguf/convert.ts";
-import { exportGgufFile } from "../src/gguf/node.ts";
-import { exportRandom } from "../src/gguf/qwen2.ts";
-import { byteLevelChars, TokenType } from "../src/gguf/vocab.ts";
-import { GGUF_MAGIC, writeGguf, type GgufTensor, type GgufValue } from "../src/gguf/writer.ts";
+import { runLlamaCppPeer } from "../src/llamacpp/peer.ts";
+import { f32BitsToBf16, f32BitsToF16 } from "../src/llamacpp/convert.ts";
+import { exportGgufFile } from "../src/llamacpp/export-file.ts";
+import { exportRandom } from "../src/llamacpp/export.ts";
+import { byteLevelChars, TokenType } from "../src/llamacpp/vocab.ts";
+import { GGUF_MAGIC, writeGguf, type GgufTensor, type GgufValue } from "../src/llamacpp/writer.ts";
 import { nodeModelDir } from "../src/io/node.ts";
 import type { Qwen2Config } from "../src/model/config.ts";
 import { randomMatrixBf16, randomVectorF32 } from "../src/model/random-host.ts";
 import { openModelWeights, readTensor } from "../src/model/safetensors.ts";
 import { RandomWeights } from "../src/model/weights.ts";
+import { BufferSet } from "../src/gpu/buffers.ts";
 import { layoutWeights, mulberry32, readBytes, testGpu, testKernels, toBf16Bits, toF16Bits } from "./gpu-helpers.ts";
 import { embeddedModelDir, goldenDir } from "./shared-paths.ts";
 
@@ -180,7 +181,7 @@ test("random weights computed on the host equal RandomWeights' GPU output bit fo
   const { device } = await testGpu();
   const seed = 1234;
   // A small binding limit splits the matrix into parts, whose values must continue across the split.
-  const gpu = new RandomWeights(await testKernels(), 100 * 896 * 2, seed);
+  const gpu = new RandomWeights(await testKernels(), new BufferSet(device), 100 * 896 * 2, seed);
   const name = "model.layers.7.mlp.down_proj.weight";
   const [rows, cols] = [333, 896];
   const m = await gpu.matrix(name, rows, cols);

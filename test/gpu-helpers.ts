@@ -2,12 +2,13 @@
 // machine): one shared device per test file, storage buffers from typed arrays, read-back, weight
 // matrices in a stored dtype (optionally split by rows into parts), host-side dtype rounding, and a
 // seeded PRNG so that random inputs are reproducible.
-import { Kernels, type WeightDType } from "../src/gpu/kernels.ts";
-import { mulberry32 } from "../src/text/generate.ts";
-
-export { mulberry32 };
+import { Kernels, type WeightDType } from "../src/gpu/kernel.ts";
+import { WEIGHT_LAYOUT } from "../src/gpu/layout.ts";
+import { DTYPE_BYTES, type GpuMatrix } from "../src/gpu/matrix.ts";
 import { nodeGpu, type NodeGpu } from "../src/gpu/node.ts";
-import type { GpuMatrix } from "../src/gpu/ops.ts";
+import { mulberry32 } from "../src/util/prng.ts";
+
+export { mulberry32, DTYPE_BYTES };
 
 let shared: Promise<NodeGpu> | undefined;
 let sharedKernels: Kernels | undefined;
@@ -52,8 +53,6 @@ export function normalF32(rand: () => number, n: number, scale = 1): Float32Arra
 
 // ---------------------------------------------------------------------------------------------
 // Weight dtypes on the host
-
-export const DTYPE_BYTES: Record<WeightDType, number> = { BF16: 2, F16: 2, F32: 4 };
 
 const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);
@@ -187,8 +186,8 @@ export async function readU32(device: GPUDevice, src: GPUBuffer, elements = src.
   return new Uint32Array(await readBytes(device, src, elements * 4));
 }
 
-/** The blocked weight layout of shaders/weight_layout.wgsl: 32-row blocks of 8-element quads. */
-const ROW_BLOCK = 32, LANES = 8, GROUPS = 4;
+/** The blocked weight layout of src/gpu/layout.ts: blocks of rows of 8-element quads. */
+const { block: ROW_BLOCK, lanes: LANES, groups: GROUPS } = WEIGHT_LAYOUT;
 
 /**
  * One part's stored bytes (row-major [rows, cols], as in the file) in the GPU layout: pair kk of row `row` goes to pair slot quad(row, kk / 4) * 4 + kk % 4 with

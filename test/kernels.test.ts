@@ -11,9 +11,12 @@
 // - gathers, copies and dtype widening are exact and compared bit for bit.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { Kernels, Params, Recorder, grid, type WeightDType } from "../src/gpu/kernels.ts";
-import { Argmax, Attention, Embedding, Linear, RmsNorm, RopeKv, SwiGlu, type AttentionDims, type Op, type Step }
-  from "../src/gpu/ops.ts";
+import { BufferSet } from "../src/gpu/buffers.ts";
+import type { Kernels, WeightDType } from "../src/gpu/kernel.ts";
+import { Recorder } from "../src/gpu/recorder.ts";
+import {
+  Argmax, Attention, Embedding, Linear, RmsNorm, RopeKv, sequenceStep, SwiGlu, widen, type AttentionDims, type Step, type StepOp,
+} from "../src/ops/index.ts";
 import { ropeTable } from "../src/model/rope.ts";
 import { SafetensorsWeights } from "../src/model/weights.ts";
 import type { TensorInfo } from "../src/model/safetensors.ts";
@@ -27,13 +30,17 @@ const DTYPES: WeightDType[] = ["BF16", "F16", "F32"];
 
 const { device } = await testGpu();
 const k: Kernels = await testKernels();
-const noBias = zeros(device, 4, "no bias");
-
-/** Records one step of the ops, submits it; read-backs queued after it see its results. */
-function run(ops: Op | Op[], step: Step): void {
+/** Compiles what the ops asked for, records one step of them and submits it; read-backs queued after it see its results. */
+async function run(ops: StepOp | StepOp[], step: Step): Promise<void> {
+  await k.compiled();
   const rec = new Recorder(device);
   for (const op of [ops].flat()) op.encode(rec, step);
   rec.submit();
+}
+
+/** The token table of one sequence's step (slot 0): (position, slot) for positions pos0..pos0+T-1. */
+function tokenTable(T: number, pos0: number): GPUBuffer {
+  return uploadU32(device, Array.from({ length: T }, (_, t) => [pos0 + t, 0]).flat(), "tokens");
 }
 
 function assertBitsEqual(actual: Float32Array, expected: Float32Array, what: string): void {
@@ -65,11 +72,8 @@ function widenInputs(dtype: WeightDType, n: number, seed: number): Float32Array 
 async function widenDirect(dtype: WeightDType, values: Float32Array): Promise<Float32Array> {
   const raw = upload(device, encodeWeights(values, dtype), "widen raw");
   const out = zeros(device, values.length, "widen out");
-  const pairs = values.length / 2;
-  const params = new Params(device, 1, "widen");
-  params.set(pairs);
   const rec = new Recorder(device);
-  rec.dispatch(await k.pipeline("widen", { dtype }), k.bindGroup("widen", [params.buffer, raw, out]), ...grid(Math.ceil(pairs / 64)));
+  await widen(k, rec, "v", dtype, raw, out, values.length / 2);
   rec.submit();
   return readF32(device, out, values.length);
 }
@@ -88,7 +92,7 @@ function memoryTensor(name: string, dtype: WeightDType, shape: number[], bytes: 
 
 /** A weight source over in-memory tensors, as the model loader builds one over safetensors files. */
 function memoryWeights(maxBindingBytes: number, ...tensors: TensorInfo[]): SafetensorsWeights {
-  return new SafetensorsWeights(k, maxBindingBytes, new Map(tensors.map((t) => [t.name, t])), "memory", tensors.map((t) => t.name));
+  return new SafetensorsWeights(k, new BufferSet(device), maxBindingBytes, new Map(tensors.map((t) => [t.name, t])), "memory", tensors.map((t) => t.name));
 }
 
 for (const dtype of DTYPES) {
@@ -133,8 +137,8 @@ async function checkEmbedding(dtype: WeightDType, V: number, H: number, partRows
   const T = ids.length;
   const sentinel = new Float32Array((T + 1) * H).fill(-12345);
   const x = uploadF32(device, sentinel, "x");
-  const op = await Embedding.create(k, uploadU32(device, ids, "ids"), W, x);
-  run(op, { T, pos0: 0 });
+  const op = new Embedding(k, uploadU32(device, ids, "ids"), W, x);
+  await run(op, sequenceStep(T, 0));
   const got = await readF32(device, x, sentinel.length);
   assertBitsEqual(got.subarray(0, T * H), embeddingRef(table, H, ids), `embedding ${dtype}`);
   assertBitsEqual(got.subarray(T * H), sentinel.subarray(T * H), "rows past T untouched");
@@ -194,8 +198,8 @@ for (const H of [94, 896]) {
       }
       const w = Float32Array.from(normalF32(rand, H, 0.2), (v) => 1 + v);
       const y = zeros(device, rows * H, "y");
-      const op = await RmsNorm.create(k, "test", uploadF32(device, x), uploadF32(device, w), y, H, eps);
-      run(op, { T: rows, pos0: 0 });
+      const op = new RmsNorm(k, "test", uploadF32(device, x), uploadF32(device, w), y, H, eps);
+      await run(op, sequenceStep(rows, 0));
       const ref = rmsNormRef(x, w, rows, H, eps);
       assertClose(await readF32(device, y, rows * H), ref, (i) => 1e-5 * Math.abs(ref[i]) + 1e-30, `rmsnorm rows=${rows} H=${H}`);
     });
@@ -203,7 +207,7 @@ for (const H of [94, 896]) {
 }
 
 // =============================================================================================
-// Linear: y (+)= x W^T + bias, prefill (T > 1) and decode (T = 1, lastRowOnly) pipelines.
+// Linear: y (+)= x W^T + bias, prefill (T > 1) and decode (T = 1, or one gathered row) pipelines.
 
 interface LinearCase {
   dtype: WeightDType;
@@ -252,9 +256,10 @@ async function checkLinear(c: LinearCase): Promise<void> {
   const y0 = normalF32(rand, (outRows + 1) * N, 2);
   const W = gpuMatrix(device, "W", Wv, N, K, dtype, { maxPartRows: c.maxPartRows });
   const y = uploadF32(device, y0, "y");
-  const op = await Linear.create(k, uploadF32(device, xv, "x"), W, y,
-    { bias: biasV && uploadF32(device, biasV, "bias"), accumulate: c.accumulate, lastRowOnly: c.lastRowOnly }, noBias);
-  run(op, { T, pos0: 0 });
+  const op = new Linear(k, uploadF32(device, xv, "x"), W, y, {
+    bias: biasV && uploadF32(device, biasV, "bias"), accumulate: c.accumulate, gather: c.lastRowOnly ? uploadU32(device, [T - 1]) : undefined,
+  });
+  await run(op, sequenceStep(T, 0));
   const got = await readF32(device, y, y0.length);
   const xRows = c.lastRowOnly ? [T - 1] : Array.from({ length: outRows }, (_, m) => m);
   const { y: ref, bound } = linearRef(xv, Wv, K, N, xRows, biasV, c.accumulate ? y0 : undefined);
@@ -273,7 +278,7 @@ for (const dtype of DTYPES) {
       await checkLinear({ dtype, K: 94, N: 53, T: 1, bias, accumulate, maxPartRows: 20, seed: 42 });
     });
   }
-  test(`Linear ${dtype} lastRowOnly: T=37 reads row 36 only, writes y row 0, K=94 N=53 one part, bias`, async () => {
+  test(`Linear ${dtype} gather of row 36: T=37 reads row 36 only, writes y row 0, K=94 N=53 one part, bias`, async () => {
     await checkLinear({ dtype, K: 94, N: 53, T: 37, bias: true, lastRowOnly: true, seed: 43 });
   });
 }
@@ -290,7 +295,7 @@ test("Linear F16 prefill: T=2 (smallest prefill), K=2, N=5", async () => {
   await checkLinear({ dtype: "F16", K: 2, N: 5, T: 2, seed: 46 });
 });
 
-test("Linear BF16 lastRowOnly: a part of 262147 rows (over 65535 workgroups of 4 rows: 2-D grid), K=4, N=270001 split 262147/7854", async () => {
+test("Linear BF16 gather of the last row: a part of 262147 rows (over 65535 workgroups of 4 rows: 2-D grid), K=4, N=270001 split 262147/7854", async () => {
   await checkLinear({ dtype: "BF16", K: 4, N: 270001, T: 3, lastRowOnly: true, maxPartRows: 262147, seed: 47 });
 });
 
@@ -305,9 +310,9 @@ test("Linear F16: W loaded by SafetensorsWeights.matrix with a binding limit of 
   assert.deepEqual(W.parts.map((part) => part.rows), [32, 32, 32, 4]);
   const xv = normalF32(rand, 5 * K);
   const y = zeros(device, 5 * N, "y");
-  const op = await Linear.create(k, uploadF32(device, xv), W, y, {}, noBias);
+  const op = new Linear(k, uploadF32(device, xv), W, y);
   for (const T of [5, 1]) {
-    run(op, { T, pos0: 0 });
+    await run(op, sequenceStep(T, 0));
     const { y: ref, bound } = linearRef(xv, Wv, K, N, Array.from({ length: T }, (_, m) => m), undefined, undefined);
     assertClose(await readF32(device, y, T * N), ref, (i) => bound[i], `uploaded linear T=${T}`);
   }
@@ -348,8 +353,9 @@ async function checkRopeKv(D: number, T: number, pos0: number, seed: number): Pr
   // Caches start with random contents: rows outside pos0..pos0+T-1 must keep them.
   const kc0 = normalF32(rand, positions * kvDim), vc0 = normalF32(rand, positions * kvDim);
   const qBuf = uploadF32(device, q), kc = uploadF32(device, kc0), vc = uploadF32(device, vc0);
-  const op = await RopeKv.create(k, "test", qBuf, uploadF32(device, kk), uploadF32(device, v), upload(device, table), kc, vc, d);
-  run(op, { T, pos0 });
+  const b = { tokens: tokenTable(T, pos0), q: qBuf, k: uploadF32(device, kk), v: uploadF32(device, v), kCache: kc, vCache: vc, slotLen: positions };
+  const op = new RopeKv(k, "test", b, upload(device, table), d);
+  await run(op, sequenceStep(T, pos0));
 
   const qRef = new Float64Array(q.length), qBound = new Float64Array(q.length);
   const kcRef = Float64Array.from(kc0), kcBound = new Float64Array(kc0.length);
@@ -463,8 +469,9 @@ async function checkAttention(c: AttentionCase): Promise<void> {
   kc.fill(50, used * kvDim);
   vc.fill(1000, used * kvDim);
   const out = uploadF32(device, new Float32Array((T + 1) * d.nHeads * d.headDim).fill(-7), "out");
-  const op = await Attention.create(k, "test", uploadF32(device, q), uploadF32(device, kc), uploadF32(device, vc), out, d);
-  run(op, { T, pos0 });
+  const b = { tokens: tokenTable(T, pos0), q: uploadF32(device, q), kCache: uploadF32(device, kc), vCache: uploadF32(device, vc), slotLen: positions };
+  const op = new Attention(k, "test", b, out, d);
+  await run(op, sequenceStep(T, pos0));
   const got = await readF32(device, out, (T + 1) * d.nHeads * d.headDim);
   const { out: ref, bound } = attentionRef(q, kc, vc, T, pos0, d);
   const n = T * d.nHeads * d.headDim;
@@ -551,7 +558,7 @@ async function checkSwiGlu(T: number, width: number, seed: number): Promise<void
   const g = uniformF32(rand, n + 5, -20, 20), u = uniformF32(rand, n, -20, 20);
   g.set([0, 20, -20, 1e-3, -1e-3].map(Math.fround), 0);
   const gate = uploadF32(device, g);
-  run(await SwiGlu.create(k, gate, uploadF32(device, u), width), { T, pos0: 0 });
+  await run(new SwiGlu(k, gate, uploadF32(device, u), width), sequenceStep(T, 0));
   const got = await readF32(device, gate, g.length);
   const ref = swigluRef(g.subarray(0, n), u);
   assertClose(got.subarray(0, n), ref, (i) => 2 * (6 + 2 * Math.abs(g[i])) * U * Math.abs(ref[i]) + 1e-35, `swiglu n=${n}`);
@@ -581,7 +588,7 @@ function argmaxRef(x: ArrayLike<number>): number {
 
 async function checkArgmax(logits: Float32Array, what: string): Promise<void> {
   const out = uploadU32(device, [0xdead, 0xbeef], "out");
-  run(await Argmax.create(k, uploadF32(device, logits), out, logits.length), { T: 1, pos0: 0 });
+  await run(new Argmax(k, uploadF32(device, logits), out, logits.length), sequenceStep(1, 0));
   const [idx, next] = await readU32(device, out, 2);
   assert.equal(idx, argmaxRef(logits), what);
   assert.equal(next, 0xbeef, `${what}: out[1] untouched`);

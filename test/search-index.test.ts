@@ -16,12 +16,14 @@ import { nodeGpu } from "../src/gpu/node.ts";
 import { nodeModelDir } from "../src/io/node.ts";
 import { chunkText, documentText, readCorpus, type Document } from "../src/search/corpus.ts";
 import { parseQrels, readBeir, runQueries } from "../src/search/eval.ts";
-import {
-  indexCorpus, indexSettings, modelIdentity, resolveChunking, SearchIndex, searchQuery, searchR3Options,
-} from "../src/search/index.ts";
+import { indexCorpus } from "../src/search/indexing.ts";
+import { searchQuery } from "../src/search/query.ts";
+import { indexSettings, modelIdentity, resolveChunking, searchR3Options } from "../src/search/settings.ts";
+import { SearchIndex } from "../src/search/store.ts";
 import { evaluateRun, rankDocuments } from "../src/search/metrics.ts";
-import { cosineSimilarity, SearchR3 } from "../src/search/searchr3.ts";
-import { Engine } from "../src/text/generate.ts";
+import { SearchR3 } from "../src/search/searchr3.ts";
+import { cosineSimilarity } from "../src/search/similarity.ts";
+import { Engine } from "../src/text/engine.ts";
 import { embeddedModelDir, repoRoot } from "./shared-paths.ts";
 
 const tinyDir = embeddedModelDir();

@@ -6,10 +6,9 @@ import { after, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { nodeGpu } from "../src/gpu/node.ts";
 import { nodeModelDir } from "../src/io/node.ts";
-import {
-  cdist, cosineMatrix, cosineSimilarity, l2normalize, SearchR3, type Truncation,
-} from "../src/search/searchr3.ts";
-import { Engine } from "../src/text/generate.ts";
+import { SearchR3, type Truncation } from "../src/search/searchr3.ts";
+import { cdist, cosineMatrix, cosineSimilarity, l2normalize } from "../src/search/similarity.ts";
+import { Engine } from "../src/text/engine.ts";
 import { TextTokenizer } from "../src/text/tokenizer.ts";
 import { qwenTokenizerDir } from "./shared-paths.ts";
 

@@ -11,11 +11,14 @@ import { promisify } from "node:util";
 import OpenAI from "openai";
 import { nodeGpu } from "../src/gpu/node.ts";
 import { nodeModelDir } from "../src/io/node.ts";
-import { indexCorpus, indexSettings, modelIdentity, SearchIndex } from "../src/search/index.ts";
+import { indexCorpus } from "../src/search/indexing.ts";
+import { indexSettings, modelIdentity } from "../src/search/settings.ts";
+import { SearchIndex } from "../src/search/store.ts";
 import { SearchR3 } from "../src/search/searchr3.ts";
 import { openDatabase } from "../src/server/search.ts";
 import { startServer, type RunningServer, type ServerOptions } from "../src/server/server.ts";
-import { Engine, type GenerateOptions } from "../src/text/generate.ts";
+import { Engine } from "../src/text/engine.ts";
+import type { GenerateOptions } from "../src/text/generate.ts";
 import { embeddedModelDir, repoRoot } from "./shared-paths.ts";
 
 const run = promisify(execFile);

@@ -6,9 +6,11 @@ import { webGpu, type WebGpu } from "../src/gpu/web.ts";
 import { pickedFolderModelDir, urlModelDir } from "../src/io/browser.ts";
 import type { ModelDir } from "../src/io/files.ts";
 import type { UploadProgress } from "../src/model/weights.ts";
-import { cosineMatrix, SearchR3 } from "../src/search/searchr3.ts";
+import { SearchR3 } from "../src/search/searchr3.ts";
+import { cosineMatrix } from "../src/search/similarity.ts";
 import type { ChatMessage } from "../src/text/chat.ts";
-import { Engine, type GenerateResult } from "../src/text/generate.ts";
+import { Engine } from "../src/text/engine.ts";
+import type { GenerateResult } from "../src/text/generate.ts";
 import type { AdapterSummary, ModelSummary, RankedDocument, SearchOutcome, SearchRequest } from "./hook.ts";
 
 /**

@@ -2,9 +2,9 @@
 import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { isPeerName, PEERS, type PeerName } from "../../bench/peers.ts";
-import { formatBench, formatProfile } from "../../bench/report.ts";
-import { missedTargets, runBench, runProfile } from "../../bench/run.ts";
+import { isPeerName, PEERS, type PeerName } from "../bench/peers.ts";
+import { formatBench, formatProfile } from "../bench/report.ts";
+import { missedTargets, runBench, runProfile } from "../bench/run.ts";
 import { nodeGpu } from "../gpu/node.ts";
 import { isQwen25Shape, QWEN25_SHAPES } from "../model/shapes.ts";
 import type { UploadProgress } from "../model/weights.ts";

@@ -4,7 +4,8 @@ import { createInterface } from "node:readline";
 import { nodeGpu } from "../gpu/node.ts";
 import { nodeModelDir } from "../io/node.ts";
 import type { ChatMessage } from "../text/chat.ts";
-import { Engine, type GenerateOptions } from "../text/generate.ts";
+import { Engine } from "../text/engine.ts";
+import type { GenerateOptions } from "../text/generate.ts";
 import { UsageError, integerFlag, numberFlag, parseCommand } from "./args.ts";
 import { withLoadProgress } from "./progress.ts";
 

@@ -1,8 +1,8 @@
 // `r3gpu export-gguf`: a model folder, or a benchmark shape's seeded random weights, as a GGUF file for
 // llama.cpp (used by `r3gpu bench --peer llama.cpp`).
 import { parseArgs } from "node:util";
-import { exportGgufFile, type GgufSource } from "../gguf/node.ts";
-import { GGUF_DTYPES, type GgufDType } from "../gguf/qwen2.ts";
+import { exportGgufFile, type GgufSource } from "../llamacpp/export-file.ts";
+import { GGUF_DTYPES, type GgufDType } from "../llamacpp/export.ts";
 import { isQwen25Shape, QWEN25_SHAPES } from "../model/shapes.ts";
 import { Progress } from "./progress.ts";
 import { UsageError } from "./args.ts";

@@ -7,10 +7,10 @@ import { parseArgs, type ParseArgsConfig } from "node:util";
 import { nodeGpu } from "../gpu/node.ts";
 import { nodeModelDir } from "../io/node.ts";
 import { readBeir, runQueries } from "../search/eval.ts";
-import {
-  indexCorpus, indexSettings, modelIdentity, resolveChunking, searchQuery, searchR3Options, SearchIndex,
-  type IndexReport,
-} from "../search/index.ts";
+import { indexCorpus, type IndexReport } from "../search/indexing.ts";
+import { searchQuery } from "../search/query.ts";
+import { indexSettings, modelIdentity, resolveChunking, searchR3Options } from "../search/settings.ts";
+import { SearchIndex } from "../search/store.ts";
 import { evaluateRun } from "../search/metrics.ts";
 import { perQuerySvg } from "../search/plot.ts";
 import { SearchR3, type SearchR3Options } from "../search/searchr3.ts";

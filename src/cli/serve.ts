@@ -5,7 +5,7 @@ import { parseArgs } from "node:util";
 import { nodeGpu } from "../gpu/node.ts";
 import { nodeModelDir } from "../io/node.ts";
 import { startServer } from "../server/server.ts";
-import { Engine } from "../text/generate.ts";
+import { Engine } from "../text/engine.ts";
 import { UsageError } from "./args.ts";
 import { withLoadProgress } from "./progress.ts";
 

@@ -1,50 +1,45 @@
-// The Qwen2 decoder, top to bottom. Loading builds, once, every operation of the forward pass with
-// its buffers and bind groups; running a step only fills in (T, position) and records dispatches.
+// The Qwen2 decoder, top to bottom. Loading builds, once, every operation of the forward pass with its buffers and
+// bind groups; running a step only writes the step's token table and records dispatches.
 //
-//   x = embed(ids)
-//   for each layer:
-//     h = rmsnorm(x);  q, k, v = h Wq + bq, h Wk + bk, h Wv + bv
-//     q, k = rope(q, k); cache[pos] = k, v
-//     x = x + attention(q, cache) Wo
-//     h = rmsnorm(x);  x = x + (silu(h Wgate) * (h Wup)) Wdown
-//   logits = rmsnorm(x)[last] Wlm;  next = argmax(logits)
+//   x = embed_tokens(ids)
+//   for each layer (decoderLayer below, HF's Qwen2DecoderLayer):
+//     h = input_layernorm(x);  q, k, v = q_proj(h), k_proj(h), v_proj(h)
+//     q, k = rope(q, k);  cache[slot, pos] = k, v
+//     x = x + o_proj(attention(q, cache[slot]))
+//     h = post_attention_layernorm(x);  x = x + down_proj(silu(gate_proj(h)) * up_proj(h))
+//   h = norm(x);  logits = lm_head(h[output rows]);  next = argmax(logits)
+//
+// Every token of a step carries its own (slot, position), so one step can hold the prompt of one sequence, the
+// next token of several, or the prompts of several packed together (see batch.ts).
+import { BufferSet } from "../gpu/buffers.ts";
+import { Kernels } from "../gpu/kernel.ts";
+import { Recorder } from "../gpu/recorder.ts";
 import type { ModelDir } from "../io/files.ts";
-import { Kernels, Recorder } from "../gpu/kernels.ts";
-import {
-  activation, Argmax, Attention, Embedding, Linear, RmsNorm, RopeKv, SwiGlu,
-  type Cost, type GpuMatrix, type Op, type Step,
-} from "../gpu/ops.ts";
-import { loadConfig, type Qwen2Config } from "./config.ts";
+import { Argmax, NO_FINITE_LOGIT } from "../ops/argmax.ts";
+import { Attention } from "../ops/attention.ts";
+import { CapturePoint } from "../ops/capture.ts";
+import { Embedding } from "../ops/embedding.ts";
+import { Linear, type LinearOptions } from "../ops/linear.ts";
+import type { CaptureCopy, Step, StepOp } from "../ops/op.ts";
+import { RmsNorm } from "../ops/rmsnorm.ts";
+import { RopeKv, type AttentionBuffers, type AttentionDims } from "../ops/rope-kv.ts";
+import { SwiGlu } from "../ops/swiglu.ts";
+import { planSteps, type SequenceInput, type StepPlan } from "./batch.ts";
+import type { Qwen2Config } from "./config.ts";
+import { asModelFolder, type ModelFolder } from "./folder.ts";
+import { loadQwen2Weights, qwen2Tensors, type Projection, type Qwen2LayerWeights } from "./qwen2-weights.ts";
 import { ropeTable } from "./rope.ts";
 import { openModelWeights } from "./safetensors.ts";
 import { RandomWeights, SafetensorsWeights, type UploadProgress, type WeightSource } from "./weights.ts";
 
 export interface LoadOptions {
-  /** KV-cache capacity in tokens (prompt + generated). Default: min(max_position_embeddings, 4096). */
+  /** KV-cache capacity of a sequence in tokens (prompt + generated). Default: min(max_position_embeddings, 4096). */
   maxSeqLen?: number;
-  /** Tokens per prefill submission; longer prompts are prefilled in chunks. Default 256. */
+  /** Tokens per forward step; longer prompts are prefilled in chunks. Default 256. */
   prefillChunk?: number;
   /** Largest storage binding to use; defaults to the device's limit (tests lower it to force splits). */
   maxBindingBytes?: number;
   onProgress?: (p: UploadProgress) => void;
-}
-
-function bindingLimit(device: GPUDevice, opts: LoadOptions): number {
-  return Math.min(opts.maxBindingBytes ?? Infinity, device.limits.maxStorageBufferBindingSize);
-}
-
-/** Every tensor a Qwen2 checkpoint must provide for this config. */
-function weightNames(cfg: Qwen2Config): string[] {
-  return [
-    "model.embed_tokens.weight", "model.norm.weight",
-    ...(cfg.tieWordEmbeddings ? [] : ["lm_head.weight"]),
-    ...Array.from({ length: cfg.numLayers }, (_, l) => [
-      "input_layernorm.weight", "post_attention_layernorm.weight",
-      "self_attn.q_proj.weight", "self_attn.q_proj.bias", "self_attn.k_proj.weight", "self_attn.k_proj.bias",
-      "self_attn.v_proj.weight", "self_attn.v_proj.bias", "self_attn.o_proj.weight",
-      "mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight",
-    ].map((n) => `model.layers.${l}.${n}`)).flat(),
-  ];
 }
 
 /** Intermediate results a caller can ask a prefill to copy out (for golden checks and embeddings). */
@@ -64,53 +59,148 @@ export interface PrefillResult {
   logits?: Float32Array;
 }
 
-interface Capture {
-  buffers: Map<CaptureName, GPUBuffer>;
-  rowOffset: number;
+/** The activations of the forward pass, each sized for the largest step and bound whole. */
+interface Activations {
+  ids: GPUBuffer;
+  /** (position, slot) per token. */
+  tokens: GPUBuffer;
+  /** The row of each output (the LM head's gather). */
+  outputRows: GPUBuffer;
+  x: GPUBuffer;
+  h: GPUBuffer;
+  q: GPUBuffer;
+  k: GPUBuffer;
+  v: GPUBuffer;
+  attn: GPUBuffer;
+  gate: GPUBuffer;
+  up: GPUBuffer;
+  logits: GPUBuffer;
+  next: GPUBuffer;
 }
 
-/** Copies the step's rows of an activation into the capture buffer of the same name, when one is requested. */
-class CapturePoint implements Op {
-  readonly family = "capture";
-  constructor(readonly label: CaptureName, private src: GPUBuffer, private rowBytes: number, private model: { capture?: Capture }) {}
-  encode(rec: Recorder, step: Step): void {
-    const dst = this.model.capture?.buffers.get(this.label);
-    if (dst) rec.copy(this.src, 0, dst, this.model.capture!.rowOffset * this.rowBytes, step.T * this.rowBytes);
+interface Context {
+  kernels: Kernels;
+  cfg: Qwen2Config;
+  a: Activations;
+  rope: GPUBuffer;
+  slotLen: number;
+}
+
+const linear = (c: Context, x: GPUBuffer, p: Projection, y: GPUBuffer, opts: LinearOptions = {}) =>
+  new Linear(c.kernels, x, p.weight, y, { bias: p.bias, ...opts });
+
+/** One Qwen2DecoderLayer: x = x + self_attn(input_layernorm(x)); x = x + mlp(post_attention_layernorm(x)). */
+function decoderLayer(c: Context, l: number, w: Qwen2LayerWeights, cache: { kCache: GPUBuffer; vCache: GPUBuffer }): StepOp[] {
+  const { kernels, cfg, a } = c;
+  const H = cfg.hiddenSize, eps = cfg.rmsNormEps;
+  const dims: AttentionDims = { nHeads: cfg.numHeads, nKv: cfg.numKvHeads, headDim: cfg.headDim };
+  const kv: AttentionBuffers = { tokens: a.tokens, q: a.q, k: a.k, v: a.v, ...cache, slotLen: c.slotLen };
+  const { self_attn: attn, mlp } = w;
+  const p = `model.layers.${l}.`;
+  return [
+    new RmsNorm(kernels, `${p}input_layernorm`, a.x, w.input_layernorm, a.h, H, eps),
+    linear(c, a.h, attn.q_proj, a.q),
+    linear(c, a.h, attn.k_proj, a.k),
+    linear(c, a.h, attn.v_proj, a.v),
+    new RopeKv(kernels, `layer ${l}`, kv, c.rope, dims),
+    new Attention(kernels, `layer ${l}`, kv, a.attn, dims),
+    linear(c, a.attn, attn.o_proj, a.x, { accumulate: true }),
+    new RmsNorm(kernels, `${p}post_attention_layernorm`, a.x, w.post_attention_layernorm, a.h, H, eps),
+    linear(c, a.h, mlp.gate_proj, a.gate),
+    linear(c, a.h, mlp.up_proj, a.up),
+    new SwiGlu(kernels, a.gate, a.up, cfg.intermediateSize),
+    linear(c, a.gate, mlp.down_proj, a.x, { accumulate: true }),
+    new CapturePoint(`layer${l}`, a.x, H * 4),
+  ];
+}
+
+/** Load options checked and filled in, with every buffer size checked against the device before any is made. */
+function resolveOptions(device: GPUDevice, cfg: Qwen2Config, opts: LoadOptions) {
+  const positiveInt = (name: string, v: number | undefined, fallback: number): number => {
+    const n = v ?? fallback;
+    if (!Number.isSafeInteger(n) || n < 1) throw new Error(`${name} must be a positive integer, got ${v}`);
+    return n;
+  };
+  const deviceBinding = device.limits.maxStorageBufferBindingSize;
+  const maxBinding = Math.min(positiveInt("maxBindingBytes", opts.maxBindingBytes, deviceBinding), deviceBinding);
+  const maxSeqLen = positiveInt("maxSeqLen", opts.maxSeqLen, Math.min(cfg.maxPositionEmbeddings, 4096));
+  if (maxSeqLen > cfg.maxPositionEmbeddings) {
+    throw new Error(`maxSeqLen ${maxSeqLen} exceeds the model's max_position_embeddings ${cfg.maxPositionEmbeddings}`);
   }
-  cost(): Cost {
-    return { flops: 0, bytes: 0 };
+  const qDim = cfg.numHeads * cfg.headDim, kvDim = cfg.numKvHeads * cfg.headDim;
+  // Activations are single bindings too, so the chunk is capped by the widest one (the MLP's).
+  const widest = 4 * Math.max(cfg.intermediateSize, qDim, cfg.hiddenSize);
+  const prefillChunk = Math.min(positiveInt("prefillChunk", opts.prefillChunk, 256), Math.floor(maxBinding / widest));
+  if (prefillChunk < 1) throw new Error(`one token's activations (${widest} bytes) exceed the storage binding limit ${maxBinding}`);
+  const fits = (bytes: number, what: string) => {
+    if (bytes > maxBinding) throw new Error(`${what} (${bytes} bytes) exceeds the storage binding limit ${maxBinding}`);
+  };
+  fits(maxSeqLen * kvDim * 4, `maxSeqLen ${maxSeqLen}: a layer's KV cache`);
+  fits(cfg.vocabSize * 4, `vocab_size ${cfg.vocabSize}: one row of logits`);
+  fits(maxSeqLen * cfg.headDim * 4, `maxSeqLen ${maxSeqLen}: the rotary table`);
+  return { maxBinding, maxSeqLen, prefillChunk };
+}
+
+/** Throws the first validation or out-of-memory error of `work` (WebGPU reports them asynchronously otherwise). */
+async function withErrorScopes<T>(device: GPUDevice, what: string, work: () => Promise<T>): Promise<T> {
+  device.pushErrorScope("out-of-memory");
+  device.pushErrorScope("validation");
+  let result: T | undefined;
+  let thrown: unknown;
+  try {
+    result = await work();
+  } catch (e) {
+    thrown = e;
   }
+  const validation = await device.popErrorScope();
+  const oom = await device.popErrorScope();
+  if (thrown !== undefined) throw thrown;
+  const gpuError = validation ?? oom;
+  if (gpuError) throw new Error(`${what}: the GPU reported ${oom && !validation ? "out of memory" : "a validation error"}: ${gpuError.message}`);
+  return result as T;
 }
 
 export class Qwen2Model {
-  /** Tokens already in the KV cache; the next token goes at this position. */
-  position = 0;
-  capture?: Capture;
   /** Number of dispatches recorded by the last step (for benchmarks). */
   lastDispatches = 0;
-  /** Bytes of weights on the GPU, and bytes read from files to get them there. */
-  weightBytes = 0;
-  fileBytes = 0;
+  /** Bytes read from files to load the weights (0 for generated ones). */
+  readonly fileBytes: number;
+  /** The next position of slot 0's sequence. */
+  private position0 = 0;
+  /** The greedy choice of the last step, which step() feeds by default. */
+  private lastNext: number | undefined;
+  private busy = false;
+  // Read-back buffers, created on first use and reused, so a decode step allocates nothing.
+  private nextOut?: GPUBuffer;
+  private logitsOut?: GPUBuffer;
 
-  private body: Op[] = [];
-  private head: Op[] = [];
   private constructor(
     readonly config: Qwen2Config,
     readonly device: GPUDevice,
+    /** Where the weights came from, for messages. */
+    readonly name: string,
     readonly maxSeqLen: number,
     readonly prefillChunk: number,
-    private ids: GPUBuffer,
-    private logits: GPUBuffer,
-  ) {}
+    private readonly kernels: Kernels,
+    private readonly weights: BufferSet,
+    private readonly buffers: BufferSet,
+    private readonly a: Activations,
+    private readonly body: StepOp[],
+    private readonly head: StepOp[],
+    fileBytes: number,
+  ) {
+    this.fileBytes = fileBytes;
+  }
 
   /** Loads a Hugging Face Qwen2 model directory (config.json + safetensors). */
-  static async load(device: GPUDevice, dir: ModelDir, opts: LoadOptions = {}): Promise<Qwen2Model> {
-    const cfg = await loadConfig(dir);
-    const tensors = await openModelWeights(dir);
+  static async load(device: GPUDevice, source: ModelDir | ModelFolder, opts: LoadOptions = {}): Promise<Qwen2Model> {
+    const folder = await asModelFolder(source);
+    const cfg = folder.config;
+    const tensors = await openModelWeights(folder.dir);
     try {
-      const k = new Kernels(device);
-      const weights = new SafetensorsWeights(k, bindingLimit(device, opts), tensors, dir.name, weightNames(cfg), opts.onProgress);
-      return await Qwen2Model.build(k, cfg, weights, opts);
+      const names = qwen2Tensors(cfg).map(([name]) => name);
+      return await Qwen2Model.build(device, cfg, folder.dir.name, opts, (kernels, buffers, maxBinding) =>
+        new SafetensorsWeights(kernels, buffers, maxBinding, tensors, folder.dir.name, names, opts.onProgress));
     } finally {
       await Promise.all([...new Set([...tensors.values()].map((t) => t.source))].map((s) => s.close()));
     }
@@ -118,93 +208,87 @@ export class Qwen2Model {
 
   /** A model of the given shape with seeded random BF16 weights generated on the GPU (for benchmarks). */
   static async random(device: GPUDevice, cfg: Qwen2Config, seed: number, opts: LoadOptions = {}): Promise<Qwen2Model> {
-    const k = new Kernels(device);
-    return Qwen2Model.build(k, cfg, new RandomWeights(k, bindingLimit(device, opts), seed), opts);
+    return Qwen2Model.build(device, cfg, `random weights (seed ${seed})`, opts, (kernels, buffers, maxBinding) =>
+      new RandomWeights(kernels, buffers, maxBinding, seed));
   }
 
-  private static async build(k: Kernels, cfg: Qwen2Config, w: WeightSource, opts: LoadOptions): Promise<Qwen2Model> {
-    const device = k.device;
-    const H = cfg.hiddenSize, I = cfg.intermediateSize, D = cfg.headDim;
-    const qDim = cfg.numHeads * D, kvDim = cfg.numKvHeads * D;
-    const maxSeqLen = opts.maxSeqLen ?? Math.min(cfg.maxPositionEmbeddings, 4096);
-    const maxBinding = bindingLimit(device, opts);
-    // Activations are single bindings too, so the chunk is capped by the widest one (the MLP's).
-    const prefillChunk = Math.max(1, Math.min(opts.prefillChunk ?? 256, Math.floor(maxBinding / (4 * Math.max(I, qDim, H)))));
-    const cacheBytes = maxSeqLen * kvDim * 4;
-    if (cacheBytes > maxBinding) {
-      throw new Error(`maxSeqLen ${maxSeqLen}: a layer's KV cache (${cacheBytes} bytes) exceeds the storage binding limit ${maxBinding}`);
+  private static async build(device: GPUDevice, cfg: Qwen2Config, name: string, opts: LoadOptions,
+    source: (k: Kernels, buffers: BufferSet, maxBinding: number) => WeightSource): Promise<Qwen2Model> {
+    const { maxBinding, maxSeqLen, prefillChunk } = resolveOptions(device, cfg, opts);
+    const kernels = new Kernels(device);
+    const buffers = new BufferSet(device);
+    const weightBuffers = new BufferSet(device);
+    const ops: StepOp[] = [];
+    try {
+      return await withErrorScopes(device, `loading ${name}`, async () => {
+        const H = cfg.hiddenSize, T = prefillChunk;
+        const qDim = cfg.numHeads * cfg.headDim, kvDim = cfg.numKvHeads * cfg.headDim;
+        const act = (label: string, elements: number) => buffers.storage(label, elements * 4);
+        const a: Activations = {
+          ids: act("ids", T), tokens: act("tokens", 2 * T), outputRows: act("output rows", 1),
+          x: act("x", T * H), h: act("h", T * H), q: act("q", T * qDim), k: act("k", T * kvDim), v: act("v", T * kvDim),
+          attn: act("attn", T * qDim), gate: act("gate", T * cfg.intermediateSize), up: act("up", T * cfg.intermediateSize),
+          logits: act("logits", cfg.vocabSize), next: act("next", 1),
+        };
+        const rope = buffers.storage("rope", maxSeqLen * cfg.headDim * 4);
+        device.queue.writeBuffer(rope, 0, ropeTable(cfg.headDim, cfg.ropeTheta, maxSeqLen));
+
+        const weightSource = source(kernels, weightBuffers, maxBinding);
+        const w = await loadQwen2Weights(weightSource, cfg);
+        const c: Context = { kernels, cfg, a, rope, slotLen: maxSeqLen };
+        ops.push(new Embedding(kernels, a.ids, w.embed_tokens, a.x), new CapturePoint("embed", a.x, H * 4));
+        w.layers.forEach((layer, l) => {
+          const cache = { kCache: act(`k cache ${l}`, maxSeqLen * kvDim), vCache: act(`v cache ${l}`, maxSeqLen * kvDim) };
+          ops.push(...decoderLayer(c, l, layer, cache));
+        });
+        ops.push(new RmsNorm(kernels, "model.norm", a.x, w.norm, a.h, H, cfg.rmsNormEps), new CapturePoint("final_norm", a.h, H * 4));
+        const head = [
+          new Linear(kernels, a.h, w.lm_head, a.logits, { gather: a.outputRows }),
+          new Argmax(kernels, a.logits, a.next, cfg.vocabSize),
+        ];
+        await kernels.compiled();
+        const body = ops.splice(0);
+        return new Qwen2Model(cfg, device, name, maxSeqLen, prefillChunk, kernels, weightBuffers, buffers, a, body, head, weightSource.fileBytes);
+      });
+    } catch (e) {
+      for (const op of ops) op.destroy();
+      buffers.destroy();
+      weightBuffers.destroy();
+      throw e;
     }
+  }
 
-    // Activations, sized for one prefill chunk (a decode step uses the first row).
-    const T = prefillChunk;
-    const ids = device.createBuffer({ label: "ids", size: Math.max(16, T * 4),
-      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC });
-    const x = activation(device, "x", T * H);
-    const h = activation(device, "h", T * H);
-    const q = activation(device, "q", T * qDim);
-    const kk = activation(device, "k", T * kvDim);
-    const v = activation(device, "v", T * kvDim);
-    const attn = activation(device, "attn", T * qDim);
-    const gate = activation(device, "gate", T * I);
-    const upAct = activation(device, "up", T * I);
-    const logits = activation(device, "logits", cfg.vocabSize);
-    const noBias = activation(device, "no bias", 4);
-    const rope = device.createBuffer({ label: "rope", size: maxSeqLen * D * 4, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
-    device.queue.writeBuffer(rope, 0, ropeTable(D, cfg.ropeTheta, maxSeqLen));
-    const dims = { nHeads: cfg.numHeads, nKv: cfg.numKvHeads, headDim: D };
-    const eps = cfg.rmsNormEps;
+  /** Bytes of the weights on the GPU. */
+  get weightBytes(): number {
+    return this.weights.bytes;
+  }
 
-    const embed = await w.matrix("model.embed_tokens.weight", cfg.vocabSize, H);
-    const model = new Qwen2Model(cfg, device, maxSeqLen, prefillChunk, ids, logits);
-    const body: Op[] = [await Embedding.create(k, ids, embed, x), new CapturePoint("embed", x, H * 4, model)];
-
-    for (let l = 0; l < cfg.numLayers; l++) {
-      const p = `model.layers.${l}.`;
-      const matrix = (n: string, rows: number, cols: number) => w.matrix(p + n, rows, cols);
-      const vector = (n: string, len: number) => w.vector(p + n, len);
-      const kCache = activation(device, `k cache ${l}`, maxSeqLen * kvDim);
-      const vCache = activation(device, `v cache ${l}`, maxSeqLen * kvDim);
-      body.push(
-        await RmsNorm.create(k, `${p}input_layernorm`, x, await vector("input_layernorm.weight", H), h, H, eps),
-        await Linear.create(k, h, await matrix("self_attn.q_proj.weight", qDim, H), q, { bias: await vector("self_attn.q_proj.bias", qDim) }, noBias),
-        await Linear.create(k, h, await matrix("self_attn.k_proj.weight", kvDim, H), kk, { bias: await vector("self_attn.k_proj.bias", kvDim) }, noBias),
-        await Linear.create(k, h, await matrix("self_attn.v_proj.weight", kvDim, H), v, { bias: await vector("self_attn.v_proj.bias", kvDim) }, noBias),
-        await RopeKv.create(k, `layer ${l}`, q, kk, v, rope, kCache, vCache, dims),
-        await Attention.create(k, `layer ${l}`, q, kCache, vCache, attn, dims),
-        await Linear.create(k, attn, await matrix("self_attn.o_proj.weight", H, qDim), x, { accumulate: true }, noBias),
-        await RmsNorm.create(k, `${p}post_attention_layernorm`, x, await vector("post_attention_layernorm.weight", H), h, H, eps),
-        await Linear.create(k, h, await matrix("mlp.gate_proj.weight", I, H), gate, {}, noBias),
-        await Linear.create(k, h, await matrix("mlp.up_proj.weight", I, H), upAct, {}, noBias),
-        await SwiGlu.create(k, gate, upAct, I),
-        await Linear.create(k, gate, await matrix("mlp.down_proj.weight", H, I), x, { accumulate: true }, noBias),
-        new CapturePoint(`layer${l}`, x, H * 4, model),
-      );
-    }
-    const finalNorm = await w.vector("model.norm.weight", H);
-    body.push(await RmsNorm.create(k, "model.norm", x, finalNorm, h, H, eps), new CapturePoint("final_norm", h, H * 4, model));
-
-    const lmHead: GpuMatrix = cfg.tieWordEmbeddings ? embed : await w.matrix("lm_head.weight", cfg.vocabSize, H);
-    const head: Op[] = [
-      await Linear.create(k, h, lmHead, logits, { lastRowOnly: true }, noBias),
-      await Argmax.create(k, logits, ids, cfg.vocabSize),
-    ];
-    await w.finish();
-
-    model.body = body;
-    model.head = head;
-    model.weightBytes = w.gpuBytes;
-    model.fileBytes = w.fileBytes;
-    return model;
+  /** Bytes of every GPU buffer the model holds: weights, activations, KV cache, read-back and uniform buffers. */
+  get gpuBytes(): number {
+    return this.weights.bytes + this.buffers.bytes;
   }
 
   /** Every op of one forward step in order (body, then LM head and argmax), for profilers and benchmarks. */
-  get ops(): readonly Op[] {
+  get ops(): readonly StepOp[] {
     return [...this.body, ...this.head];
+  }
+
+  /** Tokens already in the KV cache; the next token goes at this position. */
+  get position(): number {
+    return this.position0;
   }
 
   /** Empties the KV cache (the next prefill starts at position 0). */
   reset(): void {
-    this.position = 0;
+    this.position0 = 0;
+    this.lastNext = undefined;
+  }
+
+  /** Frees every GPU buffer of the model; it is unusable afterwards. */
+  destroy(): void {
+    for (const op of this.ops) op.destroy();
+    this.buffers.destroy();
+    this.weights.destroy();
   }
 
   private checkIds(ids: ArrayLike<number>): void {
@@ -217,64 +301,89 @@ export class Qwen2Model {
   }
 
   private checkRoom(n: number): void {
-    if (this.position + n > this.maxSeqLen) {
-      throw new Error(`${n} new tokens at position ${this.position} exceed the KV cache of ${this.maxSeqLen} positions ` +
+    if (this.position0 + n > this.maxSeqLen) {
+      throw new Error(`${n} new tokens at position ${this.position0} exceed the KV cache of ${this.maxSeqLen} positions ` +
         `(raise maxSeqLen, up to max_position_embeddings ${this.config.maxPositionEmbeddings})`);
     }
   }
 
-  /** Runs the prompt through the model (appending to the KV cache) and returns the greedy next token. */
-  async prefill(ids: ArrayLike<number>, opts: PrefillOptions = {}): Promise<PrefillResult> {
-    if (ids.length === 0) throw new Error("prefill: empty prompt (no token ids)");
-    this.checkIds(ids);
-    this.checkRoom(ids.length);
-    const n = ids.length;
-    const rowBytes = this.config.hiddenSize * 4;
-    const capture: Capture = { buffers: new Map(), rowOffset: 0 };
-    for (const name of opts.capture ?? []) {
-      capture.buffers.set(name, this.device.createBuffer({ label: `capture ${name}`, size: n * rowBytes,
-        usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST }));
-    }
-    this.capture = capture;
-    try {
-      let readback: Promise<{ next: number; logits?: Float32Array }> | undefined;
-      for (let start = 0; start < n; start += this.prefillChunk) {
-        const T = Math.min(this.prefillChunk, n - start);
-        this.device.queue.writeBuffer(this.ids, 0, Uint32Array.from(Array.prototype.slice.call(ids, start, start + T)));
-        capture.rowOffset = start;
-        const last = start + T === n;
-        readback = this.run({ T, pos0: this.position }, last, last && opts.logits === true);
-        this.position += T;
-        if (!last) await readback;
+  private checkCaptures(names: readonly string[]): void {
+    const known = new Set(this.body.filter((op) => op instanceof CapturePoint).map((op) => op.label));
+    for (const name of names) {
+      if (!known.has(name)) {
+        throw new Error(`capture "${name}": not a point of this model (embed, layer0..layer${this.config.numLayers - 1}, final_norm)`);
       }
-      const { next, logits } = await readback!;
-      const captured = new Map<CaptureName, Float32Array>();
-      for (const [name, buf] of capture.buffers) {
-        await buf.mapAsync(GPUMapMode.READ);
-        captured.set(name, new Float32Array(buf.getMappedRange().slice(0)));
-        buf.destroy();
-      }
-      return { next, captured, logits };
-    } finally {
-      this.capture = undefined;
     }
   }
 
-  /** One decode step: feeds `token` (default: the previous greedy choice, already on the GPU) and returns the next greedy token. */
+  /** Runs `work` alone: a second call while one runs would interleave with it on the GPU and in the KV cache. */
+  private async exclusive<T>(what: string, work: () => Promise<T>): Promise<T> {
+    if (this.busy) {
+      throw new Error(`${what}: another prefill or step is running on this model; await it first (one sequence runs at a time)`);
+    }
+    this.busy = true;
+    try {
+      return await work();
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  /** Runs the prompt through the model (appending to the KV cache) and returns the greedy next token. */
+  prefill(ids: ArrayLike<number>, opts: PrefillOptions = {}): Promise<PrefillResult> {
+    return this.exclusive("prefill", async () => {
+      if (ids.length === 0) throw new Error("prefill: empty prompt (no token ids)");
+      this.checkIds(ids);
+      this.checkRoom(ids.length);
+      const captureNames = opts.capture ?? [];
+      this.checkCaptures(captureNames);
+      const n = ids.length;
+      const rowBytes = this.config.hiddenSize * 4;
+      const sequence: SequenceInput = { slot: 0, start: this.position0, ids };
+      const captures = new Map(captureNames.map((name) => [name, this.device.createBuffer({
+        label: `capture ${name}`, size: n * rowBytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+      })]));
+      try {
+        let result: { next: Uint32Array; logits?: Float32Array } | undefined;
+        for (const plan of planSteps([sequence], this.prefillChunk)) {
+          const capture = new Map<string, CaptureCopy>([...captures].map(([name, buffer]) => [name, {
+            buffer, ranges: plan.spans.map((s) => ({ srcRow: s.row0, dstRow: s.offset, rows: s.rows })),
+          }]));
+          const head = plan.step.outputs > 0;
+          result = await this.run(plan, { head, logits: head && opts.logits === true, capture });
+          this.position0 += plan.step.T;
+        }
+        const captured = new Map<CaptureName, Float32Array>();
+        for (const [name, buf] of captures) {
+          await buf.mapAsync(GPUMapMode.READ);
+          captured.set(name, new Float32Array(buf.getMappedRange().slice(0)));
+        }
+        this.lastNext = result!.next[0];
+        return { next: this.lastNext, captured, logits: result!.logits };
+      } finally {
+        for (const buf of captures.values()) buf.destroy();
+      }
+    });
+  }
+
+  /** One decode step: feeds `token` (default: the previous greedy choice) and returns the next greedy token. */
   async step(token?: number): Promise<number> {
     return (await this.stepWithLogits(token, false)).next;
   }
 
   /** A decode step that can also read back the logits (for sampling, which needs the distribution). */
-  async stepWithLogits(token: number | undefined, logits: boolean): Promise<{ next: number; logits?: Float32Array }> {
-    this.checkRoom(1);
-    if (token !== undefined) {
-      this.checkIds([token]);
-      this.device.queue.writeBuffer(this.ids, 0, new Uint32Array([token]));
-    }
-    const out = await this.run({ T: 1, pos0: this.position }, true, logits);
-    this.position += 1;
-    return out;
+  stepWithLogits(token: number | undefined, logits: boolean): Promise<{ next: number; logits?: Float32Array }> {
+    return this.exclusive("step", async () => {
+      const id = token ?? this.lastNext;
+      if (id === undefined) throw new Error("step: no token given and no previous step to continue from (prefill first)");
+      this.checkRoom(1);
+      this.checkIds([id]);
+      const [plan] = planSteps([{ slot: 0, start: this.position0, ids: [id] }], 1);
+      const out = await this.run(plan, { head: true, logits });
+      this.position0 += 1;
+      this.lastNext = out.next[0];
+      return { next: this.lastNext, logits: out.logits };
+    });
   }
 
   /** Greedy decoding: prefill, then up to maxNewTokens steps, stopping after an EOS id. */
@@ -289,40 +398,66 @@ export class Qwen2Model {
     }
   }
 
-  // Read-back buffers, created on first use and reused, so a decode step allocates nothing.
-  private idOut?: GPUBuffer;
-  private logitsOut?: GPUBuffer;
-
-  private async run(step: Step, withHead: boolean, readLogits: boolean): Promise<{ next: number; logits?: Float32Array }> {
-    const rec = new Recorder(this.device);
-    for (const op of this.body) op.encode(rec, step);
-    if (!withHead) {
-      rec.submit();
-      await this.device.queue.onSubmittedWorkDone();
-      this.lastDispatches = rec.dispatches;
-      return { next: -1 };
-    }
-    for (const op of this.head) op.encode(rec, step);
-    const idOut = (this.idOut ??= this.readback("id readback", 16));
-    rec.copy(this.ids, 0, idOut, 0, 4);
-    const logitsOut = readLogits ? (this.logitsOut ??= this.readback("logits readback", this.config.vocabSize * 4)) : undefined;
-    if (logitsOut) rec.copy(this.logits, 0, logitsOut, 0, this.config.vocabSize * 4);
-    rec.submit();
-    this.lastDispatches = rec.dispatches;
-    await idOut.mapAsync(GPUMapMode.READ);
-    const next = new Uint32Array(idOut.getMappedRange())[0];
-    idOut.unmap();
-    let logits: Float32Array | undefined;
-    if (logitsOut) {
-      await logitsOut.mapAsync(GPUMapMode.READ);
-      logits = new Float32Array(logitsOut.getMappedRange().slice(0));
-      logitsOut.unmap();
-    }
-    if (next >= this.config.vocabSize) throw new Error("argmax found no finite logit (NaN in the forward pass?)");
-    return { next, logits };
+  /**
+   * Writes the token table of one sequence's step of T tokens at positions pos0.. (token id 0) and returns the
+   * step, for profilers that encode the ops one by one. The KV cache rows it touches are overwritten.
+   */
+  stageStep(T: number, pos0: number): Step {
+    if (!(Number.isSafeInteger(T) && T >= 1 && T <= this.prefillChunk)) throw new Error(`stageStep: T ${T} must be in 1..${this.prefillChunk}`);
+    if (!(Number.isSafeInteger(pos0) && pos0 >= 0 && pos0 + T <= this.maxSeqLen)) throw new Error(`stageStep: positions ${pos0}..${pos0 + T - 1} are outside the KV cache of ${this.maxSeqLen}`);
+    const [plan] = planSteps([{ slot: 0, start: pos0, ids: new Uint32Array(T) }], T);
+    this.writeTables(plan, true);
+    return plan.step;
   }
 
-  private readback(label: string, size: number): GPUBuffer {
-    return this.device.createBuffer({ label, size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+  private writeTables(plan: StepPlan, head: boolean): void {
+    const { queue } = this.device;
+    queue.writeBuffer(this.a.ids, 0, plan.ids);
+    queue.writeBuffer(this.a.tokens, 0, plan.tokens);
+    if (head) queue.writeBuffer(this.a.outputRows, 0, plan.outputRows);
+  }
+
+  /**
+   * Records and submits one step; with `head`, also the LM head and argmax over the step's output rows, and waits
+   * for their ids (and logits). A step without a head is waited for too, which bounds the work queued at once.
+   */
+  private async run(plan: StepPlan, opts: { head: boolean; logits: boolean; capture?: ReadonlyMap<string, CaptureCopy> }) {
+    const { device, a } = this;
+    const step = { ...plan.step, capture: opts.capture };
+    const S = plan.step.outputs;
+    return withErrorScopes(device, `forward step on ${this.name}`, async () => {
+      this.writeTables(plan, opts.head);
+      const rec = new Recorder(device);
+      for (const op of this.body) op.encode(rec, step);
+      if (!opts.head) {
+        rec.submit();
+        this.lastDispatches = rec.dispatches;
+        await device.queue.onSubmittedWorkDone();
+        return { next: new Uint32Array(0) };
+      }
+      for (const op of this.head) op.encode(rec, step);
+      const nextOut = (this.nextOut ??= this.buffers.readback("next readback", 4));
+      rec.copy(a.next, 0, nextOut, 0, S * 4);
+      const logitsBytes = S * this.config.vocabSize * 4;
+      const logitsOut = opts.logits ? (this.logitsOut ??= this.buffers.readback("logits readback", logitsBytes)) : undefined;
+      if (logitsOut) rec.copy(a.logits, 0, logitsOut, 0, logitsBytes);
+      rec.submit();
+      this.lastDispatches = rec.dispatches;
+      await nextOut.mapAsync(GPUMapMode.READ);
+      const next = new Uint32Array(nextOut.getMappedRange().slice(0, S * 4));
+      nextOut.unmap();
+      let logits: Float32Array | undefined;
+      if (logitsOut) {
+        await logitsOut.mapAsync(GPUMapMode.READ);
+        logits = new Float32Array(logitsOut.getMappedRange().slice(0, logitsBytes));
+        logitsOut.unmap();
+      }
+      const bad = next.indexOf(NO_FINITE_LOGIT);
+      if (bad >= 0) {
+        throw new Error(`${this.name}: the forward pass gave no finite logit (all NaN or infinite) for output row ${bad}: ` +
+          "the weights or the activations hold NaN or infinity");
+      }
+      return { next, logits };
+    });
   }
 }

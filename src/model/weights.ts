@@ -1,17 +1,20 @@
-// Where a model's weights come from. Both sources produce the same GPU layout: matrices in their
-// stored dtype, split by rows into parts that each fit one storage binding (the kernels cover a split
-// matrix with one dispatch per part), and vectors (norm weights, biases) as f32.
+// Where a model's weights come from. Both sources produce the same GPU layout: matrices in their stored dtype and
+// the blocked layout of src/gpu/layout.ts, split by rows into parts that each fit one storage binding, and
+// vectors (norm weights, biases) as f32. Every buffer they make belongs to the BufferSet they are given.
 //   SafetensorsWeights: streams tensors from safetensors files in bounded chunks.
 //   RandomWeights: generates seeded BF16 weights on the GPU, for benchmarks at real shapes.
-import { grid, Kernels, Params, Recorder, type WeightDType } from "../gpu/kernels.ts";
-import type { GpuMatrix } from "../gpu/ops.ts";
-import { DTYPE_BYTES, streamTensor, type TensorInfo } from "./safetensors.ts";
+import type { BufferSet } from "../gpu/buffers.ts";
+import type { KernelCall, Kernels, WeightDType } from "../gpu/kernel.ts";
+import { DTYPE_BYTES, planParts, type GpuMatrix, type MatrixPart } from "../gpu/matrix.ts";
+import { Recorder } from "../gpu/recorder.ts";
+import { randomFill } from "../ops/random-fill.ts";
+import { relayout } from "../ops/relayout.ts";
+import { widen } from "../ops/widen.ts";
+import { streamTensor, type TensorInfo } from "./safetensors.ts";
 
 const WEIGHT_DTYPES: WeightDType[] = ["BF16", "F16", "F32"];
 // Queued uploads are drained this often, so staging memory stays bounded whatever the model size.
 const DRAIN_BYTES = 64 * 1024 * 1024;
-// Rows per block of the weight layout (W_BLOCK in shaders/weight_layout.wgsl).
-const ROW_BLOCK = 32;
 
 export interface UploadProgress {
   bytes: number;
@@ -24,71 +27,48 @@ export interface WeightSource {
   vector(name: string, length: number): Promise<GPUBuffer>;
   /** Waits until every upload or generation has reached the GPU. */
   finish(): Promise<void>;
-  /** Bytes of GPU buffers created for weights. */
-  readonly gpuBytes: number;
   /** Bytes read from files (0 for generated weights). */
   readonly fileBytes: number;
 }
 
 /** Shared by both sources: buffer allocation, the row split, and batched GPU work with bounded staging. */
 abstract class GpuWeights {
-  gpuBytes = 0;
   fileBytes = 0;
   private pendingBytes = 0;
   private rec: Recorder | undefined;
+  /** Load-time kernel calls and staging buffers of the work queued since the last drain. */
+  private calls: KernelCall[] = [];
   private temps: GPUBuffer[] = [];
 
-  constructor(protected kernels: Kernels, protected maxBindingBytes: number) {}
+  constructor(protected kernels: Kernels, protected buffers: BufferSet, protected maxBindingBytes: number) {}
 
-  protected get device(): GPUDevice {
-    return this.kernels.device;
+  protected get recorder(): Recorder {
+    return (this.rec ??= new Recorder(this.kernels.device));
   }
 
-  protected buffer(label: string, bytes: number): GPUBuffer {
-    this.gpuBytes += bytes;
-    return this.device.createBuffer({ label, size: Math.max(16, Math.ceil(bytes / 16) * 16),
-      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC });
-  }
-
-  /**
-   * Splits a [rows, cols] matrix into parts of whole 32-row blocks that each fit one binding, and creates
-   * their buffers in the layout of shaders/weight_layout.wgsl (cols padded to 8, rows to 32).
-   */
+  /** A matrix's parts, allocated (see planParts) in the weight layout. */
   protected allocateMatrix(name: string, dtype: WeightDType, rows: number, cols: number): GpuMatrix {
-    const blockBytes = ROW_BLOCK * Math.ceil(cols / 8) * 8 * DTYPE_BYTES[dtype];
-    const blocksPerPart = Math.floor(this.maxBindingBytes / blockBytes);
-    if (blocksPerPart === 0) throw new Error(`tensor "${name}": a block of ${ROW_BLOCK} rows (${blockBytes} bytes) exceeds the storage binding limit ${this.maxBindingBytes}`);
-    const rowsPerPart = blocksPerPart * ROW_BLOCK;
-    const parts: GpuMatrix["parts"] = [];
-    for (let row0 = 0; row0 < rows; row0 += rowsPerPart) {
-      const n = Math.min(rowsPerPart, rows - row0);
-      parts.push({ buffer: this.buffer(`${name}[${row0}:${row0 + n}]`, Math.ceil(n / ROW_BLOCK) * blockBytes), row0, rows: n });
-    }
+    const parts = planParts(name, rows, cols, dtype, this.maxBindingBytes).map(({ row0, rows: n, bytes }) => (
+      { buffer: this.buffers.storage(`${name}[${row0}:${row0 + n}]`, bytes), row0, rows: n }));
     return { name, dtype, rows, cols, parts };
   }
 
-  /** A temporary row-major buffer for one part, moved into its laid-out buffer by relayout(). */
-  protected staging(m: GpuMatrix, part: GpuMatrix["parts"][number]): GPUBuffer {
-    const bytes = part.rows * m.cols * DTYPE_BYTES[m.dtype];
-    return this.device.createBuffer({ label: `${m.name} (row-major)`, size: Math.max(16, Math.ceil(bytes / 16) * 16),
-      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
+  /** A temporary row-major buffer for one part, moved into its laid-out buffer by relayoutPart(). */
+  protected staging(m: GpuMatrix, part: MatrixPart): GPUBuffer {
+    const buffer = this.buffers.storage(`${m.name} (row-major)`, part.rows * m.cols * DTYPE_BYTES[m.dtype]);
+    this.temps.push(buffer);
+    return buffer;
   }
 
-  protected async relayout(m: GpuMatrix, part: GpuMatrix["parts"][number], rowMajor: GPUBuffer): Promise<void> {
-    const hk = m.cols / 2;
-    const words = part.buffer.size / 4;
-    const params = new Params(this.device, 4, `relayout ${m.name}`);
-    params.set(part.rows, hk, Math.ceil(hk / 4), words);
-    const pipeline = await this.kernels.pipeline("relayout", { constants: { PAIR_WORDS: m.dtype === "F32" ? 2 : 1 } });
-    await this.dispatch(pipeline, this.kernels.bindGroup("relayout", [params.buffer, rowMajor, part.buffer]), Math.ceil(words / 64), params, rowMajor);
+  protected async relayoutPart(m: GpuMatrix, part: MatrixPart, rowMajor: GPUBuffer): Promise<void> {
+    this.calls.push(await relayout(this.kernels, this.recorder, m, part, rowMajor));
+    await this.account(part.buffer.size);
   }
 
-  /** Queues a dispatch; it is submitted with the next drain. */
-  protected async dispatch(pipeline: GPUComputePipeline, bind: GPUBindGroup, groups: number, params: Params, temp?: GPUBuffer) {
-    this.rec ??= new Recorder(this.device);
-    this.rec.dispatch(pipeline, bind, ...grid(groups));
-    this.temps.push(params.buffer, ...(temp ? [temp] : []));
-    await this.account(groups * 256);
+  protected async queued(call: Promise<KernelCall>, bytes: number, temp?: GPUBuffer): Promise<void> {
+    this.calls.push(await call);
+    if (temp) this.temps.push(temp);
+    await this.account(bytes);
   }
 
   protected async account(bytes: number): Promise<void> {
@@ -99,9 +79,10 @@ abstract class GpuWeights {
   private async drain(): Promise<void> {
     this.rec?.submit();
     this.rec = undefined;
-    this.device.queue.submit([]);
-    await this.device.queue.onSubmittedWorkDone();
-    for (const b of this.temps) b.destroy();
+    await this.kernels.device.queue.onSubmittedWorkDone();
+    for (const c of this.calls) c.destroy();
+    for (const b of this.temps) this.buffers.release(b);
+    this.calls = [];
     this.temps = [];
     this.pendingBytes = 0;
   }
@@ -115,9 +96,9 @@ export class SafetensorsWeights extends GpuWeights implements WeightSource {
   private uploaded = 0;
   readonly totalBytes: number;
 
-  constructor(kernels: Kernels, maxBindingBytes: number, private tensors: Map<string, TensorInfo>, private where: string,
-    names: string[], private onProgress?: (p: UploadProgress) => void) {
-    super(kernels, maxBindingBytes);
+  constructor(kernels: Kernels, buffers: BufferSet, maxBindingBytes: number, private tensors: Map<string, TensorInfo>,
+    private where: string, names: string[], private onProgress?: (p: UploadProgress) => void) {
+    super(kernels, buffers, maxBindingBytes);
     this.totalBytes = names.reduce((sum, n) => sum + this.tensor(n).byteLength, 0);
   }
 
@@ -138,7 +119,7 @@ export class SafetensorsWeights extends GpuWeights implements WeightSource {
   }
 
   private async write(buffer: GPUBuffer, offset: number, bytes: Uint8Array<ArrayBuffer>, tensor: string): Promise<void> {
-    this.device.queue.writeBuffer(buffer, offset, bytes);
+    this.kernels.device.queue.writeBuffer(buffer, offset, bytes);
     this.uploaded += bytes.byteLength;
     this.fileBytes += bytes.byteLength;
     this.onProgress?.({ bytes: this.uploaded, totalBytes: this.totalBytes, tensor });
@@ -160,7 +141,7 @@ export class SafetensorsWeights extends GpuWeights implements WeightSource {
         await this.write(rowMajor, within, bytes.subarray(done, done + take), name);
         done += take;
         if (within + take === n * rowBytes) {
-          await this.relayout(m, m.parts[part], rowMajor);
+          await this.relayoutPart(m, m.parts[part], rowMajor);
           if (++part < m.parts.length) rowMajor = this.staging(m, m.parts[part]);
         }
       }
@@ -171,20 +152,15 @@ export class SafetensorsWeights extends GpuWeights implements WeightSource {
   async vector(name: string, length: number): Promise<GPUBuffer> {
     const t = this.tensor(name);
     const dtype = this.check(t, [length]);
-    const out = this.buffer(name, length * 4);
+    const out = this.buffers.storage(name, length * 4);
     if (dtype === "F32") {
       await streamTensor(t, (bytes, at) => this.write(out, at, bytes, name));
       return out;
     }
     if (length % 2 !== 0) throw new Error(`${t.source.name}: tensor "${name}": odd length ${length} is not supported for ${dtype}`);
-    const raw = this.device.createBuffer({ label: `${name} (raw)`, size: Math.max(16, Math.ceil(t.byteLength / 16) * 16),
-      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
+    const raw = this.buffers.storage(`${name} (raw)`, t.byteLength);
     await streamTensor(t, (bytes, at) => this.write(raw, at, bytes, name));
-    const pairs = length / 2;
-    const params = new Params(this.device, 1, `widen ${name}`);
-    params.set(pairs);
-    const pipeline = await this.kernels.pipeline("widen", { dtype });
-    await this.dispatch(pipeline, this.kernels.bindGroup("widen", [params.buffer, raw, out]), Math.ceil(pairs / 64), params, raw);
+    await this.queued(widen(this.kernels, this.recorder, name, dtype, raw, out, length / 2), length * 4, raw);
     return out;
   }
 }
@@ -213,15 +189,8 @@ export function randomVectorRange(name: string): RandomRange {
 }
 
 export class RandomWeights extends GpuWeights implements WeightSource {
-  constructor(kernels: Kernels, maxBindingBytes: number, private seed: number) {
-    super(kernels, maxBindingBytes);
-  }
-
-  private async fill(name: string, buffer: GPUBuffer, words: number, offset: number, range: RandomRange, f32: boolean) {
-    const params = new Params(this.device, 5, `random ${name}`);
-    params.set(words, offset, nameSeed(name, this.seed), { f32: range.scale }, { f32: range.center });
-    const pipeline = await this.kernels.pipeline("random", { constants: { F32: f32 ? 1 : 0 } });
-    await this.dispatch(pipeline, this.kernels.bindGroup("random", [params.buffer, buffer]), Math.ceil(words / 64), params);
+  constructor(kernels: Kernels, buffers: BufferSet, maxBindingBytes: number, private seed: number) {
+    super(kernels, buffers, maxBindingBytes);
   }
 
   async matrix(name: string, rows: number, cols: number): Promise<GpuMatrix> {
@@ -229,15 +198,18 @@ export class RandomWeights extends GpuWeights implements WeightSource {
     const range = randomMatrixRange(cols);
     for (const part of m.parts) {
       const rowMajor = this.staging(m, part);
-      await this.fill(name, rowMajor, (part.rows * cols) / 2, (part.row0 * cols) / 2, range, false);
-      await this.relayout(m, part, rowMajor);
+      const words = (part.rows * cols) / 2;
+      const fill = { words, offset: (part.row0 * cols) / 2, seed: nameSeed(name, this.seed), ...range, f32: false };
+      await this.queued(randomFill(this.kernels, this.recorder, name, rowMajor, fill), words * 4);
+      await this.relayoutPart(m, part, rowMajor);
     }
     return m;
   }
 
   async vector(name: string, length: number): Promise<GPUBuffer> {
-    const out = this.buffer(name, length * 4);
-    await this.fill(name, out, length, 0, randomVectorRange(name), true);
+    const out = this.buffers.storage(name, length * 4);
+    const fill = { words: length, offset: 0, seed: nameSeed(name, this.seed), ...randomVectorRange(name), f32: true };
+    await this.queued(randomFill(this.kernels, this.recorder, name, out, fill), length * 4);
     return out;
   }
 }

@@ -2,7 +2,8 @@
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { readJsonl } from "./corpus.ts";
-import { searchQuery, type QueryOptions, type SearchIndex } from "./index.ts";
+import { searchQuery, type QueryOptions } from "./query.ts";
+import type { SearchIndex } from "./store.ts";
 import type { Qrels, Run } from "./metrics.ts";
 import type { SearchR3 } from "./searchr3.ts";
 

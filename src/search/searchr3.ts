@@ -3,10 +3,13 @@
 // without reasoning) get a chat prompt whose assistant turn is teacher-forced to end on the token; queries with
 // reasoning let the model write until it emits the token itself.
 import type { ModelDir } from "../io/files.ts";
+import { asModelFolder, type ModelFolder } from "../model/folder.ts";
 import type { LoadOptions } from "../model/qwen2.ts";
 import type { ChatTemplate } from "../text/chat.ts";
-import { Engine, type GenerateOptions, type GenerateResult, type StopReason } from "../text/generate.ts";
+import { Engine } from "../text/engine.ts";
+import type { GenerateOptions, GenerateResult, StopReason } from "../text/generate.ts";
 import { TextTokenizer } from "../text/tokenizer.ts";
+import { l2normalize } from "./similarity.ts";
 
 export type TextKind = "document" | "query";
 
@@ -152,12 +155,18 @@ export class SearchR3 {
   }
 
   /** Checks the tokenizer for the embed token before the weights are uploaded. */
-  static async load(device: GPUDevice, dir: ModelDir, opts: SearchR3LoadOptions = {}): Promise<SearchR3> {
-    const tokenizer = await TextTokenizer.load(dir);
-    embedTokenId(tokenizer, opts.embedToken ?? DEFAULTS.embedToken, dir.name);
+  static async load(device: GPUDevice, source: ModelDir | ModelFolder, opts: SearchR3LoadOptions = {}): Promise<SearchR3> {
+    const folder = await asModelFolder(source);
+    const tokenizer = await TextTokenizer.load(folder.dir);
+    embedTokenId(tokenizer, opts.embedToken ?? DEFAULTS.embedToken, folder.dir.name);
     const { model, ...options } = opts;
-    const engine = await Engine.load(device, dir, { maxSeqLen: opts.maxLength ?? DEFAULTS.maxLength, ...model, tokenizer });
+    const engine = await Engine.load(device, folder, { maxSeqLen: opts.maxLength ?? DEFAULTS.maxLength, ...model, tokenizer });
     return new SearchR3(engine, options);
+  }
+
+  /** Frees the model's GPU buffers; this SearchR3 is unusable afterwards. */
+  destroy(): void {
+    this.engine.destroy();
   }
 
   /**
@@ -275,43 +284,4 @@ export class SearchR3 {
     const rows = captured.get("final_norm")!;
     return rows.slice((ids.length - 1) * H, ids.length * H);
   }
-}
-
-/** v / ||v||₂ (a zero vector stays zero). */
-export function l2normalize(v: ArrayLike<number>): Float32Array {
-  let sq = 0;
-  for (let i = 0; i < v.length; i++) sq += v[i] * v[i];
-  const scale = sq > 0 ? 1 / Math.sqrt(sq) : 0;
-  return Float32Array.from(v, (x) => x * scale);
-}
-
-/** Cosine similarity; 0 when either vector is zero. */
-export function cosineSimilarity(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  sameLength(a, b);
-  let dot = 0, aa = 0, bb = 0;
-  for (let i = 0; i < a.length; i++) {
-    dot += a[i] * b[i];
-    aa += a[i] * a[i];
-    bb += b[i] * b[i];
-  }
-  return aa > 0 && bb > 0 ? dot / Math.sqrt(aa * bb) : 0;
-}
-
-/** m[i][j] = cosineSimilarity(A[i], B[j]). */
-export function cosineMatrix(A: readonly ArrayLike<number>[], B: readonly ArrayLike<number>[]): number[][] {
-  return A.map((a) => B.map((b) => cosineSimilarity(a, b)));
-}
-
-/** m[i][j] = ||A[i] - B[j]||₂, like torch.cdist(A, B) (p = 2). */
-export function cdist(A: readonly ArrayLike<number>[], B: readonly ArrayLike<number>[]): number[][] {
-  return A.map((a) => B.map((b) => {
-    sameLength(a, b);
-    let sq = 0;
-    for (let i = 0; i < a.length; i++) sq += (a[i] - b[i]) ** 2;
-    return Math.sqrt(sq);
-  }));
-}
-
-function sameLength(a: ArrayLike<number>, b: ArrayLike<number>): void {
-  if (a.length !== b.length) throw new Error(`vectors of different lengths: ${a.length} and ${b.length}`);
 }

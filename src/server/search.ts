@@ -2,9 +2,11 @@
 // index's documents were embedded with, which need not be the server's /v1/embeddings settings.
 import { existsSync } from "node:fs";
 import type { ModelDir } from "../io/files.ts";
-import { modelIdentity, SearchIndex, searchQuery, searchR3Options } from "../search/index.ts";
+import { searchQuery } from "../search/query.ts";
+import { modelIdentity, searchR3Options } from "../search/settings.ts";
+import { SearchIndex } from "../search/store.ts";
 import { SearchR3 } from "../search/searchr3.ts";
-import type { Engine } from "../text/generate.ts";
+import type { Engine } from "../text/engine.ts";
 import type { SearchBackend } from "./server.ts";
 
 export interface Database {

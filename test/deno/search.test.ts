@@ -2,7 +2,8 @@
 // model's search-golden.json, and the README's Deno example.
 import { webGpu } from "../../src/gpu/web.ts";
 import { denoModelDir } from "../../src/io/deno.ts";
-import { cosineMatrix, SearchR3 } from "../../src/search/searchr3.ts";
+import { SearchR3 } from "../../src/search/searchr3.ts";
+import { cosineMatrix } from "../../src/search/similarity.ts";
 import { main as example } from "../../examples/deno-example.ts";
 
 const repo = new URL("../..", import.meta.url).pathname.replace(/\/$/, "");

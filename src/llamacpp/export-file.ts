@@ -4,10 +4,10 @@ import { open, rename, rm } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import { nodeModelDir } from "../io/node.ts";
 import { QWEN25_SHAPES, type Qwen25Shape } from "../model/shapes.ts";
-import { exportModelDir, exportRandom, type ExportOptions, type ExportResult } from "./qwen2.ts";
+import { exportModelDir, exportRandom, type ExportOptions, type ExportResult } from "./export.ts";
 import type { ByteSink } from "./writer.ts";
 
-// Compiled to dist/src/gguf/, three levels below the package root that holds models/.
+// Compiled to dist/src/llamacpp/, three levels below the package root that holds models/.
 export const QWEN25_TOKENIZER_DIR = fileURLToPath(new URL("../../../models/tiny-qwen2/", import.meta.url));
 
 const BUFFER_BYTES = 4 * 1024 * 1024;

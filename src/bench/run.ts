@@ -3,12 +3,12 @@
 // any adapter; only how long it takes differs (--quick bounds that).
 import { cpus, loadavg, totalmem } from "node:os";
 import { createRequire } from "node:module";
-import { Kernels } from "../src/gpu/kernels.ts";
-import { describeAdapter } from "../src/gpu/device.ts";
-import type { Qwen2Config } from "../src/model/config.ts";
-import type { UploadProgress } from "../src/model/weights.ts";
+import { Kernels } from "../gpu/kernel.ts";
+import { describeAdapter } from "../gpu/device.ts";
+import type { Qwen2Config } from "../model/config.ts";
+import type { UploadProgress } from "../model/weights.ts";
 import {
-  BufferLedger, measureDecode, measurePrefill, openModel, profileStep,
+  measureDecode, measurePrefill, openModel, profileStep,
   type DecodeFigures, type KernelRow, type LoadFigures, type PrefillFigures, type StepProfile,
 } from "./model.ts";
 import { measureLlamaCpp, type PeerName, type PeerReports } from "./peers.ts";
@@ -160,11 +160,10 @@ interface Measured {
 
 async function measureModel(device: GPUDevice, shape: string, mode: BenchMode, timer: GpuTimer,
   log: (line: string) => void, check: (phase: string) => void, onLoadProgress?: (p: UploadProgress) => void): Promise<Measured> {
-  const ledger = new BufferLedger(device);
+  const longest = Math.max(...mode.prompts);
+  log(`${shape}: loading`);
+  const { model, load } = await openModel(device, shape, longest + mode.decodeSteps, onLoadProgress);
   try {
-    const longest = Math.max(...mode.prompts);
-    log(`${shape}: loading`);
-    const { model, load } = await openModel(device, shape, longest + mode.decodeSteps, onLoadProgress);
     check(`${shape} load`);
     const first = mode.prompts[0];
     // The kernel tables use the shapes of the first prompt: its prefill (one chunk at most) and the decode after it.
@@ -186,11 +185,11 @@ async function measureModel(device: GPUDevice, shape: string, mode: BenchMode, t
     }
     const skipped = PROMPTS.filter((n) => !mode.prompts.includes(n)).map((n) => `prefill ${n} tokens and decode after it (--quick)`);
     return {
-      config: model.config, load, gpu_buffer_bytes: ledger.bytes, host_peak_rss_bytes: process.resourceUsage().maxRSS * 1024,
+      config: model.config, load, gpu_buffer_bytes: model.gpuBytes, host_peak_rss_bytes: process.resourceUsage().maxRSS * 1024,
       prefill, decode, kernels: { decode: decodeKernels, prefill: prefillKernels }, skipped,
     };
   } finally {
-    ledger.release();
+    model.destroy();
   }
 }
 
@@ -292,6 +291,7 @@ export async function runProfile(adapter: GPUAdapter, device: GPUDevice, shape: 
   const decodeSteps = 3;
   log(`${shape}: loading`);
   const { model, load } = await openModel(device, shape, tokens + decodeSteps, opts.onLoadProgress);
+  try {
   check(`${shape} load`);
   const T = Math.min(tokens, model.prefillChunk);
   log(`${shape}: kernels at prefill (T=${T})`);
@@ -307,4 +307,7 @@ export async function runProfile(adapter: GPUAdapter, device: GPUDevice, shape: 
     decode: { ...decode, wall_s: decodeWall.s_per_token },
     prefill: { ...prefill, wall_s: prefillWall.ttft_s },
   };
+  } finally {
+    model.destroy();
+  }
 }

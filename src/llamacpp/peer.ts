@@ -2,13 +2,13 @@
 // prebuilt binaries on its Vulkan backend (the same adapter r3gpu uses: on a CPU-only machine that is
 // lavapipe) or on its CPU backend.
 //
-// Each run happens in a child process (llamacpp-worker.ts) that reports the prompt start and every token as
+// Each run happens in a child process (peer-worker.ts) that reports the prompt start and every token as
 // they happen. A native evaluation cannot be interrupted, and on lavapipe llama.cpp's Vulkan backend can take
 // minutes for a short prompt, so at the time limit the child is killed and the result says what was reached.
 import { fork } from "node:child_process";
 import { availableParallelism } from "node:os";
 import { fileURLToPath } from "node:url";
-import type { WorkerMessage, WorkerRequest } from "./llamacpp-worker.ts";
+import type { WorkerMessage, WorkerRequest } from "./peer-worker.ts";
 
 export interface LlamaCppPeerOptions {
   /** Path of the GGUF file. */
@@ -59,7 +59,7 @@ export interface LlamaCppPeerResult {
 }
 
 // The worker sits next to this module, compiled or not.
-const WORKER = fileURLToPath(new URL(`./llamacpp-worker${import.meta.url.endsWith(".ts") ? ".ts" : ".js"}`, import.meta.url));
+const WORKER = fileURLToPath(new URL(`./peer-worker${import.meta.url.endsWith(".ts") ? ".ts" : ".js"}`, import.meta.url));
 const STDERR_TAIL = 2000;
 const EXIT_GRACE_MS = 5000;
 

@@ -1,13 +1,13 @@
 // The model side of the benchmark: opening a shape (a published Qwen2.5 shape with seeded random BF16
 // weights generated on the GPU, or a model folder), timing its kernels one by one at a given step,
 // and timing prefill and decode end to end through the model's own API.
-import { nodeModelDir } from "../src/io/node.ts";
-import type { Op, Step } from "../src/gpu/ops.ts";
-import { Recorder } from "../src/gpu/kernels.ts";
-import type { Qwen2Config } from "../src/model/config.ts";
-import { Qwen2Model } from "../src/model/qwen2.ts";
-import { isQwen25Shape, QWEN25_SHAPES } from "../src/model/shapes.ts";
-import type { UploadProgress } from "../src/model/weights.ts";
+import { nodeModelDir } from "../io/node.ts";
+import { Recorder } from "../gpu/recorder.ts";
+import { sequenceStep, type StepOp } from "../ops/op.ts";
+import type { Qwen2Config } from "../model/config.ts";
+import { Qwen2Model } from "../model/qwen2.ts";
+import { isQwen25Shape, QWEN25_SHAPES } from "../model/shapes.ts";
+import type { UploadProgress } from "../model/weights.ts";
 import { median, type GpuTimer, type MeasureOptions } from "./timing.ts";
 
 /** The seed of the random-weight shapes (the same as `r3gpu export-gguf --shape`'s default). */
@@ -21,43 +21,6 @@ export interface LoadFigures {
   /** Bytes read from safetensors files, and that over the load time (files only). */
   file_bytes?: number;
   file_gbps?: number;
-}
-
-/**
- * Counts the GPU buffers created on a device while it is installed, so that a model's whole footprint
- * (weights, activations, KV cache, parameters) is known without the model tracking it, and can be freed
- * before the next shape is loaded.
- */
-export class BufferLedger {
-  private live = new Set<GPUBuffer>();
-  private readonly create: GPUDevice["createBuffer"];
-
-  constructor(private device: GPUDevice) {
-    this.create = device.createBuffer;
-    device.createBuffer = (desc) => {
-      const buffer = this.create.call(device, desc);
-      this.live.add(buffer);
-      const destroy = buffer.destroy;
-      buffer.destroy = () => {
-        this.live.delete(buffer);
-        destroy.call(buffer);
-      };
-      return buffer;
-    };
-  }
-
-  /** Bytes of the buffers created since installation and not destroyed. */
-  get bytes(): number {
-    let sum = 0;
-    for (const b of this.live) sum += b.size;
-    return sum;
-  }
-
-  /** Destroys every buffer still alive and uninstalls the ledger. */
-  release(): void {
-    for (const b of [...this.live]) b.destroy();
-    this.device.createBuffer = this.create;
-  }
 }
 
 /** Opens `shape` (a key of QWEN25_SHAPES or a model folder) with room for maxSeqLen tokens, timing the load. */
@@ -92,8 +55,14 @@ export interface KernelRow {
   gbps: number;
 }
 
+/** A step of T tokens of one sequence at positions pos0.., as the bench profiles it. */
+export interface StepShape {
+  T: number;
+  pos0: number;
+}
+
 export interface StepProfile {
-  step: Step;
+  step: StepShape;
   rows: KernelRow[];
   /** Sum over rows of calls x seconds: the step's device time with every kernel run in isolation. */
   kernel_seconds: number;
@@ -110,8 +79,9 @@ function kernelName(label: string): string {
  * cache are its own buffers, so the timing reads them from where a real step would (repeating one
  * layer's op would time a matrix sitting in cache). Ops that record no dispatch are left out.
  */
-export async function profileStep(model: Qwen2Model, step: Step, timer: GpuTimer, opts: MeasureOptions): Promise<StepProfile> {
-  const groups = new Map<string, { ops: Op[]; dispatches: number }>();
+export async function profileStep(model: Qwen2Model, shape: StepShape, timer: GpuTimer, opts: MeasureOptions): Promise<StepProfile> {
+  const step = model.stageStep(shape.T, shape.pos0);
+  const groups = new Map<string, { ops: StepOp[]; dispatches: number }>();
   for (const op of model.ops) {
     const cost = op.cost(step);
     const key = `${op.family} ${op.label.replace(/\d+/g, "#")} ${cost.flops} ${cost.bytes}`;
@@ -139,7 +109,7 @@ export async function profileStep(model: Qwen2Model, step: Step, timer: GpuTimer
     f.seconds += r.calls * r.seconds;
     f.share = f.seconds / kernel_seconds;
   }
-  return { step, rows, kernel_seconds, families };
+  return { step: shape, rows, kernel_seconds, families };
 }
 
 /** A fixed prompt of valid ids spread over the vocabulary (content does not change the work done). */
@@ -148,8 +118,9 @@ export function promptIds(tokens: number, cfg: Qwen2Config): number[] {
 }
 
 /** Work of the forward pass over `step` summed over its ops (Op.cost). */
-export function stepCost(model: Qwen2Model, step: Step): { flops: number; bytes: number } {
+export function stepCost(model: Qwen2Model, shape: StepShape): { flops: number; bytes: number } {
   let flops = 0, bytes = 0;
+  const step = sequenceStep(shape.T, shape.pos0);
   for (const op of model.ops) {
     const c = op.cost(step);
     flops += c.flops;

@@ -1,4 +1,4 @@
-// Child process of runLlamaCppPeer (peer-llamacpp.ts): loads a GGUF model with node-llama-cpp, evaluates
+// Child process of runLlamaCppPeer (peer.ts): loads a GGUF model with node-llama-cpp, evaluates
 // the prompt and decodes greedily, and reports each step over IPC as it happens. It runs in its own process
 // because a native evaluation cannot be interrupted: when the parent's time limit passes, it kills this
 // process and keeps whatever was reported.

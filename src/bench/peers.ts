@@ -1,14 +1,14 @@
 // Other engines run by `r3gpu bench --peer` on the same machine, adapter, weights and prompt as the bench,
-// and their figures beside r3gpu's. The only peer so far is llama.cpp (src/bench/peer-llamacpp.ts), on its
+// and their figures beside r3gpu's. The only peer so far is llama.cpp (src/llamacpp/peer.ts), on its
 // Vulkan backend (the adapter r3gpu uses) and on its CPU backend.
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, statSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { basename, join, resolve } from "node:path";
-import { runLlamaCppPeer, type LlamaCppPeerResult } from "../src/bench/peer-llamacpp.ts";
-import { exportGgufFile, type GgufSource } from "../src/gguf/node.ts";
-import type { Qwen2Config } from "../src/model/config.ts";
-import { isQwen25Shape } from "../src/model/shapes.ts";
+import { runLlamaCppPeer, type LlamaCppPeerResult } from "../llamacpp/peer.ts";
+import { exportGgufFile, type GgufSource } from "../llamacpp/export-file.ts";
+import type { Qwen2Config } from "../model/config.ts";
+import { isQwen25Shape } from "../model/shapes.ts";
 import { promptIds, RANDOM_SEED, type DecodeFigures, type PrefillFigures } from "./model.ts";
 
 export const PEERS = ["llama.cpp"] as const;

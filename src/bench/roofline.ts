@@ -3,7 +3,9 @@
 // dispatch inside a command buffer. Each is the best of its timed runs: a ceiling to compare with,
 // which other work on the machine can only lower.
 import { readFileSync } from "node:fs";
-import { grid, Kernels, Params, Recorder } from "../src/gpu/kernels.ts";
+import { defineKernel, KernelCall, type Kernels } from "../gpu/kernel.ts";
+import { grid, Recorder } from "../gpu/recorder.ts";
+import { randomFill } from "../ops/random-fill.ts";
 import type { GpuTimer, MeasureOptions } from "./timing.ts";
 
 /**
@@ -21,7 +23,15 @@ export type ReadVariant = keyof typeof READ_VARIANTS;
 const FMA = 4;
 const EMPTY = 5;
 
-const WG = 64;
+export const ROOFLINE = defineKernel({
+  name: "roofline",
+  shader: "roofline",
+  workgroupSize: 64,
+  overrides: { VARIANT: "u32" },
+  bindings: { src: "read", out: "read_write" },
+  uniforms: { n: "u32", per_lane: "u32", iters: "u32", magic: "u32" },
+});
+const WG = ROOFLINE.workgroupSize;
 /** Never the xor of a reduction over the random fill in practice, and a NaN as f32 (FMA results are finite). */
 const MAGIC = 0xffffffff;
 /** The FMA probe's size: enough invocations to fill a large GPU, enough iterations to dwarf launch costs. */
@@ -69,7 +79,7 @@ export function defaultStreamBytes(): number {
 }
 
 interface Probe {
-  bind: GPUBindGroup;
+  call: KernelCall;
   groups: number;
 }
 
@@ -77,15 +87,18 @@ export async function measureRoofline(k: Kernels, timer: GpuTimer, opts: Measure
   const device = k.device;
   const out = device.createBuffer({ label: "roofline out", size: 16, usage: GPUBufferUsage.STORAGE });
   const none = device.createBuffer({ label: "roofline no input", size: 16, usage: GPUBufferUsage.STORAGE });
+  const calls: KernelCall[] = [];
   const probe = (src: GPUBuffer, words: number, groups: number, perLane = 0, iters = 0): Probe => {
-    const params = new Params(device, 4, "roofline");
-    params.set(words, perLane, iters, MAGIC);
-    return { bind: k.bindGroup("roofline", [params.buffer, src, out]), groups };
+    const call = new KernelCall(k, ROOFLINE, { src, out }, "roofline");
+    call.uniforms.set({ n: words, per_lane: perLane, iters, magic: MAGIC });
+    calls.push(call);
+    return { call, groups };
   };
   const seconds = async (variant: number, probes: Probe[]) => {
-    const pipeline = await k.pipeline("roofline", { constants: { VARIANT: variant } });
+    const pipeline = probes[0].call.pipeline(ROOFLINE, { overrides: { VARIANT: variant } });
+    await pipeline.ready;
     const encode = (rec: Recorder) => {
-      for (const { bind, groups } of probes) rec.dispatch(pipeline, bind, ...grid(groups));
+      for (const { call, groups } of probes) rec.dispatch(pipeline, call, ...grid(groups));
     };
     return (await timer.measure(encode, opts)).best;
   };
@@ -114,6 +127,7 @@ export async function measureRoofline(k: Kernels, timer: GpuTimer, opts: Measure
   const dispatchSeconds = await seconds(EMPTY, [probe(none, 0, 1)]);
   out.destroy();
   none.destroy();
+  for (const c of calls) c.destroy();
   return {
     read_gbps: Math.max(...Object.values(read_variants_gbps)),
     read_variants_gbps,
@@ -125,11 +139,9 @@ export async function measureRoofline(k: Kernels, timer: GpuTimer, opts: Measure
 
 /** Fills a buffer with random words on the GPU: data no driver can elide, at no host cost. */
 async function fillRandom(k: Kernels, buffer: GPUBuffer, words: number, seed: number): Promise<void> {
-  const params = new Params(k.device, 5, "roofline fill");
-  params.set(words, 0, seed, { f32: 1 }, { f32: 0 });
   const rec = new Recorder(k.device);
-  rec.dispatch(await k.pipeline("random", { constants: { F32: 1 } }), k.bindGroup("random", [params.buffer, buffer]), ...grid(Math.ceil(words / 64)));
+  const call = await randomFill(k, rec, "roofline stream", buffer, { words, offset: 0, seed, scale: 1, center: 0, f32: true });
   rec.submit();
   await k.device.queue.onSubmittedWorkDone();
-  params.buffer.destroy();
+  call.destroy();
 }

@@ -1,0 +1,101 @@
+// The weights of a Qwen2 checkpoint, named by its keys (model.layers.{l}.self_attn.q_proj.weight, ...), as typed
+// records: what the forward pass builds from, loaded apart from the graph. One table gives every tensor's shape,
+// so that loading, the list of required tensors and the config-vs-file checks agree.
+import type { GpuMatrix } from "../gpu/matrix.ts";
+import type { Qwen2Config } from "./config.ts";
+import type { WeightSource } from "./weights.ts";
+
+/** A projection: weight [out, in] and, for q/k/v, a bias [out]. */
+export interface Projection {
+  weight: GpuMatrix;
+  bias?: GPUBuffer;
+}
+
+/** One Qwen2DecoderLayer's parameters. */
+export interface Qwen2LayerWeights {
+  input_layernorm: GPUBuffer;
+  self_attn: { q_proj: Projection; k_proj: Projection; v_proj: Projection; o_proj: Projection };
+  post_attention_layernorm: GPUBuffer;
+  mlp: { gate_proj: Projection; up_proj: Projection; down_proj: Projection };
+}
+
+export interface Qwen2Weights {
+  embed_tokens: GpuMatrix;
+  layers: Qwen2LayerWeights[];
+  norm: GPUBuffer;
+  /** The embedding matrix itself when tie_word_embeddings is set. */
+  lm_head: GpuMatrix;
+}
+
+type Shape = [rows: number, cols: number] | [length: number];
+
+/** Every tensor of layer `l` (keys as in the checkpoint) with its shape. */
+function layerTensors(cfg: Qwen2Config, l: number): [string, Shape][] {
+  const H = cfg.hiddenSize, I = cfg.intermediateSize;
+  const q = cfg.numHeads * cfg.headDim, kv = cfg.numKvHeads * cfg.headDim;
+  const p = `model.layers.${l}.`;
+  return [
+    [`${p}input_layernorm.weight`, [H]],
+    [`${p}self_attn.q_proj.weight`, [q, H]], [`${p}self_attn.q_proj.bias`, [q]],
+    [`${p}self_attn.k_proj.weight`, [kv, H]], [`${p}self_attn.k_proj.bias`, [kv]],
+    [`${p}self_attn.v_proj.weight`, [kv, H]], [`${p}self_attn.v_proj.bias`, [kv]],
+    [`${p}self_attn.o_proj.weight`, [H, q]],
+    [`${p}post_attention_layernorm.weight`, [H]],
+    [`${p}mlp.gate_proj.weight`, [I, H]],
+    [`${p}mlp.up_proj.weight`, [I, H]],
+    [`${p}mlp.down_proj.weight`, [H, I]],
+  ];
+}
+
+function modelTensors(cfg: Qwen2Config): [string, Shape][] {
+  return [
+    ["model.embed_tokens.weight", [cfg.vocabSize, cfg.hiddenSize]],
+    ["model.norm.weight", [cfg.hiddenSize]],
+    ...(cfg.tieWordEmbeddings ? [] : [["lm_head.weight", [cfg.vocabSize, cfg.hiddenSize]] as [string, Shape]]),
+  ];
+}
+
+/** Every tensor a Qwen2 checkpoint must provide for this config, with its shape. */
+export function qwen2Tensors(cfg: Qwen2Config): [string, Shape][] {
+  return [...modelTensors(cfg), ...Array.from({ length: cfg.numLayers }, (_, l) => layerTensors(cfg, l)).flat()];
+}
+
+export async function loadLayerWeights(w: WeightSource, cfg: Qwen2Config, l: number): Promise<Qwen2LayerWeights> {
+  const shapes = new Map(layerTensors(cfg, l));
+  const p = `model.layers.${l}.`;
+  const vector = (key: string) => w.vector(p + key, shapes.get(p + key)![0]);
+  const matrix = (key: string) => {
+    const [rows, cols] = shapes.get(p + key)!;
+    return w.matrix(p + key, rows, cols!);
+  };
+  const projection = async (name: string, bias: boolean): Promise<Projection> => ({
+    weight: await matrix(`${name}.weight`),
+    bias: bias ? await vector(`${name}.bias`) : undefined,
+  });
+  return {
+    input_layernorm: await vector("input_layernorm.weight"),
+    self_attn: {
+      q_proj: await projection("self_attn.q_proj", true),
+      k_proj: await projection("self_attn.k_proj", true),
+      v_proj: await projection("self_attn.v_proj", true),
+      o_proj: await projection("self_attn.o_proj", false),
+    },
+    post_attention_layernorm: await vector("post_attention_layernorm.weight"),
+    mlp: {
+      gate_proj: await projection("mlp.gate_proj", false),
+      up_proj: await projection("mlp.up_proj", false),
+      down_proj: await projection("mlp.down_proj", false),
+    },
+  };
+}
+
+export async function loadQwen2Weights(w: WeightSource, cfg: Qwen2Config): Promise<Qwen2Weights> {
+  const H = cfg.hiddenSize;
+  const embed_tokens = await w.matrix("model.embed_tokens.weight", cfg.vocabSize, H);
+  const layers: Qwen2LayerWeights[] = [];
+  for (let l = 0; l < cfg.numLayers; l++) layers.push(await loadLayerWeights(w, cfg, l));
+  const norm = await w.vector("model.norm.weight", H);
+  const lm_head = cfg.tieWordEmbeddings ? embed_tokens : await w.matrix("lm_head.weight", cfg.vocabSize, H);
+  await w.finish();
+  return { embed_tokens, layers, norm, lm_head };
+}

@@ -1,0 +1,35 @@
+// RMSNorm over the rows of an activation (Qwen2RMSNorm): y = x / sqrt(mean(x^2) + eps) * weight.
+import { defineKernel, type Kernels } from "../gpu/kernel.ts";
+import type { Recorder } from "../gpu/recorder.ts";
+import { Op, type Cost, type Step } from "./op.ts";
+
+export const RMSNORM = defineKernel({
+  name: "rmsnorm",
+  shader: "rmsnorm",
+  workgroupSize: 64,
+  bindings: { x: "read", weight: "read", y: "read_write" },
+  uniforms: { H: "u32", eps: "f32" },
+});
+
+export class RmsNorm extends Op {
+  readonly label: string;
+  readonly family = "rmsnorm";
+  private readonly call;
+  private readonly pipeline;
+
+  constructor(kernels: Kernels, name: string, x: GPUBuffer, weight: GPUBuffer, y: GPUBuffer, private readonly H: number, eps: number) {
+    super(kernels);
+    this.label = `rmsnorm ${name}`;
+    this.call = this.bind(RMSNORM, { x, weight, y });
+    this.call.uniforms.set({ H, eps });
+    this.pipeline = this.call.pipeline();
+  }
+
+  encode(rec: Recorder, step: Step): void {
+    rec.dispatch(this.pipeline, this.call, step.T);
+  }
+
+  cost(step: Step): Cost {
+    return { flops: 4 * step.T * this.H, bytes: (2 * step.T + 1) * this.H * 4 };
+  }
+}

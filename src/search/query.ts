@@ -1,0 +1,28 @@
+// A query against an index: embedded after the model reasons about it (or directly), then searched.
+import type { Reasoning, ReasoningOptions, SearchR3 } from "./searchr3.ts";
+import type { Hit, SearchIndex, SearchOptions } from "./store.ts";
+
+/** With reasoning, `onText` receives the reasoning as the model writes it. */
+export interface QueryOptions extends ReasoningOptions, SearchOptions {
+  /** Documents to return. Default 10. */
+  k?: number;
+  /** Let the model reason about the query before embedding it. Default true. */
+  reasoning?: boolean;
+}
+
+export interface QueryResult {
+  hits: Hit[];
+  reasoning?: Reasoning;
+}
+
+/**
+ * Embeds `query` (after the model's reasoning, unless turned off) and finds its nearest documents. `r3` must embed as
+ * the index's documents were: built with searchR3Options(index.settings) on the same model (see checkModel).
+ */
+export async function searchQuery(r3: SearchR3, index: SearchIndex, query: string, opts: QueryOptions = {}): Promise<QueryResult> {
+  const { k = 10, reasoning = true, exact, ...generate } = opts;
+  if (!reasoning) return { hits: await index.search(await r3.encodeQuery(query), k, { exact }) };
+  const [thought] = await r3.generate([query], generate);
+  const [vector] = await r3.encode([thought.text], { kind: "query" });
+  return { hits: await index.search(vector, k, { exact }), reasoning: thought };
+}

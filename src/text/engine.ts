@@ -1,0 +1,65 @@
+// Engine: a loaded model with its tokenizer, chat template and the generation defaults of its folder.
+import type { ModelDir } from "../io/files.ts";
+import { asModelFolder, type ModelFolder } from "../model/folder.ts";
+import { Qwen2Model, type LoadOptions } from "../model/qwen2.ts";
+import { ChatTemplate } from "./chat.ts";
+import { generate, generateStream, type GenerateOptions, type GenerateResult, type Prompt } from "./generate.ts";
+import { TextTokenizer } from "./tokenizer.ts";
+
+/** HF generation_config.json fields that set generation defaults. */
+export function generationDefaults(json: Record<string, unknown>): GenerateOptions {
+  const num = (key: string) => (typeof json[key] === "number" ? (json[key] as number) : undefined);
+  const out: GenerateOptions = {};
+  if (typeof json.do_sample === "boolean") out.doSample = json.do_sample;
+  const fields: [keyof GenerateOptions, string][] = [
+    ["temperature", "temperature"], ["topK", "top_k"], ["topP", "top_p"],
+    ["repetitionPenalty", "repetition_penalty"], ["maxNewTokens", "max_new_tokens"],
+  ];
+  for (const [opt, key] of fields) {
+    const v = num(key);
+    if (v !== undefined) (out as Record<string, unknown>)[opt] = v;
+  }
+  return out;
+}
+
+export interface EngineLoadOptions extends LoadOptions {
+  tokenizer?: TextTokenizer;
+}
+
+/** A loaded model with what generating text from it needs. */
+export class Engine {
+  constructor(
+    readonly model: Qwen2Model,
+    readonly tokenizer: TextTokenizer,
+    /** Absent when the tokenizer has no chat template (raw-text and id prompts still work). */
+    readonly chatTemplate: ChatTemplate | undefined,
+    /** From generation_config.json; the options of each call override them. */
+    readonly defaults: GenerateOptions = {},
+  ) {}
+
+  /** `opts.tokenizer`: one already loaded from the folder (e.g. to check it before uploading the weights). */
+  static async load(device: GPUDevice, source: ModelDir | ModelFolder, opts: EngineLoadOptions = {}): Promise<Engine> {
+    const { tokenizer: given, ...loadOpts } = opts;
+    const folder = await asModelFolder(source);
+    const [model, tokenizer] = await Promise.all([Qwen2Model.load(device, folder, loadOpts), given ?? TextTokenizer.load(folder.dir)]);
+    const chatTemplate = tokenizer.chatTemplate === undefined ? undefined : ChatTemplate.fromTokenizer(tokenizer);
+    return new Engine(model, tokenizer, chatTemplate, generationDefaults(folder.generationConfig));
+  }
+
+  /** Frees the model's GPU buffers; the engine is unusable afterwards. */
+  destroy(): void {
+    this.model.destroy();
+  }
+
+  generate(prompt: Prompt, opts: GenerateOptions = {}): Promise<GenerateResult> {
+    return generate(this.model, this.tokenizer, prompt, this.options(opts));
+  }
+
+  generateStream(prompt: Prompt, opts: GenerateOptions = {}): AsyncGenerator<string, GenerateResult, undefined> {
+    return generateStream(this.model, this.tokenizer, prompt, this.options(opts));
+  }
+
+  private options(opts: GenerateOptions): GenerateOptions {
+    return { chatTemplate: this.chatTemplate, ...this.defaults, ...opts };
+  }
+}
