@@ -1,17 +1,18 @@
 // `r3gpu download` against a local stand-in for the Hugging Face hub (test/hub-server.ts) that serves the shared tiny
-// model: a full download, resumption after a dropped connection and after a killed process, size and hash checks.
-// No request leaves 127.0.0.1.
+// model: a full download, resumption after a dropped connection and after a killed process, size and hash checks;
+// then the hub turned hostile (more bytes than listed, other bytes, bad resumes, endless listings, other origins) and
+// links in the target folder. No request leaves 127.0.0.1.
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { once } from "node:events";
-import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { downloadModel, type HubDownloadProgress } from "../src/hub/download.ts";
-import { COMMIT, startFakeHub, type FakeHub, type HubRequest } from "./hub-server.ts";
+import { closedOrigin, COMMIT, startFakeHub, type FakeHub, type HubRequest } from "./hub-server.ts";
 import { goldenDir, repoRoot } from "./shared-paths.ts";
 
 const REPO = "r3gpu-test/tiny-public";
@@ -48,6 +49,8 @@ async function download(hub: FakeHub, dir: string, ...args: string[]) {
 }
 
 const resolveUrl = (file: string) => `/${REPO}/resolve/${COMMIT}/${file}`;
+/** Where the download keeps a file until it is complete. */
+const partialOf = (dir: string, file: string) => join(dir, ".r3gpu-partial", file);
 const fetchesOf = (requests: HubRequest[], file: string) => requests.filter((r) => r.url === resolveUrl(file));
 
 async function assertSameFiles(dir: string, files = names): Promise<void> {
@@ -99,8 +102,8 @@ describe("r3gpu download", () => {
       "run it again to resume"));
     await assertSameFiles(dir, before);
     assert.equal(await exists(join(dir, MODEL)), false, "no truncated final file");
-    const partSize = (await stat(join(dir, `${MODEL}.part`))).size;
-    assert.ok(partSize > 0 && partSize <= 5 << 20, `.part holds ${partSize} bytes`);
+    const partSize = (await stat(partialOf(dir, MODEL))).size;
+    assert.ok(partSize > 0 && partSize <= 5 << 20, `the partial file holds ${partSize} bytes`);
     for (const f of later) assert.equal(await exists(join(dir, f)), false, `${f} was not reached`);
 
     const resumed = await download(hub, dir);
@@ -125,8 +128,8 @@ describe("r3gpu download", () => {
     const [, signal] = await closed;
     assert.equal(signal, "SIGKILL", "the download finished before it could be killed");
     assert.equal(await exists(join(dir, MODEL)), false);
-    const partSize = (await stat(join(dir, `${MODEL}.part`))).size;
-    assert.ok(partSize > 0 && partSize < modelSize, `.part holds ${partSize} bytes`);
+    const partSize = (await stat(partialOf(dir, MODEL))).size;
+    assert.ok(partSize > 0 && partSize < modelSize, `the partial file holds ${partSize} bytes`);
 
     hub.delayMs.clear();
     const resumed = await download(hub, dir);
@@ -157,8 +160,9 @@ describe("r3gpu download", () => {
     assert.equal(run.code, 1);
     assert.match(run.stderr, new RegExp(`${MODEL}: SHA-256 [0-9a-f]{64} differs from the hub's 0{64}; the file was removed`));
     assert.equal(await exists(join(dir, MODEL)), false);
-    assert.equal(await exists(join(dir, `${MODEL}.part`)), false);
+    assert.equal(await exists(partialOf(dir, MODEL)), false);
     await assertSameFiles(dir, before);
+    assert.deepEqual((await readdir(dir)).sort(), before, "nothing else is left");
   });
 
   test("an unknown repository or revision is a clear error", async (t) => {
@@ -175,6 +179,21 @@ describe("r3gpu download", () => {
     const run = await download(hub, freshDir(), "--revision", "v9");
     assert.equal(run.code, 1);
     assert.match(run.stderr, new RegExp(`${REPO}: no model repository with revision "v9"`));
+  });
+
+  test("a partial file that is already complete becomes the file without another transfer", async (t) => {
+    const hub = await startHub();
+    t.after(() => hub.close());
+    const dir = freshDir();
+    const file = "config.json";
+    const data = await readFile(join(source, file));
+    await mkdir(join(dir, ".r3gpu-partial"), { recursive: true });
+    await writeFile(partialOf(dir, file), data);
+    const report = await downloadModel({ repo: REPO, dir, hubUrl: hub.origin });
+    assert.deepEqual(report.files[0], { path: file, size: data.length, status: "resumed", resumedFrom: data.length });
+    assert.deepEqual(fetchesOf(hub.requests, file).map((r) => r.range), ["bytes=0-0"]);
+    assert.deepEqual((await readdir(dir)).sort(), names);
+    await assertSameFiles(dir);
   });
 
   test("files in subfolders and empty files", async (t) => {
@@ -206,5 +225,230 @@ describe("r3gpu download", () => {
     assert.ok(seen.every((p, i) => p.totalBytes === total && (i === 0 || p.bytes >= seen[i - 1].bytes)));
     assert.equal(seen.at(-1)!.bytes, total);
     assert.deepEqual(new Set(seen.map((p) => p.file)), new Set(names));
+  });
+});
+
+/** A repository of the given files (path -> content) in a fresh folder. */
+async function sourceOf(files: Record<string, string | Buffer>): Promise<string> {
+  const root = freshDir();
+  for (const [path, data] of Object.entries(files)) {
+    await mkdir(join(root, path, ".."), { recursive: true });
+    await writeFile(join(root, path), data);
+  }
+  return root;
+}
+
+const gitBlob = (data: Buffer) => createHash("sha1").update(`blob ${data.length}\0`).update(data).digest("hex");
+
+describe("r3gpu download from a hostile hub", () => {
+  test("a body longer than the listed size is cut off there, and nothing of it is kept", async (t) => {
+    const hub = await startHub();
+    t.after(() => hub.close());
+    const dir = freshDir();
+    const size = (await stat(join(source, "config.json"))).size;
+    hub.oversize.set("config.json", 64 << 20);
+    await assert.rejects(downloadModel({ repo: REPO, dir, hubUrl: hub.origin }), {
+      message: `config.json: GET ${hub.origin}${resolveUrl("config.json")} sent more than the ${size} bytes of the file ` +
+        "list; the partial file was removed",
+    });
+    assert.deepEqual(await readdir(dir), []);
+    const sent = hub.sent.get("config.json")!;
+    assert.ok(sent < 16 << 20, `the download hung up after ${sent} of the 64 MiB sent`);
+  });
+
+  // The timeout turns a downloader that follows the pages forever into a failure.
+  test("a listing that does not end is refused: endless Link pages, an endless page", { timeout: 60_000 }, async (t) => {
+    const hub = await startHub();
+    t.after(() => hub.close());
+    const dir = freshDir();
+    const tree = `${hub.origin}/api/models/${REPO}/tree/${COMMIT}`;
+    const pages = () => hub.requests.filter((r) => r.url.startsWith(`/api/models/${REPO}/tree/`)).length;
+    hub.endlessPages = true;
+    await assert.rejects(downloadModel({ repo: REPO, dir, hubUrl: hub.origin }), {
+      message: `the file list of ${REPO} at ${COMMIT} goes on past 100 pages (GET ${tree} links to one more)`,
+    });
+    assert.equal(pages(), 100);
+
+    hub.endlessPages = false;
+    hub.pagePadding = 17 << 20;
+    await assert.rejects(downloadModel({ repo: REPO, dir, hubUrl: hub.origin }), {
+      message: `GET ${tree}: a page of the file list longer than 16 MiB`,
+    });
+    assert.equal(pages(), 101);
+    assert.equal(await exists(dir), false, "nothing is written before the listing is read");
+  });
+
+  test("a small file with the listed size and other bytes is refused by its git blob hash, and replaced", async (t) => {
+    const hub = await startHub();
+    t.after(() => hub.close());
+    const dir = freshDir();
+    const real = await readFile(join(source, "config.json"));
+    const other = Buffer.alloc(real.length, "x");
+    hub.served.set("config.json", other);
+    await assert.rejects(downloadModel({ repo: REPO, dir, hubUrl: hub.origin }), {
+      message: `config.json: git blob hash ${gitBlob(other)} differs from the hub's ${gitBlob(real)}; the file was ` +
+        "removed, run it again",
+    });
+    assert.deepEqual(await readdir(dir), []);
+
+    // The same bytes left in the folder (by an earlier version of the downloader, say) are not taken as the file.
+    hub.served.clear();
+    await writeFile(join(dir, "config.json"), other);
+    const report = await downloadModel({ repo: REPO, dir, hubUrl: hub.origin });
+    assert.deepEqual(report.files.map((f) => f.status), names.map(() => "downloaded"));
+    await assertSameFiles(dir);
+  });
+
+  test("a resume answered at another offset or without Content-Range is refused, and the next run starts over", async (t) => {
+    const hub = await startHub();
+    t.after(() => hub.close());
+    const dir = freshDir();
+    const file = "tokenizer.json";
+    const size = (await stat(join(source, file))).size;
+    const url = `${hub.origin}${resolveUrl(file)}`;
+    const interrupt = async () => {
+      hub.cutAfter.set(file, 1 << 20);
+      await assert.rejects(downloadModel({ repo: REPO, dir, hubUrl: hub.origin }), /tokenizer\.json: download interrupted/);
+      return (await stat(partialOf(dir, file))).size;
+    };
+
+    let have = await interrupt();
+    hub.badResume.set(file, "wrong-offset");
+    await assert.rejects(downloadModel({ repo: REPO, dir, hubUrl: hub.origin }), {
+      message: `${file}: asked ${url} for bytes ${have}-${size - 1} to resume, but it answered 206 with Content-Range ` +
+        `"bytes 0-${size - 1}/${size}"; the partial file was removed, run it again to download it from the start`,
+    });
+    assert.equal(await exists(partialOf(dir, file)), false);
+
+    have = await interrupt();
+    hub.badResume.set(file, "no-content-range");
+    await assert.rejects(downloadModel({ repo: REPO, dir, hubUrl: hub.origin }), {
+      message: `${file}: asked ${url} for bytes ${have}-${size - 1} to resume, but it answered 206 without ` +
+        "Content-Range; the partial file was removed, run it again to download it from the start",
+    });
+    assert.equal(await exists(partialOf(dir, file)), false);
+
+    hub.badResume.clear();
+    const from = hub.requests.length;
+    await downloadModel({ repo: REPO, dir, hubUrl: hub.origin });
+    assert.deepEqual(fetchesOf(hub.requests.slice(from), file).map((r) => [r.range, r.status]),
+      [["bytes=0-0", 206], [undefined, 200]]);
+    await assertSameFiles(dir);
+  });
+
+  test("a listed X.part is a file like any other; no listed file can be taken for a partial one", async (t) => {
+    const files = { "config.json": '{"model_type": "qwen2"}\n', "config.json.part": '{"x": 1}\n' };
+    // X.part first, so that it is complete before X starts.
+    const partFirst = (a: string, b: string) => Number(b.endsWith(".part")) - Number(a.endsWith(".part"));
+    const hub = await startFakeHub({ repo: REPO, dir: await sourceOf(files), order: partFirst });
+    t.after(() => hub.close());
+    const dir = freshDir();
+    const report = await downloadModel({ repo: REPO, dir, hubUrl: hub.origin });
+    assert.deepEqual(report.files.map((f) => [f.path, f.status]),
+      [["config.json.part", "downloaded"], ["config.json", "downloaded"]]);
+    for (const [path, data] of Object.entries(files)) assert.equal(await readFile(join(dir, path), "utf8"), data, path);
+    assert.deepEqual((await readdir(dir)).sort(), ["config.json", "config.json.part"]);
+
+    const reserved = await startFakeHub({ repo: REPO, dir: await sourceOf({ ".r3gpu-partial/config.json": "{}\n" }) });
+    t.after(() => reserved.close());
+    const other = freshDir();
+    await assert.rejects(downloadModel({ repo: REPO, dir: other, hubUrl: reserved.origin }), {
+      message: `the file list names ".r3gpu-partial/config.json", in the folder where download keeps partial files`,
+    });
+    assert.equal(await exists(other), false);
+  });
+
+  test("the token goes only to the hub's origin, not to another that a Link header or a redirect names", async (t) => {
+    const hub = await startHub();
+    const other = await startHub();
+    t.after(() => Promise.all([hub.close(), other.close()]));
+    hub.pageSize = 3;
+    hub.nextOrigin = other.origin;
+    hub.redirectTo = other.origin;
+    const dir = freshDir();
+    await downloadModel({ repo: REPO, dir, hubUrl: hub.origin, accessToken: "hf_secret" });
+    await assertSameFiles(dir);
+    assert.deepEqual(new Set(hub.requests.map((r) => r.authorization)), new Set(["Bearer hf_secret"]));
+    const lfs = names.filter((f) => f.endsWith(".safetensors"));
+    assert.deepEqual(other.requests.map((r) => [r.url, r.authorization]), [
+      [`/api/models/${REPO}/tree/${COMMIT}?recursive=true&expand=false&cursor=3`, undefined],
+      ...lfs.flatMap((f) => [[resolveUrl(f), undefined], [resolveUrl(f), undefined]]),
+    ]);
+  });
+
+  test("a network failure names the URL and its cause; a hub URL that is not one is named too", async () => {
+    await assert.rejects(downloadModel({ repo: REPO, dir: freshDir(), hubUrl: "not a url" }), {
+      message: `the hub's URL "not a url" is not a URL such as https://huggingface.co`,
+    });
+    const origin = await closedOrigin();
+    const child = spawn(process.execPath, [cli, "download", REPO, "--dir", freshDir()], {
+      env: { ...process.env, HF_ENDPOINT: origin }, stdio: ["ignore", "ignore", "pipe"],
+    });
+    let stderr = "";
+    child.stderr!.setEncoding("utf8").on("data", (s) => (stderr += s));
+    assert.equal((await once(child, "close"))[0], 1);
+    assert.equal(stderr.replace(/^Warning: .*\n/gm, ""),
+      `r3gpu download: GET ${origin}/api/models/${REPO}/revision/main: connect ECONNREFUSED ${origin.slice("http://".length)}\n`);
+  });
+});
+
+describe("r3gpu download and links in the target folder", () => {
+  const files = { "config.json": '{"model_type": "qwen2"}\n', "onnx/parts/weights.bin": randomBytes(70_000) };
+  const outside = async () => {
+    const root = freshDir();
+    await mkdir(root);
+    return root;
+  };
+
+  test("a linked folder on the way to a file is not written through", async (t) => {
+    const hub = await startFakeHub({ repo: REPO, dir: await sourceOf(files) });
+    t.after(() => hub.close());
+    const dir = freshDir();
+    const away = await outside();
+    await mkdir(dir);
+    await symlink(away, join(dir, "onnx"));
+    await assert.rejects(downloadModel({ repo: REPO, dir, hubUrl: hub.origin }), {
+      message: `${join(dir, "onnx")} is a symbolic link; download writes only to real folders and files in ${dir}`,
+    });
+    assert.deepEqual(await readdir(away), []);
+  });
+
+  test("a linked file in the way is left alone, and so is what it points to", async (t) => {
+    const hub = await startFakeHub({ repo: REPO, dir: await sourceOf(files) });
+    t.after(() => hub.close());
+    const away = await outside();
+    await writeFile(join(away, "mine.json"), "mine\n");
+    const dir = freshDir();
+    await mkdir(dir);
+    await symlink(join(away, "mine.json"), join(dir, "config.json"));
+    await assert.rejects(downloadModel({ repo: REPO, dir, hubUrl: hub.origin }), {
+      message: `${join(dir, "config.json")} is a symbolic link; download writes only to real folders and files in ${dir}`,
+    });
+    assert.equal(await readlink(join(dir, "config.json")), join(away, "mine.json"));
+    assert.equal(await readFile(join(away, "mine.json"), "utf8"), "mine\n");
+  });
+
+  test("a link where partial files go is not written through; a link named like an old partial file is ignored", async (t) => {
+    const hub = await startFakeHub({ repo: REPO, dir: await sourceOf(files) });
+    t.after(() => hub.close());
+    const away = await outside();
+    const dir = freshDir();
+    await mkdir(dir);
+    await symlink(away, join(dir, ".r3gpu-partial"));
+    await assert.rejects(downloadModel({ repo: REPO, dir, hubUrl: hub.origin }), {
+      message: `${join(dir, ".r3gpu-partial")} is a symbolic link; download writes only to real folders and files in ${dir}`,
+    });
+    assert.deepEqual(await readdir(away), []);
+
+    const victim = join(away, "victim.txt");
+    await writeFile(victim, "keep\n");
+    const other = freshDir();
+    await mkdir(other);
+    await symlink(victim, join(other, "config.json.part"));
+    await downloadModel({ repo: REPO, dir: other, hubUrl: hub.origin });
+    assert.equal(await readFile(victim, "utf8"), "keep\n");
+    assert.ok((await lstat(join(other, "config.json.part"))).isSymbolicLink());
+    assert.equal(await readFile(join(other, "config.json"), "utf8"), files["config.json"]);
+    assert.deepEqual((await readdir(other)).sort(), ["config.json", "config.json.part", "onnx"]);
   });
 });
