@@ -160,6 +160,24 @@ describe("generate on tiny-qwen2", () => {
     assert.equal(r.seed, undefined);
   });
 
+  test("an abort signal ends generation before the next token, with the tokens so far", async () => {
+    const controller = new AbortController();
+    const stream = generateStream(model, tokenizer, prompt, { ...noEos, maxNewTokens: 20, signal: controller.signal });
+    let chunks = 0;
+    for (;;) {
+      const r = await stream.next();
+      if (r.done) {
+        assert.equal(r.value.stopReason, "aborted");
+        assert.ok(r.value.ids.length < 20, `${r.value.ids.length} tokens after the abort`);
+        assert.deepEqual(r.value.ids, want.slice(0, r.value.ids.length));
+        break;
+      }
+      chunks++;
+      controller.abort();
+    }
+    assert.ok(chunks >= 1);
+  });
+
   test("top-k = 1 sampling is greedy", async () => {
     const r = await generate(model, tokenizer, prompt, { ...noEos, maxNewTokens: 20, doSample: true, topK: 1, temperature: 0.7, seed: 3 });
     assert.deepEqual(r.ids, want);

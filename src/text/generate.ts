@@ -34,13 +34,15 @@ export interface GenerateOptions extends SamplingParams {
   chatTemplate?: ChatTemplate;
   /** How to render a conversation prompt; addGenerationPrompt defaults to true here. */
   chat?: ChatOptions;
+  /** Ends generation before the next token once aborted (a client gone, Ctrl-C); the result so far is returned. */
+  signal?: AbortSignal;
 }
 
 /**
- * Why generation ended: an EOS id, another stop id, a stop string, maxNewTokens, or the model's KV cache
- * (maxSeqLen) being full.
+ * Why generation ended: an EOS id, another stop id, a stop string, maxNewTokens, the model's KV cache (maxSeqLen)
+ * being full, or the caller's abort signal.
  */
-export type StopReason = "eos" | "stop-id" | "stop-string" | "length" | "context";
+export type StopReason = "eos" | "stop-id" | "stop-string" | "length" | "context" | "aborted";
 
 export interface GenerateResult {
   /** The generated text, without the text of a final stop id and cut before a stop string. */
@@ -135,6 +137,10 @@ export async function* generateStream(
         break;
       }
       if (ids.length >= limit) break;
+      if (opts.signal?.aborted) {
+        stopReason = "aborted";
+        break;
+      }
       t = performance.now();
       if (hostLogits) {
         next = choose((await model.stepWithLogits(next, true)).logits!);
