@@ -219,6 +219,7 @@ export class Qwen2Model {
     const buffers = new BufferSet(device);
     const weightBuffers = new BufferSet(device);
     const ops: StepOp[] = [];
+    const weightSource = source(kernels, weightBuffers, maxBinding);
     try {
       return await withErrorScopes(device, `loading ${name}`, async () => {
         const H = cfg.hiddenSize, T = prefillChunk;
@@ -233,7 +234,6 @@ export class Qwen2Model {
         const rope = buffers.storage("rope", maxSeqLen * cfg.headDim * 4);
         device.queue.writeBuffer(rope, 0, ropeTable(cfg.headDim, cfg.ropeTheta, maxSeqLen));
 
-        const weightSource = source(kernels, weightBuffers, maxBinding);
         const w = await loadQwen2Weights(weightSource, cfg);
         const c: Context = { kernels, cfg, a, rope, slotLen: maxSeqLen };
         ops.push(new Embedding(kernels, a.ids, w.embed_tokens, a.x), new CapturePoint("embed", a.x, H * 4));
@@ -251,6 +251,7 @@ export class Qwen2Model {
         return new Qwen2Model(cfg, device, name, maxSeqLen, prefillChunk, kernels, weightBuffers, buffers, a, body, head, weightSource.fileBytes);
       });
     } catch (e) {
+      weightSource.abandon();
       for (const op of ops) op.destroy();
       buffers.destroy();
       weightBuffers.destroy();

@@ -29,6 +29,8 @@ export interface WeightSource {
   finish(): Promise<void>;
   /** Bytes read from files (0 for generated weights). */
   readonly fileBytes: number;
+  /** Frees the load-time kernels of work still queued (after a failed load; the BufferSet frees the rest). */
+  abandon(): void;
 }
 
 /** Shared by both sources: buffer allocation, the row split, and batched GPU work with bounded staging. */
@@ -89,6 +91,12 @@ abstract class GpuWeights {
 
   async finish(): Promise<void> {
     await this.drain();
+  }
+
+  abandon(): void {
+    for (const c of this.calls) c.destroy();
+    this.calls = [];
+    this.rec = undefined;
   }
 }
 

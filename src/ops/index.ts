@@ -5,7 +5,7 @@ export { Attention, ATTENTION, MAX_HEAD_DIM } from "./attention.ts";
 export { CapturePoint } from "./capture.ts";
 export { Embedding, EMBEDDING } from "./embedding.ts";
 export { Linear, LINEAR_DECODE, LINEAR_PREFILL, type LinearOptions } from "./linear.ts";
-export { Op, check, sequenceStep, type Cost, type Step, type StepOp, type CaptureCopy } from "./op.ts";
+export { Op, SingleKernelOp, check, sequenceStep, type Cost, type Step, type StepOp, type CaptureCopy } from "./op.ts";
 export { randomFill, RANDOM_FILL, type RandomFill } from "./random-fill.ts";
 export { relayout, RELAYOUT } from "./relayout.ts";
 export { RmsNorm, RMSNORM } from "./rmsnorm.ts";

@@ -39,24 +39,19 @@ export interface LinearOptions {
 }
 
 export class Linear extends Op {
-  readonly label: string;
   private readonly parts;
   private readonly variants;
 
   constructor(kernels: Kernels, x: GPUBuffer, private readonly W: GpuMatrix, y: GPUBuffer, private readonly opts: LinearOptions = {}) {
-    super(kernels);
     check(W.cols % 2 === 0, `${W.name}: input size ${W.cols} must be even`);
-    this.label = `linear ${W.name}`;
+    // The LM head is the linear that gathers the rows needing logits; profiles count it apart.
+    super(kernels, `linear ${W.name}`, opts.gather ? "lm_head" : "linear");
     this.parts = W.parts.map((part, i) => ({
       part, call: this.bind(LINEAR_DECODE, { x, w: part.buffer, bias: opts.bias, gather: opts.gather, y }, `${this.label}#${i}`),
     }));
     const variant = { dtype: W.dtype, overrides: { ACCUMULATE: opts.accumulate ?? false } };
     const call = this.parts[0].call;
     this.variants = [LINEAR_DECODE, LINEAR_PREFILL].map((decl) => ({ decl, pipeline: call.pipeline(decl, variant) }));
-  }
-
-  get family(): string {
-    return this.opts.gather ? "lm_head" : "linear";
   }
 
   /** Rows computed in a step: every token, or with gather one per output. */
