@@ -35,7 +35,7 @@ function badId(ids: readonly number[], vocab: number): number {
 export class Scheduler {
   private readonly waiting: Entry[] = [];
   private readonly running: Entry[] = [];
-  private readonly work: { run: () => Promise<unknown>; resolve: (v: unknown) => void; reject: (e: unknown) => void }[] = [];
+  private readonly work: { run: (slots: number[]) => Promise<unknown>; slots: number; resolve: (v: unknown) => void; reject: (e: unknown) => void }[] = [];
   private loop: Promise<void> | undefined;
 
   private constructor(readonly model: Qwen2Model) {}
@@ -80,12 +80,21 @@ export class Scheduler {
     return { chunks: this.reader(entry), result };
   }
 
-  /** Runs GPU work of the caller's between two steps of the running generations. */
-  use<T>(run: () => Promise<T>): Promise<T> {
+  /**
+   * Runs GPU work of the caller's between two steps of the running generations. With `slots` > 0 the work gets
+   * KV-cache slots no generation holds (at least one, at most `slots`; it waits for a step to free one if need
+   * be), which it may overwrite until it returns.
+   */
+  use<T>(run: (slots: number[]) => Promise<T>, slots = 0): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      this.work.push({ run, resolve: resolve as (v: unknown) => void, reject });
+      this.work.push({ run, slots, resolve: resolve as (v: unknown) => void, reject });
       this.kick();
     });
+  }
+
+  private freeSlots(): number[] {
+    const used = new Set(this.running.map((e) => e.slot));
+    return [...Array(this.model.maxBatch).keys()].filter((s) => !used.has(s));
   }
 
   private kick(): void {
@@ -97,43 +106,47 @@ export class Scheduler {
 
   private async drive(): Promise<void> {
     while (this.work.length > 0 || this.waiting.length > 0 || this.running.length > 0) {
-      const job = this.work.shift();
-      if (job) {
-        await job.run().then(job.resolve, job.reject);
+      const free = this.freeSlots();
+      const at = this.work.findIndex((w) => w.slots === 0 || free.length > 0);
+      if (at >= 0) {
+        const [job] = this.work.splice(at, 1);
+        await job.run(free.slice(0, job.slots)).then(job.resolve, job.reject);
         continue;
       }
-      try {
-        await this.step();
-      } catch (e) {
-        // A failed step leaves the KV cache of every sequence in it undefined: all of them fail.
-        for (const entry of this.running.splice(0)) this.fail(entry, e);
-      }
+      await this.step();
     }
   }
 
   /** One forward call: the next token of every running sequence and the prompts of those admitted now. */
   private async step(): Promise<void> {
-    const used = new Set(this.running.map((e) => e.slot));
+    // Work waiting for a slot goes first once one is free; it is not admitted generations' to take.
+    const reserved = this.work.length > 0 ? 1 : 0;
+    const free = this.freeSlots();
     const admitted: Entry[] = [];
-    for (let slot = 0; slot < this.model.maxBatch && this.waiting.length > 0; slot++) {
-      if (used.has(slot)) continue;
+    while (this.waiting.length > 0 && free.length > reserved) {
       const entry = this.waiting.shift()!;
       if (entry.seq.aborted) {
         this.close(entry, entry.seq.end("aborted"));
-        slot--;
         continue;
       }
-      entry.slot = slot;
-      this.model.resetSlot(slot);
+      entry.slot = free.shift()!;
+      this.model.resetSlot(entry.slot);
       admitted.push(entry);
     }
     const batch = [...this.running, ...admitted];
     if (batch.length === 0) return;
     const inputs: SequenceTokens[] = batch.map((e) => ({ slot: e.slot, ids: e.seq.pending === undefined ? e.seq.promptIds : [e.seq.pending] }));
     const t0 = performance.now();
-    const out = await this.model.forward(inputs, { logits: batch.map((e) => e.seq.hostLogits) });
-    const seconds = (performance.now() - t0) / 1000;
     this.running.splice(0);
+    let out;
+    try {
+      out = await this.model.forward(inputs, { logits: batch.map((e) => e.seq.hostLogits) });
+    } catch (e) {
+      // A failed step leaves the KV cache of every sequence in it undefined: all of them fail.
+      for (const entry of batch) this.fail(entry, e);
+      return;
+    }
+    const seconds = (performance.now() - t0) / 1000;
     batch.forEach((entry, i) => {
       const { seq } = entry;
       if (seq.pending === undefined) seq.prefillSeconds += seconds;
