@@ -54,6 +54,7 @@ export async function bench(args: string[]): Promise<number> {
     check: { type: "boolean", default: false },
     peer: { type: "string", multiple: true },
     "peer-timeout": { type: "string" },
+    batch: { type: "string" },
   });
   if (positionals.length > 0) throw new UsageError(`bench takes no positional arguments (got ${positionals.join(" ")}); use --shape`);
   const shapes = (values.shape ?? [DEFAULT_SHAPE]).map(checkShape);
@@ -62,9 +63,13 @@ export async function bench(args: string[]): Promise<number> {
   if (peerTimeoutS !== undefined && !(peerTimeoutS > 0 && Number.isFinite(peerTimeoutS))) {
     throw new UsageError(`--peer-timeout must be a positive number of seconds, got "${values["peer-timeout"]}"`);
   }
+  const batches = values.batch === undefined ? [] : values.batch.split(",").map((b) => {
+    if (!/^\d+$/.test(b.trim()) || Number(b) < 1) throw new UsageError(`--batch: "${b}" is not a positive integer (give a list such as 1,4,8,16)`);
+    return Number(b);
+  });
   const { adapter, device } = await nodeGpu();
   const report = await runBench(adapter, device, {
-    shapes, quick: values.quick!, command: ["r3gpu", "bench", ...args].join(" "), log, onLoadProgress: loadBars(), peers, peerTimeoutS,
+    shapes, quick: values.quick!, command: ["r3gpu", "bench", ...args].join(" "), log, onLoadProgress: loadBars(), peers, peerTimeoutS, batches,
   });
   console.log(formatBench(report));
   if (values.json !== undefined) {

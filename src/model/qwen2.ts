@@ -7,7 +7,7 @@
 //     q, k = rope(q, k);  cache[slot, pos] = k, v
 //     x = x + o_proj(attention(q, cache[slot]))
 //     h = post_attention_layernorm(x);  x = x + down_proj(silu(gate_proj(h)) * up_proj(h))
-//   h = norm(x);  logits = lm_head(h[output rows]);  next = argmax(logits)
+//   h = norm(x);  logits = lm_head(h[output rows]);  next = argmax(logits)   (one output row per sequence)
 //
 // Every token of a step carries its own (slot, position), so one step can hold the prompt of one sequence, the
 // next token of several, or the prompts of several packed together (see batch.ts).
@@ -19,6 +19,7 @@ import { Argmax, NO_FINITE_LOGIT } from "../ops/argmax.ts";
 import { Attention } from "../ops/attention.ts";
 import { CapturePoint } from "../ops/capture.ts";
 import { Embedding } from "../ops/embedding.ts";
+import { GatherRows } from "../ops/gather.ts";
 import { Linear, type LinearOptions } from "../ops/linear.ts";
 import type { CaptureCopy, Step, StepOp } from "../ops/op.ts";
 import { RmsNorm } from "../ops/rmsnorm.ts";
@@ -90,8 +91,9 @@ interface Activations {
   ids: GPUBuffer;
   /** (position, slot) per token. */
   tokens: GPUBuffer;
-  /** The row of each output (the LM head's gather). */
+  /** The row of each output, and those rows of h gathered for the LM head. */
   outputRows: GPUBuffer;
+  hOut: GPUBuffer;
   x: GPUBuffer;
   h: GPUBuffer;
   q: GPUBuffer;
@@ -258,7 +260,7 @@ export class Qwen2Model {
         const qDim = cfg.numHeads * cfg.headDim, kvDim = cfg.numKvHeads * cfg.headDim;
         const act = (label: string, elements: number) => buffers.storage(label, elements * 4);
         const a: Activations = {
-          ids: act("ids", T), tokens: act("tokens", 2 * T), outputRows: act("output rows", maxBatch),
+          ids: act("ids", T), tokens: act("tokens", 2 * T), outputRows: act("output rows", maxBatch), hOut: act("h of outputs", maxBatch * H),
           x: act("x", T * H), h: act("h", T * H), q: act("q", T * qDim), k: act("k", T * kvDim), v: act("v", T * kvDim),
           attn: act("attn", T * qDim), gate: act("gate", T * cfg.intermediateSize), up: act("up", T * cfg.intermediateSize),
           logits: act("logits", maxBatch * cfg.vocabSize), next: act("next", maxBatch),
@@ -276,7 +278,8 @@ export class Qwen2Model {
         });
         ops.push(new RmsNorm(kernels, "model.norm", a.x, w.norm, a.h, H, cfg.rmsNormEps), new CapturePoint("final_norm", a.h, H * 4));
         const head = [
-          new Linear(kernels, a.h, w.lm_head, a.logits, { gather: a.outputRows }),
+          new GatherRows(kernels, a.h, a.outputRows, a.hOut, H),
+          new Linear(kernels, a.hOut, w.lm_head, a.logits, { perOutput: true }),
           new Argmax(kernels, a.logits, a.next, cfg.vocabSize),
         ];
         await kernels.compiled();
@@ -300,6 +303,12 @@ export class Qwen2Model {
   /** Bytes of every GPU buffer the model holds: weights, activations, KV cache, read-back and uniform buffers. */
   get gpuBytes(): number {
     return this.weights.bytes + this.buffers.bytes;
+  }
+
+  /** Bytes of the KV cache: every layer's keys and values for maxBatch slots of maxSeqLen positions. */
+  get kvCacheBytes(): number {
+    const { numLayers, numKvHeads, headDim } = this.config;
+    return 2 * numLayers * this.maxBatch * this.maxSeqLen * numKvHeads * headDim * 4;
   }
 
   /** Every op of one forward step in order (body, then LM head and argmax), for profilers and benchmarks. */
