@@ -21,6 +21,8 @@ const OPTIONS = {
   "max-queue": { type: "string", default: "64" },
   "max-inputs": { type: "string", default: "256" },
   "max-body": { type: "string", default: String(4 << 20) },
+  "max-new-tokens": { type: "string" },
+  quiet: { type: "boolean", default: false },
 } as const;
 
 function integer(values: Record<string, unknown>, name: string, min: number, max = Number.MAX_SAFE_INTEGER): number {
@@ -45,6 +47,7 @@ export async function serve(args: string[]): Promise<number> {
   const maxQueue = integer(values, "max-queue", 0);
   const maxInputs = integer(values, "max-inputs", 1);
   const maxBodyBytes = integer(values, "max-body", 1);
+  const maxNewTokens = values["max-new-tokens"] === undefined ? undefined : integer(values, "max-new-tokens", 1);
   const apiKey = values["api-key"] ?? (process.env.R3GPU_API_KEY || undefined);
   if (apiKey === "") throw new UsageError("--api-key is empty; leave it out to serve without a key");
 
@@ -64,7 +67,8 @@ export async function serve(args: string[]): Promise<number> {
   const search = await database?.backend(engine, modelDir);
   const modelId = values["model-id"] ?? basename(dirPath);
   const server = await startServer({
-    engine, modelId, host: values.host, port, apiKey, search, maxLength, truncate: values.truncate, maxQueue, maxInputs, maxBodyBytes,
+    engine, modelDir: dirPath, modelId, host: values.host, port, apiKey, search, maxLength, truncate: values.truncate, maxQueue,
+    maxInputs, maxBodyBytes, maxNewTokens, quiet: values.quiet,
   });
   console.error(`r3gpu serve: model ${modelId} on ${info.description || info.vendor || "WebGPU adapter"}` +
     (db ? `, searching ${db}` : "") + (apiKey ? ", API key required" : ""));
