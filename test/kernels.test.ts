@@ -15,6 +15,7 @@ import { BufferSet } from "../src/gpu/buffers.ts";
 import type { Kernels, WeightDType } from "../src/gpu/kernel.ts";
 import { Recorder } from "../src/gpu/recorder.ts";
 import {
+  ATTENTION_VARIANTS, isSupported, LINEAR_VARIANTS, type AttentionVariant, type LinearVariant,
   Argmax, Attention, Embedding, GatherRows, Linear, RmsNorm, RopeKv, sequenceStep, SwiGlu, widen, type AttentionDims, type Step, type StepOp,
 } from "../src/ops/index.ts";
 import { ropeTable } from "../src/model/rope.ts";
@@ -245,7 +246,7 @@ function linearRef(x: Float32Array, W: Float32Array, K: number, N: number, xRows
   return { y, bound };
 }
 
-async function checkLinear(c: LinearCase): Promise<void> {
+async function checkLinear(c: LinearCase, variant: LinearVariant): Promise<void> {
   const { dtype, K, N, T } = c;
   const rand = mulberry32(c.seed);
   const Wv = quantize(uniformF32(rand, N * K, -1, 1), dtype);
@@ -260,48 +261,53 @@ async function checkLinear(c: LinearCase): Promise<void> {
   const x = uploadF32(device, xv, "x");
   const gathered = c.lastRowOnly ? zeros(device, K, "gathered row") : undefined;
   const ops: StepOp[] = gathered ? [new GatherRows(k, x, uploadU32(device, [T - 1]), gathered, K)] : [];
-  ops.push(new Linear(k, gathered ?? x, W, y, { bias: biasV && uploadF32(device, biasV, "bias"), accumulate: c.accumulate, perOutput: c.lastRowOnly }));
+  ops.push(new Linear(k, gathered ?? x, W, y, {
+    variants: { decode: variant, prefill: variant }, bias: biasV && uploadF32(device, biasV, "bias"), accumulate: c.accumulate, perOutput: c.lastRowOnly,
+  }));
   await run(ops, c.lastRowOnly ? { ...sequenceStep(T, 0), outputs: 1 } : sequenceStep(T, 0));
   const got = await readF32(device, y, y0.length);
   const xRows = c.lastRowOnly ? [T - 1] : Array.from({ length: outRows }, (_, m) => m);
   const { y: ref, bound } = linearRef(xv, Wv, K, N, xRows, biasV, c.accumulate ? y0 : undefined);
-  const what = `linear ${dtype} T=${T} K=${K} N=${N}`;
+  const what = `linear ${variant.slot}=${variant.name} ${dtype} T=${T} K=${K} N=${N}`;
   assertClose(got.subarray(0, outRows * N), ref, (i) => bound[i], what);
   assertBitsEqual(got.subarray(outRows * N), y0.subarray(outRows * N), `${what}: rows past the output untouched`);
 }
 
+// Every variant of the linear family, in both of its slots' roles: decode variants serve any rows too.
+for (const v of LINEAR_VARIANTS.filter((x) => isSupported(x, device))) {
+const name = `${v.slot}=${v.name}`;
 for (const dtype of DTYPES) {
   for (const [bias, accumulate] of [[false, false], [true, false], [false, true], [true, true]]) {
     const opts = `${bias ? "bias" : "no bias"}, ${accumulate ? "accumulate" : "overwrite"}`;
-    test(`Linear ${dtype} prefill: T=37 K=94 N=53, W split 20/20/13 rows, ${opts}`, async () => {
-      await checkLinear({ dtype, K: 94, N: 53, T: 37, bias, accumulate, maxPartRows: 20, seed: 41 });
+    test(`Linear[${name}] ${dtype} prefill: T=37 K=94 N=53, W split 20/20/13 rows, ${opts}`, async () => {
+      await checkLinear({ dtype, K: 94, N: 53, T: 37, bias, accumulate, maxPartRows: 20, seed: 41 }, v);
     });
-    test(`Linear ${dtype} decode: T=1 K=94 N=53, W split 20/20/13 rows, ${opts}`, async () => {
-      await checkLinear({ dtype, K: 94, N: 53, T: 1, bias, accumulate, maxPartRows: 20, seed: 42 });
+    test(`Linear[${name}] ${dtype} decode: T=1 K=94 N=53, W split 20/20/13 rows, ${opts}`, async () => {
+      await checkLinear({ dtype, K: 94, N: 53, T: 1, bias, accumulate, maxPartRows: 20, seed: 42 }, v);
     });
   }
-  test(`Linear ${dtype} gather of row 36: T=37 reads row 36 only, writes y row 0, K=94 N=53 one part, bias`, async () => {
-    await checkLinear({ dtype, K: 94, N: 53, T: 37, bias: true, lastRowOnly: true, seed: 43 });
+  test(`Linear[${name}] ${dtype} gather of row 36: T=37 reads row 36 only, writes y row 0, K=94 N=53 one part, bias`, async () => {
+    await checkLinear({ dtype, K: 94, N: 53, T: 37, bias: true, lastRowOnly: true, seed: 43 }, v);
   });
 }
 
-test("Linear BF16 prefill: long dot products, T=45 K=896 N=70 (partial row and column tiles), bias, accumulate", async () => {
-  await checkLinear({ dtype: "BF16", K: 896, N: 70, T: 45, bias: true, accumulate: true, seed: 44 });
+test(`Linear[${name}] BF16 prefill: long dot products, T=45 K=896 N=70 (partial row and column tiles), bias, accumulate`, async () => {
+  await checkLinear({ dtype: "BF16", K: 896, N: 70, T: 45, bias: true, accumulate: true, seed: 44 }, v);
 });
 
-test("Linear BF16 decode: long dot products, T=1 K=896 N=151, split 100/51", async () => {
-  await checkLinear({ dtype: "BF16", K: 896, N: 151, T: 1, bias: true, maxPartRows: 100, seed: 45 });
+test(`Linear[${name}] BF16 decode: long dot products, T=1 K=896 N=151, split 100/51`, async () => {
+  await checkLinear({ dtype: "BF16", K: 896, N: 151, T: 1, bias: true, maxPartRows: 100, seed: 45 }, v);
 });
 
-test("Linear F16 prefill: T=2 (smallest prefill), K=2, N=5", async () => {
-  await checkLinear({ dtype: "F16", K: 2, N: 5, T: 2, seed: 46 });
+test(`Linear[${name}] F16 prefill: T=2 (smallest prefill), K=2, N=5`, async () => {
+  await checkLinear({ dtype: "F16", K: 2, N: 5, T: 2, seed: 46 }, v);
 });
 
-test("Linear BF16 gather of the last row: a part of 262147 rows (over 65535 workgroups of 4 rows: 2-D grid), K=4, N=270001 split 262147/7854", async () => {
-  await checkLinear({ dtype: "BF16", K: 4, N: 270001, T: 3, lastRowOnly: true, maxPartRows: 262147, seed: 47 });
+test(`Linear[${name}] BF16 gather of the last row: a part of 262147 rows (over 65535 workgroups of 4 rows: 2-D grid), K=4, N=270001 split 262147/7854`, async () => {
+  await checkLinear({ dtype: "BF16", K: 4, N: 270001, T: 3, lastRowOnly: true, maxPartRows: 262147, seed: 47 }, v);
 });
 
-test("Linear F16: W loaded by SafetensorsWeights.matrix with a binding limit of 32 rows (4 parts), T=5 and T=1", async () => {
+test(`Linear[${name}] F16: W loaded by SafetensorsWeights.matrix with a binding limit of 32 rows (4 parts), T=5 and T=1`, async () => {
   const rand = mulberry32(48);
   const K = 30, N = 100, dtype = "F16";
   const Wv = quantize(uniformF32(rand, N * K), dtype);
@@ -312,13 +318,14 @@ test("Linear F16: W loaded by SafetensorsWeights.matrix with a binding limit of 
   assert.deepEqual(W.parts.map((part) => part.rows), [32, 32, 32, 4]);
   const xv = normalF32(rand, 5 * K);
   const y = zeros(device, 5 * N, "y");
-  const op = new Linear(k, uploadF32(device, xv), W, y);
+  const op = new Linear(k, uploadF32(device, xv), W, y, { variants: { decode: v, prefill: v } });
   for (const T of [5, 1]) {
     await run(op, sequenceStep(T, 0));
     const { y: ref, bound } = linearRef(xv, Wv, K, N, Array.from({ length: T }, (_, m) => m), undefined, undefined);
     assertClose(await readF32(device, y, T * N), ref, (i) => bound[i], `uploaded linear T=${T}`);
   }
 });
+}
 
 // =============================================================================================
 // RopeKv: q rotated in place; k rotated into k_cache[pos]; v copied into v_cache[pos].
@@ -458,7 +465,7 @@ interface AttentionCase {
   shape?: (q: Float32Array, kc: Float32Array, vc: Float32Array) => void;
 }
 
-async function checkAttention(c: AttentionCase): Promise<void> {
+async function checkAttention(c: AttentionCase, variant: AttentionVariant): Promise<void> {
   const { d, T, pos0 } = c;
   const rand = mulberry32(c.seed);
   const kvDim = d.nKv * d.headDim, used = pos0 + T;
@@ -472,39 +479,42 @@ async function checkAttention(c: AttentionCase): Promise<void> {
   vc.fill(1000, used * kvDim);
   const out = uploadF32(device, new Float32Array((T + 1) * d.nHeads * d.headDim).fill(-7), "out");
   const b = { tokens: tokenTable(T, pos0), q: uploadF32(device, q), kCache: uploadF32(device, kc), vCache: uploadF32(device, vc), slotLen: positions };
-  const op = new Attention(k, "test", b, out, d);
+  const op = new Attention(k, "test", b, out, d, { decode: variant, prefill: variant }, { maxTokens: T, maxKeys: positions });
   await run(op, sequenceStep(T, pos0));
   const got = await readF32(device, out, (T + 1) * d.nHeads * d.headDim);
   const { out: ref, bound } = attentionRef(q, kc, vc, T, pos0, d);
   const n = T * d.nHeads * d.headDim;
-  assertClose(got.subarray(0, n), ref, (i) => bound[i], `attention D=${d.headDim} T=${T} pos0=${pos0}`);
+  assertClose(got.subarray(0, n), ref, (i) => bound[i], `attention ${variant.slot}=${variant.name} D=${d.headDim} T=${T} pos0=${pos0}`);
   assert.ok(got.subarray(n).every((x) => x === -7), "out rows past T untouched");
 }
 
-test("Attention: decode T=1 at pos0=1100 (1101 keys, 18 blocks of 64), GQA 6/2, D=64", async () => {
-  await checkAttention({ d: { nHeads: 6, nKv: 2, headDim: 64 }, T: 1, pos0: 1100, seed: 61 });
+// Every attention variant, at decode and at prefill shapes alike.
+for (const v of ATTENTION_VARIANTS.filter((x) => isSupported(x, device))) {
+const name = `${v.slot}=${v.name}`;
+test(`Attention[${name}]: decode T=1 at pos0=1100 (1101 keys, 18 blocks of 64), GQA 6/2, D=64`, async () => {
+  await checkAttention({ d: { nHeads: 6, nKv: 2, headDim: 64 }, T: 1, pos0: 1100, seed: 61 }, v);
 });
 
-test("Attention: decode T=1 at pos0=1100, Qwen2.5-0.5B heads 14/2, D=64, peaky scores (std ~16)", async () => {
-  await checkAttention({ d: { nHeads: 14, nKv: 2, headDim: 64 }, T: 1, pos0: 1100, seed: 62, qkStd: 4 });
+test(`Attention[${name}]: decode T=1 at pos0=1100, Qwen2.5-0.5B heads 14/2, D=64, peaky scores (std ~16)`, async () => {
+  await checkAttention({ d: { nHeads: 14, nKv: 2, headDim: 64 }, T: 1, pos0: 1100, seed: 62, qkStd: 4 }, v);
 });
 
-test("Attention: prefill T=45 at pos0=0, GQA 6/2, D=64", async () => {
-  await checkAttention({ d: { nHeads: 6, nKv: 2, headDim: 64 }, T: 45, pos0: 0, seed: 63 });
+test(`Attention[${name}]: prefill T=45 at pos0=0, GQA 6/2, D=64`, async () => {
+  await checkAttention({ d: { nHeads: 6, nKv: 2, headDim: 64 }, T: 45, pos0: 0, seed: 63 }, v);
 });
 
 for (const D of [16, 64, 128]) {
-  test(`Attention: chunk T=7 at pos0=20, GQA 6/2, D=${D}`, async () => {
-    await checkAttention({ d: { nHeads: 6, nKv: 2, headDim: D }, T: 7, pos0: 20, seed: 64 + D });
+  test(`Attention[${name}]: chunk T=7 at pos0=20, GQA 6/2, D=${D}`, async () => {
+    await checkAttention({ d: { nHeads: 6, nKv: 2, headDim: D }, T: 7, pos0: 20, seed: 64 + D }, v);
   });
 }
 
-test("Attention: D=256 (4 output dims per lane), T=3 at pos0=70, GQA 4/1", async () => {
-  await checkAttention({ d: { nHeads: 4, nKv: 1, headDim: 256 }, T: 3, pos0: 70, seed: 65 });
+test(`Attention[${name}]: D=256 (4 output dims per lane), T=3 at pos0=70, GQA 4/1`, async () => {
+  await checkAttention({ d: { nHeads: 4, nKv: 1, headDim: 256 }, T: 3, pos0: 70, seed: 65 }, v);
 });
 
-test("Attention: T=45 at pos0=100 (keys cross block edges per query), MHA 3/3, D=128, peaky scores (std ~25)", async () => {
-  await checkAttention({ d: { nHeads: 3, nKv: 3, headDim: 128 }, T: 45, pos0: 100, seed: 66, qkStd: 5 });
+test(`Attention[${name}]: T=45 at pos0=100 (keys cross block edges per query), MHA 3/3, D=128, peaky scores (std ~25)`, async () => {
+  await checkAttention({ d: { nHeads: 3, nKv: 3, headDim: 128 }, T: 45, pos0: 100, seed: 66, qkStd: 5 }, v);
 });
 
 /**
@@ -524,13 +534,13 @@ function alignedScores(rising: boolean, peak: number, d: AttentionDims, used: nu
 
 for (const rising of [true, false]) {
   const how = rising ? "rising 0 -> +2000 (every block a new max)" : "falling +2000 -> 0 (first key wins)";
-  test(`Attention stability: T=1 pos0=300, scores ${how}, D=64`, async () => {
+  test(`Attention[${name}] stability: T=1 pos0=300, scores ${how}, D=64`, async () => {
     const d = { nHeads: 2, nKv: 1, headDim: 64 }, T = 1, pos0 = 300;
-    await checkAttention({ d, T, pos0, seed: 67, shape: alignedScores(rising, 2000, d, pos0 + T) });
+    await checkAttention({ d, T, pos0, seed: 67, shape: alignedScores(rising, 2000, d, pos0 + T) }, v);
   });
 }
 
-test("Attention stability: all scores hugely negative (~ -3000) with spread, T=5 pos0=130, D=64", async () => {
+test(`Attention[${name}] stability: all scores hugely negative (~ -3000) with spread, T=5 pos0=130, D=64`, async () => {
   const d = { nHeads: 2, nKv: 1, headDim: 64 }, T = 5, pos0 = 130;
   await checkAttention({
     d, T, pos0, seed: 68,
@@ -542,8 +552,9 @@ test("Attention stability: all scores hugely negative (~ -3000) with spread, T=5
       const r = mulberry32(69);
       for (let i = 0; i < (pos0 + T) * D; i++) kc[i] = Math.fround(-c + 0.3 * (r() - 0.5));
     },
-  });
+  }, v);
 });
+}
 
 // =============================================================================================
 // SwiGlu: gate = silu(gate) * up.

@@ -17,6 +17,7 @@ import { Recorder } from "../gpu/recorder.ts";
 import type { ModelDir } from "../io/files.ts";
 import { Argmax, NO_FINITE_LOGIT } from "../ops/argmax.ts";
 import { Attention } from "../ops/attention.ts";
+import { resolveKernels, type KernelChoice, type ModelKernels } from "../ops/kernel-variants.ts";
 import { CapturePoint } from "../ops/capture.ts";
 import { Embedding } from "../ops/embedding.ts";
 import { GatherRows } from "../ops/gather.ts";
@@ -42,6 +43,8 @@ export interface LoadOptions {
   prefillChunk?: number;
   /** Largest storage binding to use; defaults to the device's limit (tests lower it to force splits). */
   maxBindingBytes?: number;
+  /** Kernel variants by op slot (src/ops/kernel-variants.ts); the slots left out run DEFAULT_KERNELS. */
+  kernels?: Partial<KernelChoice>;
   onProgress?: (p: UploadProgress) => void;
 }
 
@@ -108,14 +111,16 @@ interface Activations {
 
 interface Context {
   kernels: Kernels;
+  variants: ModelKernels;
   cfg: Qwen2Config;
   a: Activations;
   rope: GPUBuffer;
   slotLen: number;
+  maxTokens: number;
 }
 
-const linear = (c: Context, x: GPUBuffer, p: Projection, y: GPUBuffer, opts: LinearOptions = {}) =>
-  new Linear(c.kernels, x, p.weight, y, { bias: p.bias, ...opts });
+const linear = (c: Context, x: GPUBuffer, p: Projection, y: GPUBuffer, opts: Omit<LinearOptions, "variants"> = {}) =>
+  new Linear(c.kernels, x, p.weight, y, { variants: c.variants.linear, bias: p.bias, ...opts });
 
 /** One Qwen2DecoderLayer: x = x + self_attn(input_layernorm(x)); x = x + mlp(post_attention_layernorm(x)). */
 function decoderLayer(c: Context, l: number, w: Qwen2LayerWeights, cache: { kCache: GPUBuffer; vCache: GPUBuffer }): StepOp[] {
@@ -131,7 +136,7 @@ function decoderLayer(c: Context, l: number, w: Qwen2LayerWeights, cache: { kCac
     linear(c, a.h, attn.k_proj, a.k),
     linear(c, a.h, attn.v_proj, a.v),
     new RopeKv(kernels, `layer ${l}`, kv, c.rope, dims),
-    new Attention(kernels, `layer ${l}`, kv, a.attn, dims),
+    new Attention(kernels, `layer ${l}`, kv, a.attn, dims, c.variants.attention, { maxTokens: c.maxTokens, maxKeys: c.slotLen }),
     linear(c, a.attn, attn.o_proj, a.x, { accumulate: true }),
     new RmsNorm(kernels, `${p}post_attention_layernorm`, a.x, w.post_attention_layernorm, a.h, H, eps),
     linear(c, a.h, mlp.gate_proj, a.gate),
@@ -269,7 +274,7 @@ export class Qwen2Model {
         device.queue.writeBuffer(rope, 0, ropeTable(cfg.headDim, cfg.ropeTheta, maxSeqLen));
 
         const w = await loadQwen2Weights(weightSource, cfg);
-        const c: Context = { kernels, cfg, a, rope, slotLen: maxSeqLen };
+        const c: Context = { kernels, variants: resolveKernels(device, opts.kernels), cfg, a, rope, slotLen: maxSeqLen, maxTokens: T };
         ops.push(new Embedding(kernels, a.ids, w.embed_tokens, a.x), new CapturePoint("embed", a.x, H * 4));
         w.layers.forEach((layer, l) => {
           const slots = maxBatch * maxSeqLen;
@@ -279,7 +284,7 @@ export class Qwen2Model {
         ops.push(new RmsNorm(kernels, "model.norm", a.x, w.norm, a.h, H, cfg.rmsNormEps), new CapturePoint("final_norm", a.h, H * 4));
         const head = [
           new GatherRows(kernels, a.h, a.outputRows, a.hOut, H),
-          new Linear(kernels, a.hOut, w.lm_head, a.logits, { perOutput: true }),
+          new Linear(kernels, a.hOut, w.lm_head, a.logits, { variants: c.variants.linear, perOutput: true }),
           new Argmax(kernels, a.logits, a.next, cfg.vocabSize),
         ];
         await kernels.compiled();

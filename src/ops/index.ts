@@ -1,11 +1,18 @@
 // Every op of the forward pass and every load-time kernel (importing this registers all their kernel
 // declarations, which the build's kernel check and the tuner list).
 export { Argmax, ARGMAX, NO_FINITE_LOGIT } from "./argmax.ts";
-export { Attention, ATTENTION, MAX_HEAD_DIM } from "./attention.ts";
+export { Attention, type AttentionVariant, type AttentionContext } from "./attention.ts";
+export { ATTENTION, MAX_HEAD_DIM, ONLINE_DECODE, ONLINE_PREFILL } from "./attention-online.ts";
 export { CapturePoint } from "./capture.ts";
 export { Embedding, EMBEDDING } from "./embedding.ts";
 export { GatherRows, GATHER_ROWS } from "./gather.ts";
-export { Linear, LINEAR_DECODE, LINEAR_PREFILL, LINEAR_THIN, type LinearOptions } from "./linear.ts";
+export { Linear, LINEAR_BINDINGS, LINEAR_UNIFORMS, type LinearOptions, type LinearVariant, type LinearKernel } from "./linear.ts";
+export { LINEAR_ROWS, ROWS_DECODE, ROWS_PREFILL } from "./linear-rows.ts";
+export {
+  ALL_VARIANTS, ATTENTION_VARIANTS, DEFAULT_KERNELS, LINEAR_VARIANTS, parseKernelList, resolveKernels, supportedVariants,
+  type KernelChoice, type ModelKernels,
+} from "./kernel-variants.ts";
+export { DECODE_MAX_ROWS, isSupported, OP_SLOTS, pickVariant, type OpSlot, type Precision, type VariantInfo } from "./variant.ts";
 export { Op, SingleKernelOp, check, sequenceStep, type Cost, type Step, type StepOp, type CaptureCopy } from "./op.ts";
 export { randomFill, RANDOM_FILL, type RandomFill } from "./random-fill.ts";
 export { relayout, RELAYOUT } from "./relayout.ts";

@@ -1,45 +1,36 @@
 // Linear layer, y = x W^T (+ bias) (+ y), with W [N, K] in HF's orientation, x [M, K], y [M, N]. One op per weight
-// matrix; per step it runs the member of the family that fits the step's rows: the decode kernel for one row, a
-// thin one for a few, the prefill kernel for more.
-import { defineKernel, type BindingSpec, type Kernels } from "../gpu/kernel.ts";
-import { WEIGHT_LAYOUT } from "../gpu/layout.ts";
+// matrix. Its kernels are variants of one family (the bindings and uniforms below): one variant for decode steps
+// (up to DECODE_MAX_ROWS rows), one for longer ones, each picking its member for the step's rows.
+import type { BindingSpec, KernelDecl, Kernels, PipelineRef, WeightDType } from "../gpu/kernel.ts";
 import { DTYPE_BYTES, type GpuMatrix } from "../gpu/matrix.ts";
 import type { Recorder } from "../gpu/recorder.ts";
 import { check, Op, type Cost, type Step } from "./op.ts";
+import { DECODE_MAX_ROWS, type VariantInfo } from "./variant.ts";
 
-const LINEAR_BINDINGS = {
+export const LINEAR_BINDINGS = {
   x: "read",
   w: "read",
   bias: { access: "read", when: "HAS_BIAS" },
   y: "read_write",
 } satisfies Record<string, BindingSpec>;
-const LINEAR_UNIFORMS = { M: "u32", K: "u32", N: "u32", n0: "u32", rows: "u32" } as const;
+export const LINEAR_UNIFORMS = { M: "u32", K: "u32", N: "u32", n0: "u32", rows: "u32" } as const;
 
-/** One input row: the matrix-vector product of decoding. */
-export const LINEAR_DECODE = defineKernel({
-  name: "linear.decode",
-  shader: "linear",
-  weights: true,
-  workgroupSize: 64,
-  constants: { TM: 1 },
-  overrides: { ACCUMULATE: "bool" },
-  bindings: LINEAR_BINDINGS,
-  uniforms: LINEAR_UNIFORMS,
-});
+export type LinearKernel = KernelDecl<keyof typeof LINEAR_BINDINGS, keyof typeof LINEAR_UNIFORMS>;
 
-/** TM input rows per invocation, so that each weight quad loaded serves TM rows. */
-export const LINEAR_PREFILL = defineKernel({ ...LINEAR_DECODE, name: "linear.prefill", constants: { TM: 8 } });
-
-/**
- * Thin matrices (a decode step of a few sequences): as many rows per invocation as the step has, so that no
- * invocation computes rows that are thrown away.
- */
-export const LINEAR_THIN = [2, 4].map((TM) => defineKernel({ ...LINEAR_DECODE, name: `linear.rows${TM}`, constants: { TM } }));
-
-/** The family, fewest rows per invocation first. */
-const BY_ROWS = [LINEAR_DECODE, ...LINEAR_THIN, LINEAR_PREFILL];
+/** A way of computing the linear layer: its member kernels and their dispatch geometry. */
+export interface LinearVariant extends VariantInfo {
+  slot: "linear.decode" | "linear.prefill";
+  /** Every member it may run (compiled at load). */
+  members: readonly LinearKernel[];
+  /** The member for a step of M input rows. */
+  member(M: number): LinearKernel;
+  /** Workgroups (x, y) for one part of `rows` weight rows and M input rows. */
+  grid(member: LinearKernel, rows: number, M: number): [number, number];
+}
 
 export interface LinearOptions {
+  /** The variants for decode steps and longer ones (see src/ops/kernel-variants.ts). */
+  variants: { decode: LinearVariant; prefill: LinearVariant };
   bias?: GPUBuffer;
   /** Add into y instead of overwriting it (residual connections). */
   accumulate?: boolean;
@@ -49,18 +40,20 @@ export interface LinearOptions {
 
 export class Linear extends Op {
   private readonly parts;
-  private readonly variants;
+  private readonly variants: { variant: LinearVariant; pipelines: Map<LinearKernel, PipelineRef> }[];
 
-  constructor(kernels: Kernels, x: GPUBuffer, private readonly W: GpuMatrix, y: GPUBuffer, private readonly opts: LinearOptions = {}) {
+  constructor(kernels: Kernels, x: GPUBuffer, private readonly W: GpuMatrix, y: GPUBuffer, private readonly opts: LinearOptions) {
     check(W.cols % 2 === 0, `${W.name}: input size ${W.cols} must be even`);
     // The LM head is the linear over the rows needing logits; profiles count it apart.
     super(kernels, `linear ${W.name}`, opts.perOutput ? "lm_head" : "linear");
     this.parts = W.parts.map((part, i) => ({
-      part, call: this.bind(LINEAR_DECODE, { x, w: part.buffer, bias: opts.bias, y }, `${this.label}#${i}`),
+      part, call: this.bind(opts.variants.decode.members[0], { x, w: part.buffer, bias: opts.bias, y }, `${this.label}#${i}`),
     }));
-    const variant = { dtype: W.dtype, overrides: { ACCUMULATE: opts.accumulate ?? false } };
+    const compile = { dtype: W.dtype, overrides: { ACCUMULATE: opts.accumulate ?? false } };
     const call = this.parts[0].call;
-    this.variants = BY_ROWS.map((decl) => ({ decl, pipeline: call.pipeline(decl, variant) }));
+    this.variants = [opts.variants.decode, opts.variants.prefill].map((variant) => ({
+      variant, pipelines: new Map(variant.members.map((m) => [m, call.pipeline(m, compile)])),
+    }));
   }
 
   /** Rows computed in a step: every token, or one per output. */
@@ -70,12 +63,12 @@ export class Linear extends Op {
 
   encode(rec: Recorder, step: Step): void {
     const M = this.rows(step);
-    // The fewest rows per invocation that cover the step's rows in one pass, or the widest for long steps.
-    const { decl, pipeline } = this.variants.find((v) => v.decl.constants!.TM >= M) ?? this.variants.at(-1)!;
-    const groups = (rows: number) => Math.ceil(Math.ceil(rows / WEIGHT_LAYOUT.groups) / decl.workgroupSize);
+    const { variant, pipelines } = this.variants[M <= DECODE_MAX_ROWS ? 0 : 1];
+    const member = variant.member(M);
+    const pipeline = pipelines.get(member)!;
     for (const { part, call } of this.parts) {
       call.uniforms.set({ M, K: this.W.cols, N: this.W.rows, n0: part.row0, rows: part.rows });
-      rec.dispatch(pipeline, call, groups(part.rows), Math.ceil(M / decl.constants!.TM));
+      rec.dispatch(pipeline, call, ...variant.grid(member, part.rows, M));
     }
   }
 

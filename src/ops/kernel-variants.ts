@@ -1,0 +1,54 @@
+// Every kernel variant of every op slot, and how a choice of them (by name) becomes the kernels a model runs.
+import type { AttentionVariant } from "./attention.ts";
+import { ONLINE_DECODE, ONLINE_PREFILL } from "./attention-online.ts";
+import type { LinearVariant } from "./linear.ts";
+import { ROWS_DECODE, ROWS_PREFILL } from "./linear-rows.ts";
+import { isSupported, OP_SLOTS, pickVariant, type OpSlot, type VariantInfo } from "./variant.ts";
+
+export const LINEAR_VARIANTS: readonly LinearVariant[] = [ROWS_DECODE, ROWS_PREFILL];
+export const ATTENTION_VARIANTS: readonly AttentionVariant[] = [ONLINE_DECODE, ONLINE_PREFILL];
+export const ALL_VARIANTS: readonly VariantInfo[] = [...LINEAR_VARIANTS, ...ATTENTION_VARIANTS];
+
+/** A variant name per op slot. */
+export type KernelChoice = Record<OpSlot, string>;
+
+/** Today's kernels: what runs where nothing was measured or asked for. */
+export const DEFAULT_KERNELS: KernelChoice = {
+  "linear.decode": "rows", "linear.prefill": "rows", "attention.decode": "online", "attention.prefill": "online",
+};
+
+export interface ModelKernels {
+  linear: { decode: LinearVariant; prefill: LinearVariant };
+  attention: { decode: AttentionVariant; prefill: AttentionVariant };
+}
+
+/** The variants named by `choice` (DEFAULT_KERNELS for the slots it leaves out), checked against the device. */
+export function resolveKernels(device: GPUDevice, choice: Partial<KernelChoice> = {}): ModelKernels {
+  const names = { ...DEFAULT_KERNELS, ...choice };
+  const linear = (slot: OpSlot) => pickVariant(LINEAR_VARIANTS, slot, names[slot], device);
+  const attention = (slot: OpSlot) => pickVariant(ATTENTION_VARIANTS, slot, names[slot], device);
+  return {
+    linear: { decode: linear("linear.decode"), prefill: linear("linear.prefill") },
+    attention: { decode: attention("attention.decode"), prefill: attention("attention.prefill") },
+  };
+}
+
+/** "linear.decode=splitk,attention.decode=splitkv" (R3GPU_KERNELS, --kernels) as a choice; a bad entry names itself. */
+export function parseKernelList(text: string, where = "R3GPU_KERNELS"): Partial<KernelChoice> {
+  const out: Partial<KernelChoice> = {};
+  for (const entry of text.split(",").map((e) => e.trim()).filter(Boolean)) {
+    const [slot, name, extra] = entry.split("=").map((s) => s.trim());
+    if (!OP_SLOTS.includes(slot as OpSlot) || !name || extra !== undefined) {
+      throw new Error(`${where}: "${entry}" is not slot=variant; the slots are ${OP_SLOTS.join(", ")}`);
+    }
+    const known = ALL_VARIANTS.filter((v) => v.slot === slot).map((v) => v.name);
+    if (!known.includes(name)) throw new Error(`${where}: ${slot} has no variant "${name}" (it has ${known.join(", ")})`);
+    out[slot as OpSlot] = name;
+  }
+  return out;
+}
+
+/** The variants of `slot` this device can run. */
+export function supportedVariants(device: GPUDevice, slot: OpSlot): VariantInfo[] {
+  return ALL_VARIANTS.filter((v) => v.slot === slot && isSupported(v, device));
+}

@@ -1,0 +1,38 @@
+// Kernel variants: the interchangeable implementations of one op slot (a linear layer at decode, at prefill; the
+// attention at decode, at prefill). Every variant of a slot computes the same thing through the same bindings;
+// which one runs is chosen per model by measurement on the adapter (src/tune/) or forced by name (R3GPU_KERNELS).
+
+export type OpSlot = "linear.decode" | "linear.prefill" | "attention.decode" | "attention.prefill";
+export const OP_SLOTS: readonly OpSlot[] = ["linear.decode", "linear.prefill", "attention.decode", "attention.prefill"];
+
+/** "f16" variants compute in half precision and are chosen only when the user allows it (--precision f16). */
+export type Precision = "f32" | "f16";
+
+export interface VariantInfo {
+  slot: OpSlot;
+  /** The name R3GPU_KERNELS and --kernels take (e.g. "splitk"). */
+  name: string;
+  precision: Precision;
+  /** Adapter features it needs (e.g. "subgroups", "shader-f16"). */
+  requires: readonly string[];
+  /** One line for the workbench: what the variant does differently. */
+  about: string;
+}
+
+/** Rows at which a step's linear layers and attention switch from the decode slot's variant to the prefill slot's. */
+export const DECODE_MAX_ROWS = 16;
+
+/** Whether the device has every feature the variant needs. */
+export function isSupported(v: VariantInfo, device: GPUDevice): boolean {
+  return v.requires.every((f) => device.features.has(f as GPUFeatureName));
+}
+
+/** A variant forced by name: unknown and unsupported names are errors that list the valid ones. */
+export function pickVariant<V extends VariantInfo>(variants: readonly V[], slot: OpSlot, name: string, device: GPUDevice): V {
+  const mine = variants.filter((v) => v.slot === slot);
+  const v = mine.find((x) => x.name === name);
+  const names = mine.map((x) => `${x.name}${isSupported(x, device) ? "" : ` (needs ${x.requires.join(", ")})`}`).join(", ");
+  if (!v) throw new Error(`${slot}=${name}: no such kernel variant; ${slot} has ${names}`);
+  if (!isSupported(v, device)) throw new Error(`${slot}=${name}: this adapter lacks ${v.requires.filter((f) => !device.features.has(f as GPUFeatureName)).join(", ")}; ${slot} has ${names}`);
+  return v;
+}
