@@ -9,7 +9,7 @@ import { Qwen2Model } from "../model/qwen2.ts";
 import { isQwen25Shape, QWEN25_SHAPES } from "../model/shapes.ts";
 import type { UploadProgress } from "../model/weights.ts";
 import { mulberry32 } from "../util/prng.ts";
-import { median, type GpuTimer, type MeasureOptions } from "./timing.ts";
+import { median, type GpuTimer, type MeasureOptions } from "../gpu/timer.ts";
 
 /** The seed of the random-weight shapes (the same as `r3gpu export-gguf --shape`'s default). */
 export const RANDOM_SEED = 1;

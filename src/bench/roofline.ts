@@ -6,7 +6,7 @@ import { readFileSync } from "node:fs";
 import { defineKernel, KernelCall, type Kernels } from "../gpu/kernel.ts";
 import { grid, Recorder } from "../gpu/recorder.ts";
 import { randomFill } from "../ops/random-fill.ts";
-import type { GpuTimer, MeasureOptions } from "./timing.ts";
+import type { GpuTimer, MeasureOptions } from "../gpu/timer.ts";
 
 /**
  * The read probes (VARIANT in roofline.wgsl) and the vec4<u32> words each invocation reads: few per

@@ -14,7 +14,7 @@ import {
 } from "./model.ts";
 import { measureLlamaCpp, type PeerName, type PeerReports } from "./peers.ts";
 import { defaultStreamBytes, lastLevelCacheBytes, measureRoofline, type Roofline } from "./roofline.ts";
-import { GpuTimer, type MeasureOptions, type TimingMethod } from "./timing.ts";
+import { GpuTimer, type MeasureOptions, type TimingMethod } from "../gpu/timer.ts";
 
 /** Prompt lengths and decode contexts of a full run; --quick keeps only the first. */
 const PROMPTS = [128, 1024];

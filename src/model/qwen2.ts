@@ -17,7 +17,9 @@ import { Recorder } from "../gpu/recorder.ts";
 import type { ModelDir } from "../io/files.ts";
 import { Argmax, NO_FINITE_LOGIT } from "../ops/argmax.ts";
 import { Attention } from "../ops/attention.ts";
-import { resolveKernels, type KernelChoice, type ModelKernels } from "../ops/kernel-variants.ts";
+import { DEFAULT_KERNELS, resolveKernels, type KernelChoice, type ModelKernels } from "../ops/kernel-variants.ts";
+import { chooseKernels, type ModelTuneOptions, type ModelTuneReport } from "../tune/choose.ts";
+import type { TuneTarget } from "../tune/tuner.ts";
 import { CapturePoint } from "../ops/capture.ts";
 import { Embedding } from "../ops/embedding.ts";
 import { GatherRows } from "../ops/gather.ts";
@@ -43,8 +45,15 @@ export interface LoadOptions {
   prefillChunk?: number;
   /** Largest storage binding to use; defaults to the device's limit (tests lower it to force splits). */
   maxBindingBytes?: number;
-  /** Kernel variants by op slot (src/ops/kernel-variants.ts); the slots left out run DEFAULT_KERNELS. */
+  /** Kernel variants by op slot (src/ops/kernel-variants.ts), forced: those slots are not tuned. */
   kernels?: Partial<KernelChoice>;
+  /**
+   * Choose the other slots' variants by measurement on this adapter at load (src/tune/tuner.ts), kept in `cache`
+   * when one is given (fsTuneCache() under Node and Deno, indexedDbTuneCache() in a browser) so that the next load
+   * of the same model shape on the same adapter measures nothing. Without it, the slots run static defaults for the
+   * adapter's class (src/tune/defaults.ts).
+   */
+  tune?: boolean | ModelTuneOptions;
   onProgress?: (p: UploadProgress) => void;
 }
 
@@ -200,6 +209,9 @@ async function withErrorScopes<T>(device: GPUDevice, what: string, work: () => P
 export class Qwen2Model {
   /** Number of dispatches recorded by the last step (for benchmarks). */
   lastDispatches = 0;
+  /** The kernel variant each op slot runs, and how it was chosen (when measured at load). */
+  kernelChoice: KernelChoice = { ...DEFAULT_KERNELS };
+  tuneReport: ModelTuneReport | undefined;
   /** Bytes read from files to load the weights (0 for generated ones). */
   readonly fileBytes: number;
   /** The next position of each slot's sequence. */
@@ -274,12 +286,17 @@ export class Qwen2Model {
         device.queue.writeBuffer(rope, 0, ropeTable(cfg.headDim, cfg.ropeTheta, maxSeqLen));
 
         const w = await loadQwen2Weights(weightSource, cfg);
-        const c: Context = { kernels, variants: resolveKernels(device, opts.kernels), cfg, a, rope, slotLen: maxSeqLen, maxTokens: T };
+        const slots = maxBatch * maxSeqLen;
+        const caches = w.layers.map((_, l) => ({ kCache: act(`k cache ${l}`, slots * kvDim), vCache: act(`v cache ${l}`, slots * kvDim) }));
+        const target: TuneTarget = {
+          kernels, cfg, weights: w, maxBatch, maxSeqLen, maxTokens: T,
+          buffers: { ...a, kCaches: caches.map((c) => c.kCache), vCaches: caches.map((c) => c.vCache) },
+        };
+        const { choice, report } = await chooseKernels(target, opts);
+        const c: Context = { kernels, variants: resolveKernels(device, choice), cfg, a, rope, slotLen: maxSeqLen, maxTokens: T };
         ops.push(new Embedding(kernels, a.ids, w.embed_tokens, a.x), new CapturePoint("embed", a.x, H * 4));
         w.layers.forEach((layer, l) => {
-          const slots = maxBatch * maxSeqLen;
-          const cache = { kCache: act(`k cache ${l}`, slots * kvDim), vCache: act(`v cache ${l}`, slots * kvDim) };
-          ops.push(...decoderLayer(c, l, layer, cache));
+          ops.push(...decoderLayer(c, l, layer, caches[l]));
         });
         ops.push(new RmsNorm(kernels, "model.norm", a.x, w.norm, a.h, H, cfg.rmsNormEps), new CapturePoint("final_norm", a.h, H * 4));
         const head = [
@@ -289,7 +306,10 @@ export class Qwen2Model {
         ];
         await kernels.compiled();
         const body = ops.splice(0);
-        return new Qwen2Model(cfg, device, name, maxSeqLen, maxBatch, prefillChunk, kernels, weightBuffers, buffers, a, body, head, weightSource.fileBytes);
+        const model = new Qwen2Model(cfg, device, name, maxSeqLen, maxBatch, prefillChunk, kernels, weightBuffers, buffers, a, body, head, weightSource.fileBytes);
+        model.kernelChoice = choice;
+        model.tuneReport = report;
+        return model;
       });
     } catch (e) {
       weightSource.abandon();

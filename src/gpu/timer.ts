@@ -4,7 +4,7 @@
 //   wall-clock: host time from submit to the queue's completion, for adapters without timestamps.
 // A measurement repeats the work enough times in one submission to outlast the timer's resolution
 // (Dawn may quantize timestamps) and the per-submission overhead, over several such submissions.
-import { Recorder } from "../gpu/recorder.ts";
+import { Recorder } from "./recorder.ts";
 
 export type TimingMethod = "timestamp-query" | "wall-clock";
 

@@ -1,0 +1,261 @@
+// Choosing each op slot's kernel variant by measurement on the adapter at hand, at the model's own shapes.
+//
+// For every slot, each candidate the adapter supports (and the precision allows) is bound over the loaded model's
+// own weights and buffers, checked once against the reference variant on random inputs (a candidate whose output
+// differs beyond its tolerance is dropped, and the drop reported), then timed over every layer chained in one
+// submission (each layer reads its own weights and cache, as a real step does, so no cache flatters it). The fastest
+// correct one is kept. The reference variants are today's kernels ("rows", "online").
+import type { Kernels } from "../gpu/kernel.ts";
+import type { GpuMatrix } from "../gpu/matrix.ts";
+import { Recorder } from "../gpu/recorder.ts";
+import { GpuTimer, type MeasureOptions } from "../gpu/timer.ts";
+import { Attention, type AttentionVariant } from "../ops/attention.ts";
+import { ATTENTION_VARIANTS, DEFAULT_KERNELS, LINEAR_VARIANTS, type KernelChoice } from "../ops/kernel-variants.ts";
+import { Linear, type LinearVariant } from "../ops/linear.ts";
+import type { Step, StepOp } from "../ops/op.ts";
+import { DECODE_MAX_ROWS, isSupported, type OpSlot, type Precision, type VariantInfo } from "../ops/variant.ts";
+import type { Qwen2Config } from "../model/config.ts";
+import type { Qwen2Weights } from "../model/qwen2-weights.ts";
+import { mulberry32 } from "../util/prng.ts";
+
+/** What the tuner binds candidates over: the model's weights and buffers, after loading and before its ops exist. */
+export interface TuneTarget {
+  kernels: Kernels;
+  cfg: Qwen2Config;
+  weights: Qwen2Weights;
+  /** Activations sized for maxTokens rows, the token table, the gathered output rows, and each layer's KV cache. */
+  buffers: {
+    tokens: GPUBuffer; x: GPUBuffer; h: GPUBuffer; q: GPUBuffer; k: GPUBuffer; v: GPUBuffer; attn: GPUBuffer;
+    gate: GPUBuffer; up: GPUBuffer; hOut: GPUBuffer; logits: GPUBuffer; kCaches: GPUBuffer[]; vCaches: GPUBuffer[];
+  };
+  maxBatch: number;
+  maxSeqLen: number;
+  maxTokens: number;
+}
+
+export interface TuneOptions {
+  /** "f16" lets variants that compute in half precision compete (at their own tolerance). Default "f32". */
+  precision?: Precision;
+  /** Variants fixed by the caller: their slots are not tuned. */
+  fixed?: Partial<KernelChoice>;
+  /** Each candidate's timing: submissions, and the least time each lasts. Default 2 runs of 0.05 s. */
+  measure?: MeasureOptions;
+  onProgress?: (done: number, total: number, what: string) => void;
+}
+
+/** One candidate's outcome: a row of `r3gpu tune`. */
+export interface VariantResult {
+  op: OpSlot;
+  variant: string;
+  precision: Precision;
+  about: string;
+  supported: boolean;
+  /** null when not checked (unsupported, or not allowed by the precision). */
+  correct: boolean | null;
+  /** Largest |candidate - reference| / max|reference| over the checked outputs. */
+  error: number | null;
+  tolerance: number;
+  chosen: boolean;
+  /** Device seconds of one step's work of this slot (every layer), and the rates from the ops' compulsory work. */
+  seconds: number | null;
+  gbps: number | null;
+  gflops: number | null;
+  /** The step timed: rows (tokens) and, for attention, keys per token. */
+  step: { rows: number; keys?: number };
+  note?: string;
+}
+
+export interface TuneReport {
+  choice: KernelChoice;
+  results: VariantResult[];
+  seconds: number;
+}
+
+/** The golden tolerance for f32 variants; f16 variants state their own (half precision: 2^-11 relative per rounding). */
+const F32_TOLERANCE = 1e-4;
+const F16_TOLERANCE = 2e-2;
+const toleranceOf = (v: VariantInfo) => (v.precision === "f16" ? F16_TOLERANCE : F32_TOLERANCE);
+
+interface SlotPlan {
+  slot: OpSlot;
+  step: Step;
+  /** Binds the slot's ops for every layer with a variant. */
+  bind(variant: VariantInfo): StepOp[];
+  /** The checked op (layer 0's representative work), writing `checkFloats` floats into `out`. */
+  checked(variant: VariantInfo, out: GPUBuffer): StepOp;
+  checkFloats: number;
+  /** Writes random inputs for the check. */
+  fill(): void;
+}
+
+const steps = (T: number, outputs: number, keysPerToken: number): Step => ({ T, outputs, keys: T * keysPerToken, maxKeys: keysPerToken });
+
+function plans(t: TuneTarget): SlotPlan[] {
+  const { kernels, cfg, weights: w, buffers: b } = t;
+  const device = kernels.device;
+  const random = mulberry32(7);
+  const fillRandom = (buffer: GPUBuffer, floats: number, scale = 1) => {
+    const values = new Float32Array(floats);
+    for (let i = 0; i < floats; i++) values[i] = scale * (2 * random() - 1);
+    device.queue.writeBuffer(buffer, 0, values);
+  };
+  const H = cfg.hiddenSize, I = cfg.intermediateSize;
+  const qDim = cfg.numHeads * cfg.headDim, kvDim = cfg.numKvHeads * cfg.headDim;
+  const decodeRows = Math.min(t.maxBatch, DECODE_MAX_ROWS);
+  const prefillRows = t.maxTokens;
+
+  // The linear layers of a layer, as the model binds them (inputs and outputs by activation).
+  const projections = (l: number): [GpuMatrix, GPUBuffer, GPUBuffer, GPUBuffer | undefined][] => {
+    const { self_attn: a, mlp } = w.layers[l];
+    return [
+      [a.q_proj.weight, b.h, b.q, a.q_proj.bias], [a.k_proj.weight, b.h, b.k, a.k_proj.bias], [a.v_proj.weight, b.h, b.v, a.v_proj.bias],
+      [a.o_proj.weight, b.attn, b.x, undefined], [mlp.gate_proj.weight, b.h, b.gate, undefined], [mlp.up_proj.weight, b.h, b.up, undefined],
+      [mlp.down_proj.weight, b.gate, b.x, undefined],
+    ];
+  };
+  const linearPlan = (slot: OpSlot, rows: number): SlotPlan => {
+    const variants = (v: VariantInfo) => ({ decode: v as LinearVariant, prefill: v as LinearVariant });
+    // A decode step also runs the LM head, at one row per sequence; a prefill step's LM head is a decode-slot matter.
+    const withHead = slot === "linear.decode";
+    return {
+      slot, step: steps(rows, withHead ? rows : 1, 1),
+      bind: (v) => [
+        ...w.layers.flatMap((_, l) => projections(l).map(([W, x, y, bias]) => new Linear(kernels, x, W, y, { variants: variants(v), bias }))),
+        ...(withHead ? [new Linear(kernels, b.hOut, w.lm_head, b.logits, { variants: variants(v), perOutput: true })] : []),
+      ],
+      // The widest projection of layer 0 (the MLP's), or the LM head at decode: the longest sums and the most rows.
+      checked: (v, out) => withHead
+        ? new Linear(kernels, b.hOut, w.lm_head, out, { variants: variants(v), perOutput: true })
+        : new Linear(kernels, b.gate, w.layers[0].mlp.down_proj.weight, out, { variants: variants(v) }),
+      checkFloats: rows * (withHead ? cfg.vocabSize : H),
+      fill: () => (withHead ? fillRandom(b.hOut, rows * H) : fillRandom(b.gate, rows * I)),
+    };
+  };
+  const attentionPlan = (slot: OpSlot, rows: number, keys: number): SlotPlan => {
+    const dims = { nHeads: cfg.numHeads, nKv: cfg.numKvHeads, headDim: cfg.headDim };
+    const limits = { maxTokens: t.maxTokens, maxKeys: t.maxSeqLen };
+    const attention = (v: VariantInfo, l: number, out: GPUBuffer) => new Attention(kernels, `tune ${l}`,
+      { tokens: b.tokens, q: b.q, kCache: b.kCaches[l], vCache: b.vCaches[l], slotLen: t.maxSeqLen }, out, dims,
+      { decode: v as AttentionVariant, prefill: v as AttentionVariant }, limits);
+    // Decode: one token per sequence, each at `keys` positions; prefill: one sequence's `rows` tokens from 0.
+    const decode = slot === "attention.decode";
+    const table = new Uint32Array(2 * rows);
+    for (let r = 0; r < rows; r++) table.set(decode ? [keys - 1, r] : [r, 0], 2 * r);
+    const keysSum = decode ? rows * keys : (rows * (rows + 1)) / 2;
+    return {
+      slot, step: { T: rows, outputs: decode ? rows : 1, keys: keysSum, maxKeys: decode ? keys : rows },
+      bind: (v) => w.layers.map((_, l) => attention(v, l, b.attn)),
+      checked: (v, out) => attention(v, 0, out),
+      checkFloats: rows * qDim,
+      fill: () => {
+        device.queue.writeBuffer(b.tokens, 0, table);
+        fillRandom(b.q, rows * qDim);
+        // Decode tokens read slot r's first `keys` rows; a prefill reads slot 0's first `rows`.
+        const cacheRows = decode ? (rows - 1) * t.maxSeqLen + keys : keys;
+        fillRandom(b.kCaches[0], cacheRows * kvDim);
+        fillRandom(b.vCaches[0], cacheRows * kvDim);
+      },
+    };
+  };
+  const decodeKeys = Math.min(t.maxSeqLen, 1024);
+  return [
+    linearPlan("linear.decode", decodeRows),
+    linearPlan("linear.prefill", prefillRows),
+    attentionPlan("attention.decode", decodeRows, decodeKeys),
+    attentionPlan("attention.prefill", prefillRows, prefillRows),
+  ];
+}
+
+async function readFloats(device: GPUDevice, src: GPUBuffer, floats: number): Promise<Float32Array> {
+  const staging = device.createBuffer({ size: floats * 4, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+  const enc = device.createCommandEncoder();
+  enc.copyBufferToBuffer(src, 0, staging, 0, floats * 4);
+  device.queue.submit([enc.finish()]);
+  await staging.mapAsync(GPUMapMode.READ);
+  const out = new Float32Array(staging.getMappedRange().slice(0));
+  staging.destroy();
+  return out;
+}
+
+function relativeError(got: Float32Array, want: Float32Array): number {
+  let err = 0, ref = 0;
+  for (let i = 0; i < want.length; i++) {
+    const e = Math.abs(got[i] - want[i]);
+    err = Number.isNaN(e) ? Infinity : Math.max(err, e);
+    ref = Math.max(ref, Math.abs(want[i]));
+  }
+  return ref > 0 ? err / ref : err;
+}
+
+export async function tuneKernels(t: TuneTarget, opts: TuneOptions = {}): Promise<TuneReport> {
+  const t0 = performance.now();
+  const { device } = t.kernels;
+  const precision = opts.precision ?? "f32";
+  const measure = opts.measure ?? { runs: 2, minSeconds: 0.05 };
+  const timer = new GpuTimer(device);
+  const choice: KernelChoice = { ...DEFAULT_KERNELS, ...opts.fixed };
+  const results: VariantResult[] = [];
+  const all: VariantInfo[] = [...LINEAR_VARIANTS, ...ATTENTION_VARIANTS];
+  const slots = plans(t).filter((p) => opts.fixed?.[p.slot] === undefined);
+  const total = slots.reduce((n, p) => n + all.filter((v) => v.slot === p.slot).length, 0);
+  let done = 0;
+  for (const plan of slots) {
+    const candidates = all.filter((v) => v.slot === plan.slot);
+    const reference = candidates.find((v) => v.name === DEFAULT_KERNELS[plan.slot])!;
+    const stepInfo = { rows: plan.step.T, ...(plan.slot.startsWith("attention") ? { keys: plan.step.maxKeys } : {}) };
+    // The reference's output on the check's random inputs; every candidate must reproduce it.
+    const floats = plan.checkFloats;
+    const refOut = device.createBuffer({ label: "tune reference", size: floats * 4, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC });
+    const candOut = device.createBuffer({ label: "tune candidate", size: floats * 4, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC });
+    const ops: StepOp[] = [];
+    try {
+      plan.fill();
+      const refCheck = plan.checked(reference, refOut);
+      ops.push(refCheck);
+      await t.kernels.compiled();
+      const rec = new Recorder(device);
+      refCheck.encode(rec, plan.step);
+      rec.submit();
+      const want = await readFloats(device, refOut, floats);
+      let best: { name: string; seconds: number } | undefined;
+      for (const v of candidates) {
+        opts.onProgress?.(done++, total, `${plan.slot}=${v.name}`);
+        const row: VariantResult = {
+          op: plan.slot, variant: v.name, precision: v.precision, about: v.about, supported: isSupported(v, device),
+          correct: null, error: null, tolerance: toleranceOf(v), chosen: false, seconds: null, gbps: null, gflops: null, step: stepInfo,
+        };
+        results.push(row);
+        if (!row.supported) { row.note = `needs ${v.requires.join(", ")}`; continue; }
+        if (v.precision === "f16" && precision !== "f16") { row.note = "computes in f16: allowed with --precision f16"; continue; }
+        try {
+          const check = plan.checked(v, candOut);
+          ops.push(check);
+          const bound = plan.bind(v);
+          ops.push(...bound);
+          await t.kernels.compiled();
+          const r = new Recorder(device);
+          check.encode(r, plan.step);
+          r.submit();
+          row.error = relativeError(await readFloats(device, candOut, floats), want);
+          row.correct = row.error <= row.tolerance;
+          if (!row.correct) { row.note = `dropped: error ${row.error.toExponential(2)} > ${row.tolerance}`; continue; }
+          const { seconds } = await timer.measure((rr) => { for (const op of bound) op.encode(rr, plan.step); }, measure);
+          let flops = 0, bytes = 0;
+          for (const op of bound) { const c = op.cost(plan.step); flops += c.flops; bytes += c.bytes; }
+          Object.assign(row, { seconds, gbps: bytes / seconds / 1e9, gflops: flops / seconds / 1e9 });
+          if (!best || seconds < best.seconds) best = { name: v.name, seconds };
+        } catch (e) {
+          row.correct = false;
+          row.note = `failed: ${(e as Error).message.split("\n")[0]}`;
+        }
+      }
+      if (best) choice[plan.slot] = best.name;
+    } finally {
+      for (const op of ops) op.destroy();
+      refOut.destroy();
+      candOut.destroy();
+    }
+  }
+  for (const r of results) r.chosen = choice[r.op] === r.variant && r.correct !== false && opts.fixed?.[r.op] === undefined;
+  return { choice, results, seconds: (performance.now() - t0) / 1000 };
+}
