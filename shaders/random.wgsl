@@ -1,9 +1,10 @@
 // Seeded random weights, generated where they live: benchmarks at real model shapes without a file
 // or a host copy. Values are uniform in [center - scale, center + scale].
 // F32 = false: out holds packed bf16 pairs (the same layout as a loaded BF16 matrix); true: f32 values.
-// Bindings: p (uniform), out: array<u32> [words]. One invocation per output word; the word's global
-// index (offset + i) seeds a hash, so a matrix split into parts gets the same values as unsplit.
-struct Params { words: u32, offset: u32, seed: u32, scale: f32, center: f32 }
+// Bindings: p (uniform), out: array<u32>, written at [dst, dst + words). One invocation per output word; the word's
+// index in its tensor (offset + i) seeds a hash, so a matrix split into parts, or stacked with others in one buffer,
+// gets the same values as alone.
+struct Params { words: u32, offset: u32, seed: u32, scale: f32, center: f32, dst: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> out: array<u32>;
 
@@ -26,10 +27,10 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
   if (i >= p.words) { return; }
   let g = p.offset + i;
   if (F32) {
-    out[i] = bitcast<u32>(rand_uniform(g ^ p.seed));
+    out[p.dst + i] = bitcast<u32>(rand_uniform(g ^ p.seed));
     return;
   }
   let lo = bitcast<u32>(rand_uniform((2u * g) ^ p.seed)) >> 16u;
   let hi = bitcast<u32>(rand_uniform((2u * g + 1u) ^ p.seed)) & 0xffff0000u;
-  out[i] = hi | lo;
+  out[p.dst + i] = hi | lo;
 }

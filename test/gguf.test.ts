@@ -184,9 +184,9 @@ test("random weights computed on the host equal RandomWeights' GPU output bit fo
   const gpu = new RandomWeights(await testKernels(), new BufferSet(device), 100 * 896 * 2, seed);
   const name = "model.layers.7.mlp.down_proj.weight";
   const [rows, cols] = [333, 896];
-  const m = await gpu.matrix(name, rows, cols);
+  const m = await gpu.matrix(name, [{ name, size: rows }], cols);
   const vectors = ["model.layers.7.post_attention_layernorm.weight", "model.layers.7.self_attn.k_proj.bias"];
-  const vbufs = await Promise.all(vectors.map((n) => gpu.vector(n, 130)));
+  const vbufs = await Promise.all(vectors.map((n) => gpu.vector(n, [{ name: n, size: 130 }])));
   await gpu.finish();
   assert.ok(m.parts.length > 1, "matrix was not split");
   for (const part of m.parts) {
@@ -199,6 +199,28 @@ test("random weights computed on the host equal RandomWeights' GPU output bit fo
     const got = new Uint32Array(await readBytes(device, vbufs[i], 130 * 4));
     assert.deepEqual(got, new Uint32Array(randomVectorF32(n, seed, 130).buffer), n);
   }
+});
+
+test("random weights stacked (q, k and v as one matrix, their biases end to end) hold each tensor's own values", async () => {
+  const { device } = await testGpu();
+  const seed = 99, cols = 64;
+  const parts = [{ name: "model.layers.0.self_attn.q_proj.weight", size: 70 }, { name: "model.layers.0.self_attn.k_proj.weight", size: 18 },
+    { name: "model.layers.0.self_attn.v_proj.weight", size: 18 }];
+  const gpu = new RandomWeights(await testKernels(), new BufferSet(device), 40 * cols * 2, seed);
+  const m = await gpu.matrix("qkv", parts, cols);
+  const biases = parts.map((p) => ({ name: p.name.replace(".weight", ".bias"), size: p.size }));
+  const vbuf = await gpu.vector("qkv.bias", biases);
+  await gpu.finish();
+  assert.ok(m.parts.length > 1, "matrix was not split");
+  const rows = Uint16Array.from(parts.flatMap((p) => [...randomMatrixBf16(p.name, seed, cols, 0, p.size)]));
+  for (const part of m.parts) {
+    const host = rows.subarray(part.row0 * cols, (part.row0 + part.rows) * cols);
+    const want = layoutWeights(new Uint8Array(host.buffer, host.byteOffset, host.byteLength), part.rows, cols, "BF16");
+    const got = new Uint8Array(await readBytes(device, part.buffer, want.byteLength));
+    assert.ok(Buffer.from(got).equals(Buffer.from(want)), `stacked rows ${part.row0}..${part.row0 + part.rows} differ`);
+  }
+  const want = Uint32Array.from(biases.flatMap((b) => [...new Uint32Array(randomVectorF32(b.name, seed, b.size).buffer)]));
+  assert.deepEqual(new Uint32Array(await readBytes(device, vbuf, want.length * 4)), want);
 });
 
 test("export of a random shape writes the host-generated weights under llama.cpp's names", async () => {

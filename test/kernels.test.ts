@@ -15,7 +15,7 @@ import { BufferSet } from "../src/gpu/buffers.ts";
 import type { Kernels, WeightDType } from "../src/gpu/kernel.ts";
 import { Recorder } from "../src/gpu/recorder.ts";
 import {
-  ATTENTION_VARIANTS, isSupported, LINEAR_VARIANTS, type AttentionVariant, type LinearVariant,
+  ATTENTION_VARIANTS, isSupported, LINEAR_VARIANTS, ROWS_DECODE, ROWS_PREFILL, type AttentionVariant, type LinearVariant,
   Argmax, Attention, Embedding, GatherRows, Linear, RmsNorm, RopeKv, sequenceStep, SwiGlu, widen, type AttentionDims, type Step, type StepOp,
 } from "../src/ops/index.ts";
 import { ropeTable } from "../src/model/rope.ts";
@@ -105,7 +105,7 @@ for (const dtype of DTYPES) {
   test(`widen ${dtype}: 898-element vector loaded by SafetensorsWeights.vector, bit-exact`, async () => {
     const values = widenInputs(dtype, 898, 12);
     const weights = memoryWeights(device.limits.maxStorageBufferBindingSize, memoryTensor("v", dtype, [898], encodeWeights(values, dtype)));
-    const buf = await weights.vector("v", 898);
+    const buf = await weights.vector("v", [{ name: "v", size: 898 }]);
     await weights.finish();
     assertBitsEqual(await readF32(device, buf, 898), values, `loaded ${dtype} vector`);
   });
@@ -313,7 +313,7 @@ test(`Linear[${name}] F16: W loaded by SafetensorsWeights.matrix with a binding 
   const Wv = quantize(uniformF32(rand, N * K), dtype);
   const rowBytes = Math.ceil(K / 8) * 8 * 2;
   const weights = memoryWeights(32 * rowBytes, memoryTensor("W", dtype, [N, K], encodeWeights(Wv, dtype)));
-  const W = await weights.matrix("W", N, K);
+  const W = await weights.matrix("W", [{ name: "W", size: N }], K);
   await weights.finish();
   assert.deepEqual(W.parts.map((part) => part.rows), [32, 32, 32, 4]);
   const xv = normalF32(rand, 5 * K);
@@ -326,6 +326,37 @@ test(`Linear[${name}] F16: W loaded by SafetensorsWeights.matrix with a binding 
   }
 });
 }
+
+test("Stacked weights: three BF16 tensors of 40, 10 and 22 rows as one matrix in parts of 32 rows, and their biases end to end", async () => {
+  const rand = mulberry32(49);
+  const K = 30, sizes = [40, 10, 22], dtype = "BF16";
+  const tensors = sizes.map((rows, i) => ({ name: `t${i}`, values: quantize(uniformF32(rand, rows * K), dtype), bias: quantize(normalF32(rand, rows), dtype) }));
+  const rowBytes = Math.ceil(K / 8) * 8 * 2;
+  const weights = memoryWeights(32 * rowBytes,
+    ...tensors.map((t, i) => memoryTensor(t.name, dtype, [sizes[i], K], encodeWeights(t.values, dtype))),
+    ...tensors.map((t, i) => memoryTensor(`${t.name}.bias`, dtype, [sizes[i]], encodeWeights(t.bias, dtype))));
+  const W = await weights.matrix("stack", tensors.map((t, i) => ({ name: t.name, size: sizes[i] })), K);
+  const bias = await weights.vector("stack.bias", tensors.map((t, i) => ({ name: `${t.name}.bias`, size: sizes[i] })));
+  await weights.finish();
+  assert.deepEqual([W.rows, ...W.parts.map((part) => part.rows)], [72, 32, 32, 8]);
+  // The stack is the tensors' rows in order: check it through a linear layer against the concatenation.
+  const Wv = new Float32Array(72 * K);
+  let at = 0;
+  for (const t of tensors) { Wv.set(t.values, at); at += t.values.length; }
+  const biasV = Float32Array.from(tensors.flatMap((t) => [...t.bias]));
+  assertBitsEqual(await readF32(device, bias, 72), biasV, "stacked bias");
+  const xv = normalF32(rand, 3 * K);
+  const y = zeros(device, 3 * 72, "y");
+  await run(new Linear(k, uploadF32(device, xv), W, y, { variants: { decode: ROWS_DECODE, prefill: ROWS_PREFILL }, bias }), sequenceStep(3, 0));
+  const { y: ref, bound } = linearRef(xv, Wv, K, 72, [0, 1, 2], biasV, undefined);
+  assertClose(await readF32(device, y, 3 * 72), ref, (i) => bound[i], "stacked linear");
+});
+
+test("Stacked weights of two dtypes are refused, naming both tensors", async () => {
+  const weights = memoryWeights(device.limits.maxStorageBufferBindingSize,
+    memoryTensor("a", "BF16", [4, 8], new Uint8Array(64)), memoryTensor("b", "F16", [4, 8], new Uint8Array(64)));
+  await assert.rejects(weights.matrix("a+b", [{ name: "a", size: 4 }, { name: "b", size: 4 }], 8), /tensor "b" is F16 but "a" is BF16: a\+b stacks them in one buffer/);
+});
 
 // =============================================================================================
 // RopeKv: q rotated in place; k rotated into k_cache[pos]; v copied into v_cache[pos].
@@ -361,8 +392,16 @@ async function checkRopeKv(D: number, T: number, pos0: number, seed: number): Pr
   const table = ropeTable(D, 1e6, positions);
   // Caches start with random contents: rows outside pos0..pos0+T-1 must keep them.
   const kc0 = normalF32(rand, positions * kvDim), vc0 = normalF32(rand, positions * kvDim);
-  const qBuf = uploadF32(device, q), kc = uploadF32(device, kc0), vc = uploadF32(device, vc0);
-  const b = { tokens: tokenTable(T, pos0), q: qBuf, k: uploadF32(device, kk), v: uploadF32(device, v), kCache: kc, vCache: vc, slotLen: positions };
+  // The stacked projection's rows: q heads, then k heads, then v heads of each token.
+  const qkv = new Float32Array(T * (d.nHeads * D + 2 * kvDim));
+  for (let t = 0; t < T; t++) {
+    const row = t * (d.nHeads * D + 2 * kvDim);
+    qkv.set(q.subarray(t * d.nHeads * D, (t + 1) * d.nHeads * D), row);
+    qkv.set(kk.subarray(t * kvDim, (t + 1) * kvDim), row + d.nHeads * D);
+    qkv.set(v.subarray(t * kvDim, (t + 1) * kvDim), row + d.nHeads * D + kvDim);
+  }
+  const qBuf = zeros(device, q.length, "q"), kc = uploadF32(device, kc0), vc = uploadF32(device, vc0);
+  const b = { tokens: tokenTable(T, pos0), qkv: uploadF32(device, qkv), q: qBuf, kCache: kc, vCache: vc, slotLen: positions };
   const op = new RopeKv(k, "test", b, upload(device, table), d);
   await run(op, sequenceStep(T, pos0));
 
@@ -568,14 +607,21 @@ function swigluRef(g: Float32Array, u: Float32Array): Float64Array {
 async function checkSwiGlu(T: number, width: number, seed: number): Promise<void> {
   const rand = mulberry32(seed);
   const n = T * width;
-  const g = uniformF32(rand, n + 5, -20, 20), u = uniformF32(rand, n, -20, 20);
+  const g = uniformF32(rand, n, -20, 20), u = uniformF32(rand, n, -20, 20);
   g.set([0, 20, -20, 1e-3, -1e-3].map(Math.fround), 0);
-  const gate = uploadF32(device, g);
-  await run(new SwiGlu(k, gate, uploadF32(device, u), width), sequenceStep(T, 0));
-  const got = await readF32(device, gate, g.length);
-  const ref = swigluRef(g.subarray(0, n), u);
+  // The stacked gate/up projection's rows: width gate outputs, then width up outputs, per token.
+  const gateUp = new Float32Array(2 * n);
+  for (let t = 0; t < T; t++) {
+    gateUp.set(g.subarray(t * width, (t + 1) * width), 2 * t * width);
+    gateUp.set(u.subarray(t * width, (t + 1) * width), (2 * t + 1) * width);
+  }
+  const sentinel = new Float32Array(n + 5).fill(-12345);
+  const out = uploadF32(device, sentinel, "out");
+  await run(new SwiGlu(k, uploadF32(device, gateUp), out, width), sequenceStep(T, 0));
+  const got = await readF32(device, out, sentinel.length);
+  const ref = swigluRef(g, u);
   assertClose(got.subarray(0, n), ref, (i) => 2 * (6 + 2 * Math.abs(g[i])) * U * Math.abs(ref[i]) + 1e-35, `swiglu n=${n}`);
-  assertBitsEqual(got.subarray(n), g.subarray(n), "elements past n untouched");
+  assertBitsEqual(got.subarray(n), sentinel.subarray(n), "elements past n untouched");
 }
 
 test("SwiGlu: T=3 rows of width 1000 (n=3000, not a multiple of 64), values in [-20, 20]", async () => {
@@ -586,8 +632,8 @@ test("SwiGlu: T=1, width 37 (one partial workgroup)", async () => {
   await checkSwiGlu(1, 37, 72);
 });
 
-test("SwiGlu: n = 65535*64 + 37 elements (2-D grid), values in [-20, 20]", async () => {
-  await checkSwiGlu(1, 65535 * 64 + 37, 73);
+test("SwiGlu: n = 3 x 1398100 > 65535*64 elements (2-D grid), values in [-20, 20]", async () => {
+  await checkSwiGlu(3, 1398100, 73);
 });
 
 // =============================================================================================

@@ -1,6 +1,7 @@
 // The weights of a Qwen2 checkpoint, named by its keys (model.layers.{l}.self_attn.q_proj.weight, ...), as typed
 // records: what the forward pass builds from, loaded apart from the graph. One table gives every tensor's shape,
-// so that loading, the list of required tensors and the config-vs-file checks agree.
+// so that loading, the list of required tensors and the config-vs-file checks agree. Projections that read the same
+// input are stacked by rows into one matrix at load (q, k and v; gate and up), so that one dispatch computes them.
 import type { GpuMatrix } from "../gpu/matrix.ts";
 import type { Qwen2Config } from "./config.ts";
 import type { WeightSource } from "./weights.ts";
@@ -14,9 +15,11 @@ export interface Projection {
 /** One Qwen2DecoderLayer's parameters. */
 export interface Qwen2LayerWeights {
   input_layernorm: GPUBuffer;
-  self_attn: { q_proj: Projection; k_proj: Projection; v_proj: Projection; o_proj: Projection };
+  /** qkv_proj: q_proj, k_proj and v_proj stacked by rows (and their biases end to end). */
+  self_attn: { qkv_proj: Projection; o_proj: Projection };
   post_attention_layernorm: GPUBuffer;
-  mlp: { gate_proj: Projection; up_proj: Projection; down_proj: Projection };
+  /** gate_up_proj: gate_proj and up_proj stacked by rows. */
+  mlp: { gate_up_proj: Projection; down_proj: Projection };
 }
 
 export interface Qwen2Weights {
@@ -63,39 +66,35 @@ export function qwen2Tensors(cfg: Qwen2Config): [string, Shape][] {
 export async function loadLayerWeights(w: WeightSource, cfg: Qwen2Config, l: number): Promise<Qwen2LayerWeights> {
   const shapes = new Map(layerTensors(cfg, l));
   const p = `model.layers.${l}.`;
-  const vector = (key: string) => w.vector(p + key, shapes.get(p + key)![0]);
-  const matrix = (key: string) => {
-    const [rows, cols] = shapes.get(p + key)!;
-    return w.matrix(p + key, rows, cols!);
-  };
-  const projection = async (name: string, bias: boolean): Promise<Projection> => ({
-    weight: await matrix(`${name}.weight`),
-    bias: bias ? await vector(`${name}.bias`) : undefined,
+  const part = (key: string) => ({ name: p + key, size: shapes.get(p + key)![0] });
+  const vector = (...keys: string[]) => w.vector(p + keys.join("+"), keys.map(part));
+  // Stacked projections: one matrix of the tensors' rows in order, one bias of their biases end to end.
+  const projection = async (names: string[], bias: boolean): Promise<Projection> => ({
+    weight: await w.matrix(p + names.join("+"), names.map((n) => part(`${n}.weight`)), shapes.get(p + `${names[0]}.weight`)![1]!),
+    bias: bias ? await vector(...names.map((n) => `${n}.bias`)) : undefined,
   });
   return {
     input_layernorm: await vector("input_layernorm.weight"),
     self_attn: {
-      q_proj: await projection("self_attn.q_proj", true),
-      k_proj: await projection("self_attn.k_proj", true),
-      v_proj: await projection("self_attn.v_proj", true),
-      o_proj: await projection("self_attn.o_proj", false),
+      qkv_proj: await projection(["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"], true),
+      o_proj: await projection(["self_attn.o_proj"], false),
     },
     post_attention_layernorm: await vector("post_attention_layernorm.weight"),
     mlp: {
-      gate_proj: await projection("mlp.gate_proj", false),
-      up_proj: await projection("mlp.up_proj", false),
-      down_proj: await projection("mlp.down_proj", false),
+      gate_up_proj: await projection(["mlp.gate_proj", "mlp.up_proj"], false),
+      down_proj: await projection(["mlp.down_proj"], false),
     },
   };
 }
 
 export async function loadQwen2Weights(w: WeightSource, cfg: Qwen2Config): Promise<Qwen2Weights> {
   const H = cfg.hiddenSize;
-  const embed_tokens = await w.matrix("model.embed_tokens.weight", cfg.vocabSize, H);
+  const table = (name: string) => ({ name, size: cfg.vocabSize });
+  const embed_tokens = await w.matrix("model.embed_tokens.weight", [table("model.embed_tokens.weight")], H);
   const layers: Qwen2LayerWeights[] = [];
   for (let l = 0; l < cfg.numLayers; l++) layers.push(await loadLayerWeights(w, cfg, l));
-  const norm = await w.vector("model.norm.weight", H);
-  const lm_head = cfg.tieWordEmbeddings ? embed_tokens : await w.matrix("lm_head.weight", cfg.vocabSize, H);
+  const norm = await w.vector("model.norm.weight", [{ name: "model.norm.weight", size: H }]);
+  const lm_head = cfg.tieWordEmbeddings ? embed_tokens : await w.matrix("lm_head.weight", [table("lm_head.weight")], H);
   await w.finish();
   return { embed_tokens, layers, norm, lm_head };
 }

@@ -3,10 +3,10 @@
 //
 //   x = embed_tokens(ids)
 //   for each layer (decoderLayer below, HF's Qwen2DecoderLayer):
-//     h = input_layernorm(x);  q, k, v = q_proj(h), k_proj(h), v_proj(h)
+//     h = input_layernorm(x);  q, k, v = q_proj(h), k_proj(h), v_proj(h)      (one stacked matrix)
 //     q, k = rope(q, k);  cache[slot, pos] = k, v
 //     x = x + o_proj(attention(q, cache[slot]))
-//     h = post_attention_layernorm(x);  x = x + down_proj(silu(gate_proj(h)) * up_proj(h))
+//     h = post_attention_layernorm(x);  x = x + down_proj(silu(gate_proj(h)) * up_proj(h))   (gate and up stacked)
 //   h = norm(x);  logits = lm_head(h[output rows]);  next = argmax(logits)   (one output row per sequence)
 //
 // Every token of a step carries its own (slot, position), so one step can hold the prompt of one sequence, the
@@ -108,12 +108,13 @@ interface Activations {
   hOut: GPUBuffer;
   x: GPUBuffer;
   h: GPUBuffer;
+  /** The stacked q/k/v projection's output, and q rotated out of it. */
+  qkv: GPUBuffer;
   q: GPUBuffer;
-  k: GPUBuffer;
-  v: GPUBuffer;
   attn: GPUBuffer;
-  gate: GPUBuffer;
-  up: GPUBuffer;
+  /** The stacked gate/up projection's output, and the MLP's activation (silu(gate) * up). */
+  gateUp: GPUBuffer;
+  act: GPUBuffer;
   logits: GPUBuffer;
   next: GPUBuffer;
 }
@@ -136,22 +137,19 @@ function decoderLayer(c: Context, l: number, w: Qwen2LayerWeights, cache: { kCac
   const { kernels, cfg, a } = c;
   const H = cfg.hiddenSize, eps = cfg.rmsNormEps;
   const dims: AttentionDims = { nHeads: cfg.numHeads, nKv: cfg.numKvHeads, headDim: cfg.headDim };
-  const kv: AttentionBuffers = { tokens: a.tokens, q: a.q, k: a.k, v: a.v, ...cache, slotLen: c.slotLen };
+  const kv: AttentionBuffers = { tokens: a.tokens, qkv: a.qkv, q: a.q, ...cache, slotLen: c.slotLen };
   const { self_attn: attn, mlp } = w;
   const p = `model.layers.${l}.`;
   return [
     new RmsNorm(kernels, `${p}input_layernorm`, a.x, w.input_layernorm, a.h, H, eps),
-    linear(c, a.h, attn.q_proj, a.q),
-    linear(c, a.h, attn.k_proj, a.k),
-    linear(c, a.h, attn.v_proj, a.v),
+    linear(c, a.h, attn.qkv_proj, a.qkv),
     new RopeKv(kernels, `layer ${l}`, kv, c.rope, dims),
     new Attention(kernels, `layer ${l}`, kv, a.attn, dims, c.variants.attention, { maxTokens: c.maxTokens, maxKeys: c.slotLen }),
     linear(c, a.attn, attn.o_proj, a.x, { accumulate: true }),
     new RmsNorm(kernels, `${p}post_attention_layernorm`, a.x, w.post_attention_layernorm, a.h, H, eps),
-    linear(c, a.h, mlp.gate_proj, a.gate),
-    linear(c, a.h, mlp.up_proj, a.up),
-    new SwiGlu(kernels, a.gate, a.up, cfg.intermediateSize),
-    linear(c, a.gate, mlp.down_proj, a.x, { accumulate: true }),
+    linear(c, a.h, mlp.gate_up_proj, a.gateUp),
+    new SwiGlu(kernels, a.gateUp, a.act, cfg.intermediateSize),
+    linear(c, a.act, mlp.down_proj, a.x, { accumulate: true }),
     new CapturePoint(`layer${l}`, a.x, H * 4),
   ];
 }
@@ -173,7 +171,7 @@ function resolveOptions(device: GPUDevice, cfg: Qwen2Config, opts: LoadOptions) 
   const qDim = cfg.numHeads * cfg.headDim, kvDim = cfg.numKvHeads * cfg.headDim;
   // Activations are single bindings too, so the chunk is capped by the widest one (the MLP's); a decode step of
   // every sequence needs maxBatch rows.
-  const widest = 4 * Math.max(cfg.intermediateSize, qDim, cfg.hiddenSize);
+  const widest = 4 * Math.max(2 * cfg.intermediateSize, qDim + 2 * kvDim, cfg.hiddenSize);
   const prefillChunk = Math.min(Math.max(positiveInt("prefillChunk", opts.prefillChunk, 256), maxBatch), Math.floor(maxBinding / widest));
   if (prefillChunk < maxBatch) {
     throw new Error(`maxBatch ${maxBatch}: a decode step of every sequence (${maxBatch} x ${widest} bytes of activations) exceeds the storage binding limit ${maxBinding}`);
@@ -278,8 +276,8 @@ export class Qwen2Model {
         const act = (label: string, elements: number) => buffers.storage(label, elements * 4);
         const a: Activations = {
           ids: act("ids", T), tokens: act("tokens", 2 * T), outputRows: act("output rows", maxBatch), hOut: act("h of outputs", maxBatch * H),
-          x: act("x", T * H), h: act("h", T * H), q: act("q", T * qDim), k: act("k", T * kvDim), v: act("v", T * kvDim),
-          attn: act("attn", T * qDim), gate: act("gate", T * cfg.intermediateSize), up: act("up", T * cfg.intermediateSize),
+          x: act("x", T * H), h: act("h", T * H), qkv: act("qkv", T * (qDim + 2 * kvDim)), q: act("q", T * qDim),
+          attn: act("attn", T * qDim), gateUp: act("gate_up", T * 2 * cfg.intermediateSize), act: act("act", T * cfg.intermediateSize),
           logits: act("logits", maxBatch * cfg.vocabSize), next: act("next", maxBatch),
         };
         const rope = buffers.storage("rope", maxSeqLen * cfg.headDim * 4);

@@ -22,9 +22,20 @@ export interface UploadProgress {
   tensor: string;
 }
 
+/** One tensor of a stack: its rows (a matrix) or elements (a vector), in stacking order. */
+export interface StackPart {
+  name: string;
+  size: number;
+}
+
 export interface WeightSource {
-  matrix(name: string, rows: number, cols: number): Promise<GpuMatrix>;
-  vector(name: string, length: number): Promise<GPUBuffer>;
+  /**
+   * Tensors [size_i, cols] stacked by rows into one matrix (q, k and v projections as one, say), named `label`;
+   * one part is the tensor itself.
+   */
+  matrix(label: string, parts: StackPart[], cols: number): Promise<GpuMatrix>;
+  /** Vectors joined end to end into one f32 vector. */
+  vector(label: string, parts: StackPart[]): Promise<GPUBuffer>;
   /** Waits until every upload or generation has reached the GPU. */
   finish(): Promise<void>;
   /** Bytes read from files (0 for generated weights). */
@@ -132,41 +143,65 @@ export class SafetensorsWeights extends GpuWeights implements WeightSource {
     await this.account(bytes.byteLength);
   }
 
-  async matrix(name: string, rows: number, cols: number): Promise<GpuMatrix> {
-    const t = this.tensor(name);
-    const m = this.allocateMatrix(name, this.check(t, [rows, cols]), rows, cols);
+  /** The tensors of a stack, checked against their shapes and for one dtype; each with its byte offset in the stack. */
+  private stacked(label: string, parts: StackPart[], shape: (size: number) => number[]) {
+    let at = 0;
+    const tensors = parts.map((p) => {
+      const t = this.tensor(p.name);
+      const dtype = this.check(t, shape(p.size));
+      const base = at;
+      at += t.byteLength;
+      return { t, dtype, base };
+    });
+    const dtype = tensors[0].dtype;
+    const other = tensors.find((x) => x.dtype !== dtype);
+    if (other) {
+      throw new Error(`${other.t.source.name}: tensor "${other.t.name}" is ${other.dtype} but "${tensors[0].t.name}" is ${dtype}: ` +
+        `${label} stacks them in one buffer, which needs one dtype`);
+    }
+    return { tensors, dtype, bytes: at };
+  }
+
+  async matrix(label: string, parts: StackPart[], cols: number): Promise<GpuMatrix> {
+    const { tensors, dtype } = this.stacked(label, parts, (rows) => [rows, cols]);
+    const m = this.allocateMatrix(label, dtype, parts.reduce((n, p) => n + p.size, 0), cols);
     const rowBytes = cols * DTYPE_BYTES[m.dtype];
-    // Parts fill in file order, so each part is relaid out as soon as its last byte has arrived.
+    // Parts fill in stacking order, so each part is relaid out as soon as its last byte has arrived.
     let part = 0;
     let rowMajor = this.staging(m, m.parts[0]);
-    await streamTensor(t, async (bytes, at) => {
-      for (let done = 0; done < bytes.byteLength;) {
-        const { row0, rows: n } = m.parts[part];
-        const within = at + done - row0 * rowBytes;
-        const take = Math.min(bytes.byteLength - done, n * rowBytes - within);
-        await this.write(rowMajor, within, bytes.subarray(done, done + take), name);
-        done += take;
-        if (within + take === n * rowBytes) {
-          await this.relayoutPart(m, m.parts[part], rowMajor);
-          if (++part < m.parts.length) rowMajor = this.staging(m, m.parts[part]);
+    for (const { t, base } of tensors) {
+      await streamTensor(t, async (bytes, offset) => {
+        const at = base + offset;
+        for (let done = 0; done < bytes.byteLength;) {
+          const { row0, rows: n } = m.parts[part];
+          const within = at + done - row0 * rowBytes;
+          const take = Math.min(bytes.byteLength - done, n * rowBytes - within);
+          await this.write(rowMajor, within, bytes.subarray(done, done + take), t.name);
+          done += take;
+          if (within + take === n * rowBytes) {
+            await this.relayoutPart(m, m.parts[part], rowMajor);
+            if (++part < m.parts.length) rowMajor = this.staging(m, m.parts[part]);
+          }
         }
-      }
-    });
+      });
+    }
     return m;
   }
 
-  async vector(name: string, length: number): Promise<GPUBuffer> {
-    const t = this.tensor(name);
-    const dtype = this.check(t, [length]);
-    const out = this.buffers.storage(name, length * 4);
+  async vector(label: string, parts: StackPart[]): Promise<GPUBuffer> {
+    const { tensors, dtype, bytes } = this.stacked(label, parts, (length) => [length]);
+    const length = parts.reduce((n, p) => n + p.size, 0);
+    const out = this.buffers.storage(label, length * 4);
     if (dtype === "F32") {
-      await streamTensor(t, (bytes, at) => this.write(out, at, bytes, name));
+      for (const { t, base } of tensors) await streamTensor(t, (b, at) => this.write(out, base + at, b, t.name));
       return out;
     }
-    if (length % 2 !== 0) throw new Error(`${t.source.name}: tensor "${name}": odd length ${length} is not supported for ${dtype}`);
-    const raw = this.buffers.storage(`${name} (raw)`, t.byteLength);
-    await streamTensor(t, (bytes, at) => this.write(raw, at, bytes, name));
-    await this.queued(widen(this.kernels, this.recorder, name, dtype, raw, out, length / 2), length * 4, raw);
+    // Uploaded in whole 32-bit words and widened in pairs of elements.
+    const odd = tensors.find(({ t }) => t.shape[0] % 2 !== 0);
+    if (odd) throw new Error(`${odd.t.source.name}: tensor "${odd.t.name}": odd length ${odd.t.shape[0]} is not supported for ${dtype}`);
+    const raw = this.buffers.storage(`${label} (raw)`, bytes);
+    for (const { t, base } of tensors) await streamTensor(t, (b, at) => this.write(raw, base + at, b, t.name));
+    await this.queued(widen(this.kernels, this.recorder, label, dtype, raw, out, length / 2), length * 4, raw);
     return out;
   }
 }
@@ -199,23 +234,35 @@ export class RandomWeights extends GpuWeights implements WeightSource {
     super(kernels, buffers, maxBindingBytes);
   }
 
-  async matrix(name: string, rows: number, cols: number): Promise<GpuMatrix> {
-    const m = this.allocateMatrix(name, "BF16", rows, cols);
+  async matrix(label: string, parts: StackPart[], cols: number): Promise<GpuMatrix> {
+    const m = this.allocateMatrix(label, "BF16", parts.reduce((n, p) => n + p.size, 0), cols);
     const range = randomMatrixRange(cols);
     for (const part of m.parts) {
       const rowMajor = this.staging(m, part);
-      const words = (part.rows * cols) / 2;
-      const fill = { words, offset: (part.row0 * cols) / 2, seed: nameSeed(name, this.seed), ...range, f32: false };
-      await this.queued(randomFill(this.kernels, this.recorder, name, rowMajor, fill), words * 4);
+      // Each tensor's rows in this part get that tensor's own values, as if it were alone.
+      let tensorRow0 = 0;
+      for (const t of parts) {
+        const from = Math.max(part.row0, tensorRow0), to = Math.min(part.row0 + part.rows, tensorRow0 + t.size);
+        if (from < to) {
+          const words = ((to - from) * cols) / 2;
+          const fill = { words, offset: ((from - tensorRow0) * cols) / 2, dst: ((from - part.row0) * cols) / 2, seed: nameSeed(t.name, this.seed), ...range, f32: false };
+          await this.queued(randomFill(this.kernels, this.recorder, t.name, rowMajor, fill), words * 4);
+        }
+        tensorRow0 += t.size;
+      }
       await this.relayoutPart(m, part, rowMajor);
     }
     return m;
   }
 
-  async vector(name: string, length: number): Promise<GPUBuffer> {
-    const out = this.buffers.storage(name, length * 4);
-    const fill = { words: length, offset: 0, seed: nameSeed(name, this.seed), ...randomVectorRange(name), f32: true };
-    await this.queued(randomFill(this.kernels, this.recorder, name, out, fill), length * 4);
+  async vector(label: string, parts: StackPart[]): Promise<GPUBuffer> {
+    const out = this.buffers.storage(label, parts.reduce((n, p) => n + p.size, 0) * 4);
+    let dst = 0;
+    for (const t of parts) {
+      const fill = { words: t.size, offset: 0, dst, seed: nameSeed(t.name, this.seed), ...randomVectorRange(t.name), f32: true };
+      await this.queued(randomFill(this.kernels, this.recorder, t.name, out, fill), t.size * 4);
+      dst += t.size;
+    }
     return out;
   }
 }

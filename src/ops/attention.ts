@@ -10,7 +10,7 @@ import { DECODE_MAX_ROWS, type VariantInfo } from "./variant.ts";
 export interface AttentionContext {
   kernels: Kernels;
   label: string;
-  b: Omit<AttentionBuffers, "k" | "v">;
+  b: Omit<AttentionBuffers, "qkv">;
   out: GPUBuffer;
   dims: AttentionDims;
   /** The most tokens a step holds, and the longest context a token can have (for scratch buffers). */
@@ -31,7 +31,7 @@ export class Attention implements StepOp {
   readonly family = "attention";
   private readonly impls: StepOp[];
 
-  constructor(kernels: Kernels, name: string, b: Omit<AttentionBuffers, "k" | "v">, out: GPUBuffer, private readonly d: AttentionDims,
+  constructor(kernels: Kernels, name: string, b: Omit<AttentionBuffers, "qkv">, out: GPUBuffer, private readonly d: AttentionDims,
     variants: { decode: AttentionVariant; prefill: AttentionVariant }, limits: { maxTokens: number; maxKeys: number }) {
     check(d.nHeads % d.nKv === 0, `num_attention_heads ${d.nHeads} is not a multiple of num_key_value_heads ${d.nKv}`);
     for (const v of [variants.decode, variants.prefill]) {

@@ -1,5 +1,5 @@
-// Rotary position embedding on q (in place) and k, and the KV-cache write of k and v, each token at its own
-// (slot, position) from the model's token table.
+// Rotary position embedding on q and k out of the stacked q/k/v projection, and the KV-cache write of k and v, each
+// token at its own (slot, position) from the model's token table.
 import { defineKernel, type Kernels } from "../gpu/kernel.ts";
 import type { Recorder } from "../gpu/recorder.ts";
 import { SingleKernelOp, type Cost, type Step } from "./op.ts";
@@ -8,7 +8,7 @@ export const ROPE_KV = defineKernel({
   name: "rope_kv",
   shader: "rope_kv",
   workgroupSize: 64,
-  bindings: { tokens: "read", q: "read_write", k: "read", v: "read", rope: "read", k_cache: "read_write", v_cache: "read_write" },
+  bindings: { tokens: "read", qkv: "read", rope: "read", q: "read_write", k_cache: "read_write", v_cache: "read_write" },
   uniforms: { T: "u32", n_heads: "u32", n_kv: "u32", D: "u32", slot_len: "u32" },
 });
 
@@ -18,12 +18,11 @@ export interface AttentionDims {
   headDim: number;
 }
 
-/** The buffers of one layer's attention: the token table, q/k/v, and the layer's KV cache. */
+/** The buffers of one layer's attention: the token table, the stacked q/k/v projection, q rotated, and the layer's KV cache. */
 export interface AttentionBuffers {
   tokens: GPUBuffer;
+  qkv: GPUBuffer;
   q: GPUBuffer;
-  k: GPUBuffer;
-  v: GPUBuffer;
   kCache: GPUBuffer;
   vCache: GPUBuffer;
   /** Cache rows per sequence slot (the model's maxSeqLen). */
@@ -32,7 +31,7 @@ export interface AttentionBuffers {
 
 export class RopeKv extends SingleKernelOp<typeof ROPE_KV> {
   constructor(kernels: Kernels, name: string, b: AttentionBuffers, rope: GPUBuffer, private readonly d: AttentionDims) {
-    super(kernels, `rope+kv ${name}`, "rope_kv", ROPE_KV, { tokens: b.tokens, q: b.q, k: b.k, v: b.v, rope, k_cache: b.kCache, v_cache: b.vCache });
+    super(kernels, `rope+kv ${name}`, "rope_kv", ROPE_KV, { tokens: b.tokens, qkv: b.qkv, rope, q: b.q, k_cache: b.kCache, v_cache: b.vCache });
     this.call.uniforms.set({ n_heads: d.nHeads, n_kv: d.nKv, D: d.headDim, slot_len: b.slotLen });
   }
 
@@ -43,6 +42,7 @@ export class RopeKv extends SingleKernelOp<typeof ROPE_KV> {
 
   cost(step: Step): Cost {
     const { nHeads, nKv, headDim } = this.d;
-    return { flops: 3 * step.T * (nHeads + nKv) * headDim, bytes: step.T * ((nHeads + nKv) * headDim * 12 + nKv * headDim * 8) };
+    // Reads q, k and v, writes q and the cache's k and v (the rope table rows are small beside them).
+    return { flops: 3 * step.T * (nHeads + nKv) * headDim, bytes: step.T * (nHeads + 2 * nKv) * headDim * 8 };
   }
 }

@@ -1,4 +1,4 @@
-// The SwiGLU activation of the Qwen2 MLP, in place: gate = silu(gate) * up.
+// The SwiGLU activation of the Qwen2 MLP: out = silu(gate) * up, over the stacked gate/up projection's output.
 import { defineKernel, type Kernels } from "../gpu/kernel.ts";
 import { grid, type Recorder } from "../gpu/recorder.ts";
 import { SingleKernelOp, type Cost, type Step } from "./op.ts";
@@ -7,14 +7,15 @@ export const SWIGLU = defineKernel({
   name: "swiglu",
   shader: "swiglu",
   workgroupSize: 64,
-  bindings: { gate: "read_write", up: "read" },
-  uniforms: { n: "u32" },
+  bindings: { gate_up: "read", out: "read_write" },
+  uniforms: { n: "u32", width: "u32" },
 });
 
 export class SwiGlu extends SingleKernelOp<typeof SWIGLU> {
-  /** `width` elements per row (the intermediate size). */
-  constructor(kernels: Kernels, gate: GPUBuffer, up: GPUBuffer, private readonly width: number) {
-    super(kernels, "swiglu", "swiglu", SWIGLU, { gate, up });
+  /** `width` outputs per row (the intermediate size); gate_up holds 2 width per row. */
+  constructor(kernels: Kernels, gateUp: GPUBuffer, out: GPUBuffer, private readonly width: number) {
+    super(kernels, "swiglu", "swiglu", SWIGLU, { gate_up: gateUp, out });
+    this.call.uniforms.set({ width });
   }
 
   encode(rec: Recorder, step: Step): void {

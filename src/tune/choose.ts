@@ -28,7 +28,7 @@ export async function chooseKernels(t: TuneTarget, opts: { kernels?: Partial<Ker
   if (!opts.tune) return { choice: { ...staticKernels(device, info), ...fixed } };
   const tune: ModelTuneOptions = opts.tune === true ? {} : opts.tune;
   const precision: Precision = tune.precision ?? "f32";
-  const dtype = t.weights.layers[0]?.self_attn.q_proj.weight.dtype ?? t.weights.embed_tokens.dtype;
+  const dtype = t.weights.layers[0]?.self_attn.qkv_proj.weight.dtype ?? t.weights.embed_tokens.dtype;
   const { hiddenSize, intermediateSize, numLayers, numHeads, numKvHeads, headDim, vocabSize, tieWordEmbeddings } = t.cfg;
   const key = tune.cache && await tuneKey({
     adapter: { vendor: info.vendor ?? "", architecture: info.architecture ?? "", description: info.description ?? "" },

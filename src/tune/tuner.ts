@@ -25,8 +25,8 @@ export interface TuneTarget {
   weights: Qwen2Weights;
   /** Activations sized for maxTokens rows, the token table, the gathered output rows, and each layer's KV cache. */
   buffers: {
-    tokens: GPUBuffer; x: GPUBuffer; h: GPUBuffer; q: GPUBuffer; k: GPUBuffer; v: GPUBuffer; attn: GPUBuffer;
-    gate: GPUBuffer; up: GPUBuffer; hOut: GPUBuffer; logits: GPUBuffer; kCaches: GPUBuffer[]; vCaches: GPUBuffer[];
+    tokens: GPUBuffer; x: GPUBuffer; h: GPUBuffer; qkv: GPUBuffer; q: GPUBuffer; attn: GPUBuffer;
+    gateUp: GPUBuffer; act: GPUBuffer; hOut: GPUBuffer; logits: GPUBuffer; kCaches: GPUBuffer[]; vCaches: GPUBuffer[];
   };
   maxBatch: number;
   maxSeqLen: number;
@@ -108,9 +108,8 @@ function plans(t: TuneTarget): SlotPlan[] {
   const projections = (l: number): [GpuMatrix, GPUBuffer, GPUBuffer, GPUBuffer | undefined][] => {
     const { self_attn: a, mlp } = w.layers[l];
     return [
-      [a.q_proj.weight, b.h, b.q, a.q_proj.bias], [a.k_proj.weight, b.h, b.k, a.k_proj.bias], [a.v_proj.weight, b.h, b.v, a.v_proj.bias],
-      [a.o_proj.weight, b.attn, b.x, undefined], [mlp.gate_proj.weight, b.h, b.gate, undefined], [mlp.up_proj.weight, b.h, b.up, undefined],
-      [mlp.down_proj.weight, b.gate, b.x, undefined],
+      [a.qkv_proj.weight, b.h, b.qkv, a.qkv_proj.bias], [a.o_proj.weight, b.attn, b.x, undefined],
+      [mlp.gate_up_proj.weight, b.h, b.gateUp, undefined], [mlp.down_proj.weight, b.act, b.x, undefined],
     ];
   };
   const linearPlan = (slot: OpSlot, rows: number): SlotPlan => {
@@ -126,9 +125,9 @@ function plans(t: TuneTarget): SlotPlan[] {
       // The widest projection of layer 0 (the MLP's), or the LM head at decode: the longest sums and the most rows.
       checked: (v, out) => withHead
         ? new Linear(kernels, b.hOut, w.lm_head, out, { variants: variants(v), perOutput: true })
-        : new Linear(kernels, b.gate, w.layers[0].mlp.down_proj.weight, out, { variants: variants(v) }),
+        : new Linear(kernels, b.act, w.layers[0].mlp.down_proj.weight, out, { variants: variants(v) }),
       checkFloats: rows * (withHead ? cfg.vocabSize : H),
-      fill: () => (withHead ? fillRandom(b.hOut, rows * H) : fillRandom(b.gate, rows * I)),
+      fill: () => (withHead ? fillRandom(b.hOut, rows * H) : fillRandom(b.act, rows * I)),
     };
   };
   const attentionPlan = (slot: OpSlot, rows: number, keys: number): SlotPlan => {
