@@ -1,11 +1,14 @@
 // The chat, embed and tokenize commands run as a user runs them (node bin/r3gpu.js ...), checked against the golden
-// files and against the library run in this process; and the model card example against its documented output.
+// files and against the library run in this process; help and usage errors; and the model card example against its
+// documented output.
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { mkdtemp, readFile, rm, symlink } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, test } from "node:test";
+import { helpText } from "../src/cli/args.ts";
+import { COMMANDS } from "../src/cli/commands.ts";
 import { nodeGpu } from "../src/gpu/node.ts";
 import { nodeModelDir } from "../src/io/node.ts";
 import { SearchR3 } from "../src/search/searchr3.ts";
@@ -104,6 +107,7 @@ describe("chat", () => {
     const oneShot = await r3gpu(["chat", tinyDir, "--max-tokens", "4", "--context", "40", "--prompt", long]);
     assert.equal(oneShot.code, 1);
   });
+
 });
 
 describe("embed", () => {
@@ -145,6 +149,51 @@ describe("embed", () => {
   });
 });
 
+describe("help, version, usage errors and model folders", () => {
+  test("CMD --help prints that command's help (every flag it reads, an example) on stdout and exits 0; so does -h", async () => {
+    for (const { spec } of COMMANDS) {
+      const run = await r3gpu([spec.name, "--help"]);
+      assert.equal(run.code, 0, `${spec.name}: ${run.stderr}`);
+      assert.equal(run.stdout, helpText(spec), spec.name);
+      assert.equal(run.stderr, "", spec.name);
+    }
+    const short = await r3gpu(["eval", tinyDir, "-h"]);
+    assert.equal(short.code, 0);
+    assert.match(short.stdout, /^usage: r3gpu eval MODEL_DIR --beir DIR \[flags\]$/m);
+    assert.match(short.stdout, /^  --max-new-tokens N /m);
+    assert.match(short.stdout, /^  npx r3gpu eval models\/tiny-qwen2 --beir /m);
+    const help = await r3gpu(["help", "chat"]);
+    assert.equal(help.stdout, helpText(COMMANDS.find((c) => c.spec.name === "chat")!.spec));
+  });
+
+  test("--version prints the package's version; no command prints the commands; a misspelt one is named", async () => {
+    const pkg = JSON.parse(await readFile(join(repoRoot, "package.json"), "utf8"));
+    assert.deepEqual(await r3gpu(["--version"]), { code: 0, stdout: `r3gpu ${pkg.version}\n`, stderr: "" });
+    const none = await r3gpu([]);
+    assert.equal(none.code, 2);
+    for (const { spec } of COMMANDS) assert.ok(none.stderr.includes(`  ${spec.name} `) && none.stderr.includes(spec.summary), spec.name);
+    const typo = await r3gpu(["embd", tinyDir]);
+    assert.equal(typo.code, 2);
+    assert.match(typo.stderr, /^r3gpu: unknown command "embd"; did you mean embed\?\n/);
+  });
+
+  test("a model folder that does not exist, is a file or has no config.json is named as just that (exit 1)", async (t) => {
+    const empty = await mkdtemp(join(tmpdir(), "r3gpu-cli-"));
+    t.after(() => rm(empty, { recursive: true, force: true }));
+    for (const [dir, problem] of [["no/such/dir", "no such folder"], ["README.md", "not a folder"],
+      [empty, "no config.json in this folder, so it is not a Hugging Face model folder"]]) {
+      const run = await r3gpu(["embed", dir, "--doc", "hi"]);
+      assert.deepEqual(run, { code: 1, stdout: "", stderr: `r3gpu embed: MODEL_DIR ${dir}: ${problem}\n` });
+    }
+  });
+
+  test("a negative number where a value is valid is a value, not a flag: a question of \"-1\"", async () => {
+    const run = await r3gpu(["search", tinyDir, "--db", join(tmpdir(), "r3gpu-no-such-db"), "-1"]);
+    assert.equal(run.code, 1);
+    assert.match(run.stderr, /r3gpu-no-such-db: no index here/);
+  });
+});
+
 describe("tokenize", () => {
   const lines = (texts: string[]) => texts.map((text) => JSON.stringify({ text }) + "\n").join("");
   const parse = (stdout: string) => stdout.split("\n").filter((l) => l !== "").map((l) => JSON.parse(l));
@@ -175,29 +224,45 @@ describe("tokenize", () => {
   });
 });
 
-describe("usage errors exit 2 with the usage text", () => {
+describe("usage errors exit 2 with the command's usage", () => {
   const cases: [string[], RegExp][] = [
-    [["chat"], /chat takes MODEL_DIR/],
-    [["chat", tinyDir, "--bogus"], /Unknown option '--bogus'/],
+    [["chat"], /missing MODEL_DIR/],
+    [["chat", tinyDir, "--bogus"], /--bogus: unknown flag/],
     [["chat", tinyDir, "--temperature=-1"], /--temperature must be a number >= 0/],
     [["chat", tinyDir, "--top-p", "1.5"], /--top-p must be a number in \(0, 1\]/],
     [["chat", tinyDir, "--max-tokens", "0"], /--max-tokens must be an integer >= 1/],
     [["chat", tinyDir, "--prompt", " "], /--prompt is empty/],
-    [["embed", tinyDir], /embed takes MODEL_DIR and either --query/],
-    [["embed", tinyDir, "--query", "q", "--doc", "d"], /embed takes MODEL_DIR and either --query/],
-    [["embed", tinyDir, "--doc", "d", "--no-reasoning"], /--no-reasoning applies to --query only/],
+    [["embed", tinyDir], /give --query or --doc/],
+    [["embed", tinyDir, "--query", "q", "--doc", "d"], /--doc: does not apply with --query; give --query or --doc/],
+    [["embed", tinyDir, "--doc", "d", "--no-reasoning"], /--no-reasoning: applies only with --query/],
     [["embed", tinyDir, "--doc", "d", "--max-length", "x"], /--max-length must be an integer >= 2/],
-    [["tokenize"], /tokenize takes MODEL_DIR/],
-    [["download"], /download takes REPO_ID/],
+    [["tokenize"], /missing MODEL_DIR/],
+    [["download"], /missing REPO_ID/],
     [["download", "not a/repo id"], /is not a repository id/],
+    [["chat", tinyDir, "--promt", "hi"], /--promt: unknown flag; did you mean --prompt\?$/],
+    [["chat", tinyDir, "--temperature", "-1"], /--temperature must be a number >= 0, got "-1"$/],
+    [["chat", tinyDir, "--seed", "-5"], /--seed must be an integer from 0 to 4294967295, got "-5"$/],
+    [["chat", tinyDir, "--system", "--prompt", "hi"], /--system: needs a value \(TEXT\); for one that starts with "-", write --system=--prompt$/],
+    [["embed", tinyDir, "--doc", "a", "--doc", "b"], /--doc: given twice; it takes one value$/],
+    [["embed", tinyDir, "--doc", "d", "--max-new-tokens", "4"], /--max-new-tokens: applies only with --query$/],
+    [["search", tinyDir, "--db", "db", "q", "--no-reasoning", "--max-new-tokens", "4"], /--max-new-tokens: does not apply with --no-reasoning$/],
+    [["dump", tinyDir, "--ids", "1", "--new-tokens", ""], /--new-tokens must be an integer >= 0, got ""$/],
+    [["dump", tinyDir, "--ids", "1", "--new-tokens", "0x10"], /--new-tokens must be an integer >= 0, got "0x10"$/],
+    [["dump", tinyDir, "--ids", "1", "--new-tokens", "1e2"], /--new-tokens must be an integer >= 0, got "1e2"$/],
+    [["eval", tinyDir, "--bier", "x"], /--bier: unknown flag; did you mean --beir\?$/],
   ];
   for (const [args, message] of cases) {
     test(args.join(" ").replace(tinyDir, "MODEL_DIR"), async () => {
       const run = await r3gpu(args);
       assert.equal(run.code, 2, run.stderr);
       assert.match(run.stderr, new RegExp(`^r3gpu ${args[0]}: .*${message.source}`, "m"));
-      assert.match(run.stderr, /usage: r3gpu <command>/);
+      assert.match(run.stderr, new RegExp(`^usage: r3gpu ${args[0]} `, "m"));
       assert.equal(run.stdout, "");
+      // One line naming the problem, then the command's usage (not the program's).
+      const [line, blank, usage] = run.stderr.split("\n");
+      assert.match(line, new RegExp(`^r3gpu ${args[0]}: .*${message.source}`));
+      assert.deepEqual([blank, usage.startsWith(`usage: r3gpu ${args[0]} `)], ["", true]);
+      assert.doesNotMatch(run.stderr, /^commands:$/m);
     });
   }
 });

@@ -6,32 +6,16 @@ import { nodeModelDir } from "../io/node.ts";
 import type { ChatMessage } from "../text/chat.ts";
 import { Engine } from "../text/engine.ts";
 import type { GenerateOptions } from "../text/generate.ts";
-import { UsageError, integerFlag, numberFlag, parseCommand } from "./args.ts";
+import type { ChatArgs } from "./commands.ts";
 import { withLoadProgress } from "./progress.ts";
-
-const SAMPLING_OPTIONS = {
-  temperature: { type: "string" },
-  "top-k": { type: "string" },
-  "top-p": { type: "string" },
-  "repetition-penalty": { type: "string" },
-  seed: { type: "string" },
-  "max-tokens": { type: "string" },
-} as const;
-
-type SamplingValues = { [K in keyof typeof SAMPLING_OPTIONS]?: string };
 
 /**
  * The generation options the sampling flags ask for. `--temperature 0` is greedy and a positive one samples; so do
  * `--top-k`, `--top-p` and `--seed` alone, which would mean nothing otherwise. Without any of them the model's
  * generation_config.json decides.
  */
-function samplingOptions(values: SamplingValues): GenerateOptions {
-  const temperature = numberFlag(values.temperature, "--temperature", "a number >= 0", (n) => n >= 0);
-  const topK = integerFlag(values["top-k"], "--top-k", 0);
-  const topP = numberFlag(values["top-p"], "--top-p", "a number in (0, 1]", (n) => n > 0 && n <= 1);
-  const repetitionPenalty = numberFlag(values["repetition-penalty"], "--repetition-penalty", "a number > 0", (n) => n > 0);
-  const seed = integerFlag(values.seed, "--seed", 0);
-  const maxNewTokens = integerFlag(values["max-tokens"], "--max-tokens", 1);
+function samplingOptions(flags: ChatArgs["flags"]): GenerateOptions {
+  const { temperature, "top-k": topK, "top-p": topP, "repetition-penalty": repetitionPenalty, seed, "max-tokens": maxNewTokens } = flags;
   let doSample: boolean | undefined;
   if (temperature !== undefined) doSample = temperature > 0;
   else if (topK !== undefined || topP !== undefined || seed !== undefined) doSample = true;
@@ -40,21 +24,15 @@ function samplingOptions(values: SamplingValues): GenerateOptions {
   return Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined));
 }
 
-export async function chat(args: string[]): Promise<number> {
-  const { positionals, values } = parseCommand(args, {
-    prompt: { type: "string" }, system: { type: "string" }, context: { type: "string", default: "4096" }, ...SAMPLING_OPTIONS,
-  }, 1, "chat takes MODEL_DIR");
-  const context = integerFlag(values.context, "--context", 2)!;
-  const sampling = samplingOptions(values);
-  if (values.prompt !== undefined && values.prompt.trim() === "") throw new UsageError("--prompt is empty");
-
+export async function chat({ positionals, flags }: ChatArgs): Promise<number> {
   const { device } = await nodeGpu();
-  const engine = await withLoadProgress((onProgress) => Engine.load(device, nodeModelDir(positionals[0]), { maxSeqLen: context, onProgress }));
-  if (!engine.chatTemplate) throw new Error(`${positionals[0]}: the tokenizer has no chat template, which chat needs`);
-  const conversation = new Conversation(engine, values.system, sampling);
+  const engine = await withLoadProgress((onProgress) =>
+    Engine.load(device, nodeModelDir(positionals.MODEL_DIR), { maxSeqLen: flags.context, onProgress }));
+  if (!engine.chatTemplate) throw new Error(`${positionals.MODEL_DIR}: the tokenizer has no chat template, which chat needs`);
+  const conversation = new Conversation(engine, flags.system, samplingOptions(flags));
 
-  if (values.prompt !== undefined) {
-    await conversation.reply(values.prompt);
+  if (flags.prompt !== undefined) {
+    await conversation.reply(flags.prompt);
     return 0;
   }
   const interactive = Boolean(process.stdin.isTTY);
