@@ -1,6 +1,6 @@
-// The command-line parser (src/cli/args.ts) on the real command declarations and on small ones of its own, and the
-// README's command tables and examples against the declarations. In-process and without a GPU; test/cli.test.ts runs
-// the binary.
+// The command-line parser (src/cli/args.ts) on the real command declarations and on small ones of its own, the
+// launcher's Dawn-warning filter, and the README's command tables and examples against the declarations. In-process
+// and without a GPU; test/cli.test.ts runs the binary.
 import assert from "node:assert/strict";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -11,6 +11,7 @@ import {
   wantsHelp, type CommandSpec,
 } from "../src/cli/args.ts";
 import { CHAT, COMMANDS, DUMP, EMBED, EXPORT_GGUF, SEARCH } from "../src/cli/commands.ts";
+import { DawnWarningFilter } from "../src/cli/launch.ts";
 import { embeddedModelDir, repoRoot } from "./shared-paths.ts";
 
 const tiny = embeddedModelDir();
@@ -199,5 +200,33 @@ describe("README", async () => {
     const options = /^Options: [\s\S]*?\n\n/m.exec(readme);
     assert.ok(options);
     for (const [flag] of options[0].matchAll(/--[a-z][a-z-]*/g)) assert.ok(flag.slice(2) in command("serve")!.flags, flag);
+  });
+});
+
+describe("the launcher's filter of Dawn's limit warnings", () => {
+  const WARNINGS = [
+    "Warning: maxDynamicUniformBuffersPerPipelineLayout artificially reduced from 1000000 to 16 to fit dynamic offset allocation limit.\n",
+    "Warning: maxDynamicStorageBuffersPerPipelineLayout artificially reduced from 1000000 to 16 to fit dynamic offset allocation limit.\n",
+  ];
+  const through = (chunks: string[]) => {
+    const f = new DawnWarningFilter();
+    const out = chunks.map((c) => f.push(c));
+    return { out, all: out.join("") + f.end() };
+  };
+
+  test("drops exactly the two lines, however the pipe splits them, and passes everything else", () => {
+    const text = `${WARNINGS[0]}loading...\n${WARNINGS[1]}Warning: something else\nWarning: maxDynamicUniformBuffersPerPipelineLayout was fine\nr3gpu: done\n`;
+    const want = "loading...\nWarning: something else\nWarning: maxDynamicUniformBuffersPerPipelineLayout was fine\nr3gpu: done\n";
+    assert.equal(through([text]).all, want);
+    for (const size of [1, 2, 7, 19, 64]) {
+      const chunks = text.match(new RegExp(`[\\s\\S]{1,${size}}`, "g"))!;
+      assert.equal(through(chunks).all, want, `chunks of ${size}`);
+    }
+  });
+
+  test("a line that cannot be a warning passes at once, unbuffered (progress bars redraw with \\r, without \\n)", () => {
+    const { out } = through(["\rloading [##....]", " 10%", "\rloading [####..] 50%", "\n", "War", "ning: maxDyn", "amic? no\n"]);
+    assert.deepEqual(out, ["\rloading [##....]", " 10%", "\rloading [####..] 50%", "\n", "", "", "Warning: maxDynamic? no\n"]);
+    assert.equal(through(["Warning: maxDynamic unfinished"]).all, "Warning: maxDynamic unfinished", "an unended line is kept");
   });
 });

@@ -1,12 +1,14 @@
 // The chat, embed and tokenize commands run as a user runs them (node bin/r3gpu.js ...), checked against the golden
-// files and against the library run in this process; help and usage errors; and the model card example against its
-// documented output.
+// files and against the library run in this process; help, usage errors and the launcher's handling of stderr and
+// signals (with pipes, and on a terminal made by script(1)); and the model card example against its documented output.
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
 import { mkdtemp, readFile, rm, symlink } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, test } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
 import { helpText } from "../src/cli/args.ts";
 import { COMMANDS } from "../src/cli/commands.ts";
 import { nodeGpu } from "../src/gpu/node.ts";
@@ -42,6 +44,24 @@ function r3gpu(args: string[], input = ""): Promise<Run> {
     child.on("error", fail);
     child.on("close", (code) => done({ code, stdout, stderr }));
   });
+}
+
+/** A running CLI whose output is collected as it comes, for tests that act on it while it runs. */
+function start(args: string[]): { child: ChildProcess; out: { stdout: string; stderr: string }; closed: Promise<[number | null, string | null]> } {
+  const child = spawn(process.execPath, [cli, ...args], { cwd: repoRoot, stdio: ["pipe", "pipe", "pipe"] });
+  const out = { stdout: "", stderr: "" };
+  child.stdout!.setEncoding("utf8").on("data", (s) => (out.stdout += s));
+  child.stderr!.setEncoding("utf8").on("data", (s) => (out.stderr += s));
+  const closed = new Promise<[number | null, string | null]>((done) => child.on("close", (code, signal) => done([code, signal])));
+  return { child, out, closed };
+}
+
+/** Waits for `condition`, failing with `what` after a minute. */
+async function until(condition: () => boolean, what: string): Promise<void> {
+  for (const deadline = Date.now() + 60_000; !condition();) {
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
+    await sleep(20);
+  }
 }
 
 /** Max abs error within 1e-4 x max|ref| (shared/golden/README.md). */
@@ -121,6 +141,7 @@ describe("embed", () => {
     assertClose(out.embedding, doc.hidden_normalized, "document 0");
     assert.deepEqual(Object.keys(out.timings), ["load_s", "embed_s"]);
     for (const v of Object.values(out.timings)) assert.ok(typeof v === "number" && v >= 0);
+    assert.equal(run.stderr, "", "no Dawn limit warnings: the launcher drops them, and there is nothing else to say");
   });
 
   test("--query --no-reasoning is the teacher-forced query embedding, reasoning null", async () => {
@@ -191,6 +212,35 @@ describe("help, version, usage errors and model folders", () => {
     const run = await r3gpu(["search", tinyDir, "--db", join(tmpdir(), "r3gpu-no-such-db"), "-1"]);
     assert.equal(run.code, 1);
     assert.match(run.stderr, /r3gpu-no-such-db: no index here/);
+  });
+});
+
+describe("the launcher (bin/r3gpu.js runs the command in a child whose stderr it filters)", () => {
+  /** The pid of the launcher's child, the command itself (0 before it is started). */
+  const childOf = (pid: number) => Number(readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim());
+  /** Whether a process runs (an exited one may linger as a zombie until it is reaped). */
+  const running = (pid: number) => existsSync(`/proc/${pid}`) && !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
+
+  test("a signal sent to the launcher alone reaches the command; the launcher dies of what the command died of", async () => {
+    const { child, out, closed } = start(["chat", tinyDir]);
+    await until(() => childOf(child.pid!) > 0, "the command to start");
+    const command = childOf(child.pid!);
+    // A second leaves the launcher long past setting up its handlers, and chat, waiting for stdin, does not handle
+    // SIGHUP: it ends of it.
+    await sleep(1000);
+    child.kill("SIGHUP");
+    assert.deepEqual(await closed, [null, "SIGHUP"]);
+    assert.equal(running(command), false);
+    assert.equal(out.stderr, "");
+  });
+
+  test("a launcher killed with SIGKILL, which it cannot pass on, takes the command with it", async () => {
+    const { child, closed } = start(["chat", tinyDir]);
+    await until(() => childOf(child.pid!) > 0, "the command to start");
+    const command = childOf(child.pid!);
+    child.kill("SIGKILL");
+    assert.deepEqual(await closed, [null, "SIGKILL"]);
+    await until(() => !running(command), `the command (pid ${command}) to exit`);
   });
 });
 

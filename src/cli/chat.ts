@@ -8,6 +8,7 @@ import { Engine } from "../text/engine.ts";
 import type { GenerateOptions } from "../text/generate.ts";
 import type { ChatArgs } from "./commands.ts";
 import { withLoadProgress } from "./progress.ts";
+import { stderrIsTTY } from "./terminal.ts";
 
 /**
  * The generation options the sampling flags ask for. `--temperature 0` is greedy and a positive one samples; so do
@@ -82,7 +83,7 @@ class Conversation {
     process.stdout.write("\n");
     const result = next.value;
     this.messages.push({ role: "assistant", content: result.text });
-    if (process.stderr.isTTY) {
+    if (stderrIsTTY()) {
       console.error(`(${result.ids.length} tokens, ${result.decodeTokPerS.toFixed(1)} tok/s, ${result.stopReason})`);
     }
   }

@@ -7,6 +7,7 @@ import { nodeModelDir } from "../io/node.ts";
 import { Qwen2Model, type LoadOptions } from "../model/qwen2.ts";
 import type { CheckArgs, DumpArgs } from "./commands.ts";
 import { withLoadProgress } from "./progress.ts";
+import { stderrIsTTY } from "./terminal.ts";
 
 async function loadModel(dirPath: string, opts: LoadOptions = {}) {
   const { device, info } = await nodeGpu();
@@ -22,7 +23,7 @@ export async function check({ positionals }: CheckArgs): Promise<number> {
   const { model, info } = await loadModel(positionals.MODEL_DIR, { maxSeqLen: longest });
   console.log(`model ${dir.name} on ${info.description || info.vendor || "WebGPU adapter"}`);
   const report = await runGoldenCheck(model, dir, {
-    onSequence: (i, len) => process.stderr.isTTY && process.stderr.write(`sequence ${i} (${len} tokens)...\r`),
+    onSequence: (i, len) => stderrIsTTY() && process.stderr.write(`sequence ${i} (${len} tokens)...\r`),
   });
   printReport(report);
   return report.ok ? 0 : 1;

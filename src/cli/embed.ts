@@ -4,6 +4,7 @@ import { nodeModelDir } from "../io/node.ts";
 import { SearchR3 } from "../search/searchr3.ts";
 import type { EmbedArgs } from "./commands.ts";
 import { withLoadProgress } from "./progress.ts";
+import { stderrIsTTY } from "./terminal.ts";
 
 export async function embed({ positionals, flags }: EmbedArgs): Promise<number> {
   const { query, doc, "max-length": maxLength, "max-new-tokens": maxNewTokens } = flags;
@@ -22,9 +23,9 @@ export async function embed({ positionals, flags }: EmbedArgs): Promise<number> 
     t = performance.now();
     // stdout carries only the JSON; a person at a terminal watches the reasoning on stderr.
     const [r] = await r3.generate([text], {
-      maxNewTokens, onText: (chunk) => process.stderr.isTTY && process.stderr.write(chunk),
+      maxNewTokens, onText: (chunk) => stderrIsTTY() && process.stderr.write(chunk),
     });
-    if (process.stderr.isTTY) process.stderr.write("\n");
+    if (stderrIsTTY()) process.stderr.write("\n");
     embedText = r.text;
     thought = r.reasoning;
     timings.reasoning_s = seconds(t);
