@@ -12,6 +12,7 @@ import {
 } from "../src/cli/args.ts";
 import { CHAT, COMMANDS, DUMP, EMBED, EXPORT_GGUF, SEARCH } from "../src/cli/commands.ts";
 import { DawnWarningFilter } from "../src/cli/launch.ts";
+import { DEFAULT_REASONING_TOKENS } from "../src/search/searchr3.ts";
 import { embeddedModelDir, repoRoot } from "./shared-paths.ts";
 
 const tiny = embeddedModelDir();
@@ -110,7 +111,9 @@ describe("the commands' declarations", () => {
     refuses(EMBED, [tiny, "--doc", "d", "--max-new-tokens", "4"], "--max-new-tokens: applies only with --query");
     refuses(EMBED, [tiny, "--doc", "d", "--no-reasoning"], "--no-reasoning: applies only with --query");
     refuses(EMBED, [tiny, "--query", "q", "--no-reasoning", "--max-new-tokens", "4"], "--max-new-tokens: does not apply with --no-reasoning");
-    assert.equal(parseArgs(EMBED, [tiny, "--query", "q"]).flags["max-length"], 1024);
+    const { flags } = parseArgs(EMBED, [tiny, "--query", "q"]);
+    assert.equal(flags["max-new-tokens"], DEFAULT_REASONING_TOKENS, "the CLI's default cap is the library's");
+    assert.equal(flags["max-length"], 1024);
   });
 
   test("a flag that replaces an argument (--shape for MODEL_DIR), required flags, lists of ids", () => {
@@ -141,6 +144,7 @@ describe("the commands' declarations", () => {
     }
     const evalHelp = helpText(COMMANDS.find((c) => c.spec.name === "eval")!.spec);
     assert.match(evalHelp, /--max-new-tokens N +the most tokens the model writes while reasoning/);
+    assert.match(evalHelp, new RegExp(`default ${DEFAULT_REASONING_TOKENS}; not with --no-reasoning`));
   });
 
   test("every example in the help parses", () => {

@@ -13,7 +13,7 @@ import { helpText } from "../src/cli/args.ts";
 import { COMMANDS } from "../src/cli/commands.ts";
 import { nodeGpu } from "../src/gpu/node.ts";
 import { nodeModelDir } from "../src/io/node.ts";
-import { SearchR3 } from "../src/search/searchr3.ts";
+import { DEFAULT_REASONING_TOKENS, SearchR3 } from "../src/search/searchr3.ts";
 import type { ChatMessage } from "../src/text/chat.ts";
 import { Engine } from "../src/text/engine.ts";
 import type { GenerateOptions } from "../src/text/generate.ts";
@@ -63,6 +63,8 @@ async function until(condition: () => boolean, what: string): Promise<void> {
     await sleep(20);
   }
 }
+
+const QUERY_KEYS = ["text", "reasoning", "emitted_embed_token", "stop_reason", "truncated", "embedding", "timings"];
 
 /** Max abs error within 1e-4 x max|ref| (shared/golden/README.md). */
 function assertClose(got: ArrayLike<number>, want: ArrayLike<number>, what: string): void {
@@ -136,8 +138,9 @@ describe("embed", () => {
     const run = await r3gpu(["embed", tinyDir, "--doc", doc.input]);
     assert.equal(run.code, 0, run.stderr);
     const out = JSON.parse(run.stdout);
-    assert.deepEqual(Object.keys(out), ["text", "embedding", "timings"]);
+    assert.deepEqual(Object.keys(out), ["text", "truncated", "embedding", "timings"]);
     assert.equal(out.text, doc.input);
+    assert.equal(out.truncated, false);
     assertClose(out.embedding, doc.hidden_normalized, "document 0");
     assert.deepEqual(Object.keys(out.timings), ["load_s", "embed_s"]);
     for (const v of Object.values(out.timings)) assert.ok(typeof v === "number" && v >= 0);
@@ -149,8 +152,9 @@ describe("embed", () => {
     const run = await r3gpu(["embed", tinyDir, "--query", query.input, "--no-reasoning"]);
     assert.equal(run.code, 0, run.stderr);
     const out = JSON.parse(run.stdout);
-    assert.deepEqual(Object.keys(out), ["text", "reasoning", "embedding", "timings"]);
+    assert.deepEqual(Object.keys(out), QUERY_KEYS);
     assert.equal(out.reasoning, null);
+    assert.deepEqual([out.emitted_embed_token, out.stop_reason, out.truncated], [null, null, false]);
     assertClose(out.embedding, query.hidden_normalized, "query 1");
   });
 
@@ -159,14 +163,41 @@ describe("embed", () => {
     const run = await r3gpu(["embed", tinyDir, "--query", query.input, "--max-new-tokens", "16"]);
     assert.equal(run.code, 0, run.stderr);
     const out = JSON.parse(run.stdout);
-    assert.deepEqual(Object.keys(out), ["text", "reasoning", "embedding", "timings"]);
+    assert.deepEqual(Object.keys(out), QUERY_KEYS);
     assert.equal(out.reasoning, query.greedy.text);
+    // The random model never writes <|embed_token|>: the suffix was appended after the 16 tokens, and nothing was cut.
+    assert.deepEqual([out.emitted_embed_token, out.stop_reason, out.truncated], [false, "length", false]);
     assert.deepEqual(Object.keys(out.timings), ["load_s", "reasoning_s", "reasoning_tokens", "embed_s"]);
     assert.equal(out.timings.reasoning_tokens, 16);
     const [want] = await r3.encode([query.prompt_text + query.greedy.text + r3.embedSuffix]);
     assertClose(out.embedding, want, "reasoned query 0");
     const norm = Math.hypot(...out.embedding);
     assert.ok(Math.abs(norm - 1) < 1e-5, `norm ${norm}`);
+  });
+});
+
+describe("embed: what the JSON says about a reasoned query", () => {
+  test("without --max-new-tokens the reasoning stops at the default cap, 256 tokens, and the suffix is appended", async () => {
+    const query = golden.queries[0];
+    const run = await r3gpu(["embed", tinyDir, "--query", query.input]);
+    assert.equal(run.code, 0, run.stderr);
+    assert.equal(run.stderr, "", "no warnings (Dawn's included): nothing was cut");
+    const out = JSON.parse(run.stdout);
+    assert.equal(DEFAULT_REASONING_TOKENS, 256);
+    assert.equal(out.timings.reasoning_tokens, 256);
+    assert.deepEqual([out.emitted_embed_token, out.stop_reason, out.truncated], [false, "length", false]);
+    assert.ok(out.reasoning.startsWith(query.greedy.text), "the golden 16 tokens, then more");
+  });
+
+  test("a query cut to fit --max-length says so, and what generate returns is never cut again", async () => {
+    const long = "word ".repeat(60).trim();
+    const run = await r3gpu(["embed", tinyDir, "--query", long, "--max-length", "48", "--max-new-tokens", "4"]);
+    assert.equal(run.code, 0, run.stderr);
+    const out = JSON.parse(run.stdout);
+    assert.deepEqual([out.emitted_embed_token, out.stop_reason, out.truncated], [false, "length", true]);
+    assert.match(run.stderr, /^warning: SearchR3: query 0 is \d+ tokens with its prompt, over the \d+ allowed \(maxLength 48\); cut the last \d+ of its 60 text tokens\n$/);
+    const doc = await r3gpu(["embed", tinyDir, "--doc", long, "--max-length", "48"]);
+    assert.equal(JSON.parse(doc.stdout).truncated, true);
   });
 });
 

@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { PEERS } from "../bench/peers.ts";
 import { GGUF_DTYPES } from "../llamacpp/export.ts";
 import { isQwen25Shape, QWEN25_SHAPES, type Qwen25Shape } from "../model/shapes.ts";
+import { DEFAULT_REASONING_TOKENS } from "../search/searchr3.ts";
 import {
   boolean, choice, defineCommand, integer, integerList, number, repeatable, required, text, UsageError, valueFlag,
   type Args, type ArgsOf, type CommandSpec,
@@ -27,8 +28,8 @@ const MAX_LENGTH = integer("the longest token sequence that an embedding reads, 
 const NO_REASONING = boolean("embed the query as it is, much faster than letting the model reason about it first");
 const MAX_NEW_TOKENS = integer(
   "the most tokens the model writes while reasoning about a query; where it stops without writing <|embed_token|>, " +
-  "\"The final embedding is: <|embed_token|>\" is appended",
-  { min: 0, defaultText: "until <|embed_token|> or --max-length" },
+  "\"The final embedding is: <|embed_token|>\" is appended, always within --max-length",
+  { min: 0, default: DEFAULT_REASONING_TOKENS },
 );
 const DB = text("the LanceDB index folder", { metavar: "DB_DIR" });
 
@@ -205,7 +206,9 @@ export const EMBED = defineCommand({
   name: "embed",
   summary: "print the Search-R3 embedding of a query or a document as one JSON line",
   notes: "A query is reasoned about first (streamed to stderr on a terminal) until the model writes <|embed_token|>. " +
-    "The JSON holds \"text\", \"reasoning\" (queries), \"embedding\" (L2-normalized) and \"timings\".",
+    "The JSON holds \"text\", \"reasoning\" (queries), \"emitted_embed_token\" (whether the model wrote " +
+    "<|embed_token|> itself), \"stop_reason\", \"truncated\" (whether any text was cut to fit --max-length), " +
+    "\"embedding\" (L2-normalized) and \"timings\".",
   positionals: [SEARCH_MODEL_DIR],
   flags: {
     query: text("the query to embed"),

@@ -12,7 +12,7 @@ import { indexSettings, modelIdentity, resolveChunking, searchR3Options } from "
 import { SearchIndex } from "../search/store.ts";
 import { evaluateRun } from "../search/metrics.ts";
 import { perQuerySvg } from "../search/plot.ts";
-import { SearchR3, type SearchR3Options } from "../search/searchr3.ts";
+import { SearchR3, type Reasoning, type SearchR3Options, type Truncation } from "../search/searchr3.ts";
 import type { ChunkingFlags, EvalArgs, IndexArgs, SearchArgs } from "./commands.ts";
 import { Progress, withLoadProgress } from "./progress.ts";
 
@@ -65,22 +65,40 @@ export async function index({ positionals, flags }: IndexArgs): Promise<number> 
   return 0;
 }
 
+/** Whether the model wrote the embed token, and whether anything was cut: said after the reasoning. */
+function describeReasoning(r: Reasoning): string {
+  const end = r.emittedEmbedToken ? "the model wrote <|embed_token|>"
+    : `the model did not write <|embed_token|> (${r.stopReason}), so the suffix was appended`;
+  return `(${r.generation.ids.length} tokens of reasoning; ${end}${r.truncations.length > 0 ? "; text was cut to fit --max-length" : ""})`;
+}
+
 export async function search({ positionals, flags }: SearchArgs): Promise<number> {
   const { db, k, json, exact, "max-new-tokens": maxNewTokens } = flags;
   const reasoning = !flags["no-reasoning"];
   const settings = await SearchIndex.readSettings(db);
   if (!settings) throw new Error(`${db}: no index here (build one with \`r3gpu index\`)`);
-  const { r3 } = await loadSearchR3(positionals.MODEL_DIR, searchR3Options(settings), db);
+  // The query's truncations, whether or not it is reasoned about (encode warns of those of an unreasoned query).
+  const truncations: Truncation[] = [];
+  const { r3 } = await loadSearchR3(positionals.MODEL_DIR, {
+    ...searchR3Options(settings), onWarning: (message, t) => {
+      truncations.push(t);
+      console.error(`warning: ${message}`);
+    },
+  }, db);
   const index = await SearchIndex.open(db);
 
   const out = json ? process.stderr : process.stdout;
   const query = positionals.QUESTION;
   const result = await searchQuery(r3, index, query, { k, reasoning, maxNewTokens, exact, onText: (text) => out.write(text) });
-  if (reasoning) out.write("\n\n");
+  if (result.reasoning) out.write(`\n\n${describeReasoning(result.reasoning)}\n\n`);
   if (json) {
+    const r = result.reasoning;
     console.log(JSON.stringify({
       query,
-      reasoning: result.reasoning?.reasoning ?? null,
+      reasoning: r?.reasoning ?? null,
+      emitted_embed_token: r?.emittedEmbedToken ?? null,
+      stop_reason: r?.stopReason ?? null,
+      truncated: (r?.truncations ?? truncations).length > 0,
       results: result.hits.map((h, i) => ({ rank: i + 1, ...h })),
     }));
     return 0;
@@ -106,14 +124,23 @@ export async function evaluate({ positionals, flags }: EvalArgs): Promise<number
     const { r3, index, report } = await buildIndex(positionals.MODEL_DIR, beir, db, flags);
     console.error(describeReport(report, db));
     const bar = new Progress("queries");
+    const reasoned = { emitted: 0, appended: 0, truncated: 0 };
     const run = await runQueries(r3, index, queries, {
       reasoning, maxNewTokens, exact, onQuery: (done, total) => bar.update(done, total),
+      onReasoning: (r) => {
+        reasoned[r.emittedEmbedToken ? "emitted" : "appended"]++;
+        if (r.truncations.length > 0) reasoned.truncated++;
+      },
     });
     bar.done();
     const { metrics, perQuery } = evaluateRun(dataset.qrels, run);
     for (const [name, value] of Object.entries(metrics)) console.log(`${name.padEnd(12)}${value.toFixed(4)}`);
     console.log(`(${Object.keys(perQuery).length} queries, split ${split}, ${report.documents} documents in ` +
       `${report.totalChunks} chunks, query reasoning ${reasoning ? "on" : "off"})`);
+    if (reasoning) {
+      console.log(`(reasoning: the model wrote <|embed_token|> for ${reasoned.emitted} queries; the suffix was appended to ` +
+        `${reasoned.appended}, after at most ${maxNewTokens} tokens; ${reasoned.truncated} were cut to fit --max-length)`);
+    }
     if (json !== undefined) {
       await writeFile(json, JSON.stringify({ metrics, run }) + "\n");
       console.error(`wrote ${json}`);
