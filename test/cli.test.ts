@@ -4,10 +4,10 @@
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
-import { mkdtemp, readFile, rm, symlink } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { describe, test } from "node:test";
+import { describe, test, type TestContext } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { helpText } from "../src/cli/args.ts";
 import { COMMANDS } from "../src/cli/commands.ts";
@@ -62,6 +62,15 @@ async function until(condition: () => boolean, what: string): Promise<void> {
     if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
     await sleep(20);
   }
+}
+
+/** A copy of the tiny model (links to its files) with some files replaced. */
+async function variant(t: TestContext, files: Record<string, string>): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), "r3gpu-cli-"));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  for (const f of await readdir(tinyDir)) if (!(f in files)) await symlink(join(tinyDir, f), join(dir, f));
+  for (const [f, text] of Object.entries(files)) await writeFile(join(dir, f), text);
+  return dir;
 }
 
 const QUERY_KEYS = ["text", "reasoning", "emitted_embed_token", "stop_reason", "truncated", "embedding", "timings"];
@@ -128,6 +137,88 @@ describe("chat", () => {
     assert.equal(tooLong.stdout, (await reply([{ role: "user", content: "Hi" }], { maxNewTokens: 4 })) + "\n", "the chat goes on");
     const oneShot = await r3gpu(["chat", tinyDir, "--max-tokens", "4", "--context", "40", "--prompt", long]);
     assert.equal(oneShot.code, 1);
+  });
+
+  test("/help, /clear and /exit are commands, not messages to the model", async () => {
+    const run = await r3gpu(["chat", tinyDir, "--max-tokens", "6"], "Hello!\n/help\n/hepl\n/clear\nHello!\n/exit\nnever read\n");
+    assert.equal(run.code, 0, run.stderr);
+    const first = await reply([{ role: "user", content: "Hello!" }], { maxNewTokens: 6 });
+    // After /clear the second "Hello!" is the first turn of a new conversation, so it gets the same reply.
+    assert.equal(run.stdout, `${first}\n${first}\n`);
+    assert.equal(run.stderr, "  /help   list these commands\n" +
+      "  /clear  forget the conversation so far (the system prompt stays)\n" +
+      "  /exit   end the chat (as do Ctrl-D and, at the prompt, Ctrl-C)\n" +
+      "Anything else is a message to the model. Ctrl-C stops a reply while it is generated.\n" +
+      "r3gpu chat: unknown command /hepl; did you mean /help? (/help lists them)\n" +
+      "(a new conversation)\n");
+  });
+
+  test("a reply ends at the tokenizer's EOS and at the chat template's end-of-turn token", async (t) => {
+    // The random model never writes <|im_end|>, so two copies of it name a token that it does write, the fourth of
+    // its reply to "Hello!", as the EOS (tokenizer_config.json) or as what the template ends an assistant turn with
+    // (a special token in tokenizer.json, and chat_template.jinja). The prompt of a first turn is the same in both.
+    const full = await engine.generate([{ role: "user", content: "Hello!" }], { maxNewTokens: 12 });
+    const { tokenizer } = engine;
+    const k = 3;
+    const stop = full.ids[k];
+    const stopText = tokenizer.decode([stop]);
+    assert.equal(tokenizer.tokenId(stopText), stop, `"${stopText}" is a vocabulary token`);
+    assert.ok(!full.ids.slice(0, k).includes(stop));
+    const want = tokenizer.decode(full.ids.slice(0, k)) + "\n";
+    assert.notEqual(full.text + "\n", want, "without the stop the reply goes on");
+
+    const config = JSON.parse(await readFile(join(tinyDir, "tokenizer_config.json"), "utf8"));
+    const eos = await variant(t, { "tokenizer_config.json": JSON.stringify({ ...config, eos_token: stopText }) });
+    const tokenizerJson = JSON.parse(await readFile(join(tinyDir, "tokenizer.json"), "utf8"));
+    tokenizerJson.added_tokens.push({ id: stop, content: stopText, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true });
+    const template = config.chat_template.replace("message.content + '<|im_end|>' + '\\n'",
+      `message.content + ('${stopText}' if message.role == 'assistant' else '<|im_end|>') + '\\n'`);
+    assert.notEqual(template, config.chat_template);
+    const turn = await variant(t, { "tokenizer.json": JSON.stringify(tokenizerJson), "chat_template.jinja": template });
+    for (const dir of [eos, turn]) {
+      const run = await r3gpu(["chat", dir, "--prompt", "Hello!", "--max-tokens", "12"]);
+      assert.equal(run.code, 0, run.stderr);
+      assert.equal(run.stdout, want, dir === eos ? "EOS" : "end of turn");
+    }
+  });
+
+  test("Ctrl-C (SIGINT) stops the reply and the chat reads on; a second one at the prompt ends it with 130", async () => {
+    const { child, out, closed } = start(["chat", tinyDir, "--max-tokens", "4000"]);
+    child.stdin!.write("Hello!\n");
+    await until(() => out.stdout.length > 0, "the reply to start");
+    child.kill("SIGINT");
+    await until(() => out.stderr.includes("(stopped; Ctrl-C at the prompt ends the chat)\n"), "the reply to stop");
+    const stopped = out.stdout;
+    assert.ok(stopped.endsWith("\n"));
+    assert.ok(engine.tokenizer.encode(stopped).length < 4000, "the reply stopped before its limit");
+    const head = stopped.slice(0, -1);
+    const greedy = await reply([{ role: "user", content: "Hello!" }], { maxNewTokens: 60 });
+    assert.ok(greedy.startsWith(head) || head.startsWith(greedy), "what streamed is the greedy reply");
+    child.stdin!.write("/help\n");
+    await until(() => out.stderr.includes("/clear"), "the answer to /help");
+    assert.equal(out.stdout, stopped, "nothing more of the reply after it stopped");
+    child.kill("SIGINT");
+    assert.deepEqual(await closed, [130, null]);
+    assert.doesNotMatch(out.stderr, /Warning/);
+  });
+
+  test("on a terminal: progress on stderr, Ctrl-C reaches both processes and only stops the reply", { skip: !existsSync("/usr/bin/script") && "no script(1) to make a terminal" }, async () => {
+    // script(1) runs the command on a pseudo-terminal, which turns Ctrl-C (\x03) into SIGINT for the whole foreground
+    // process group: the launcher and its child both get it, so the launcher must not pass it on, nor die of it.
+    const quote = (a: string) => `'${a.replace(/'/g, "'\\''")}'`;
+    const command = [process.execPath, cli, "chat", tinyDir, "--prompt", "Hello!", "--max-tokens", "4000"].map(quote).join(" ");
+    const term = spawn("script", ["-qfec", command, "/dev/null"], { cwd: repoRoot, stdio: ["pipe", "pipe", "pipe"] });
+    let screen = "";
+    term.stdout!.setEncoding("utf8").on("data", (s) => (screen += s));
+    const closed = new Promise((done) => term.on("close", done));
+    // The bar ends its line once the model is loaded; what follows is the reply.
+    const bar = /loading \[#+\] 100%[^\n]*\n/;
+    await until(() => bar.test(screen), "the load progress bar, drawn because stderr is a terminal");
+    await until(() => screen.length > bar.exec(screen)!.index + bar.exec(screen)![0].length + 20, "the reply to stream");
+    term.stdin!.write("\x03");
+    assert.equal(await closed, 130);
+    assert.match(screen, /\(stopped; Ctrl-C at the prompt ends the chat\)\r?\n\(\d+ tokens, [\d.]+ tok\/s, aborted\)/);
+    assert.doesNotMatch(screen, /Warning/);
   });
 
 });

@@ -190,7 +190,8 @@ export const EVAL = defineCommand({
 export const CHAT = defineCommand({
   name: "chat",
   summary: "chat with the model, its replies streamed as they are generated",
-  notes: "--prompt asks once; otherwise each line of stdin is a turn, until /exit or the end of input. " +
+  notes: "--prompt asks once; otherwise each line of stdin is a turn, until /exit or the end of input. /help lists " +
+    "the commands, /clear starts a new conversation. Ctrl-C stops a reply; at the prompt, or a second time, it exits. " +
     "Without the sampling flags generation_config.json decides; --top-k, --top-p or --seed alone samples.",
   positionals: [MODEL_DIR],
   flags: {
