@@ -16,6 +16,12 @@ if ! command -v chromium >/dev/null && command -v apt-get >/dev/null; then
   $SUDO apt-get update -qq
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
+if ! { command -v xz && command -v strip && command -v objdump; } >/dev/null && command -v apt-get >/dev/null; then
+  say "installing xz-utils and binutils (scripts/device-check.sh pack strips and compresses the GPU-machine bundle)"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq xz-utils binutils >/dev/null
+fi
 say "installing npm dependencies (npm ci)"
 npm ci --no-audit --no-fund --loglevel=error
 say "building (shaders + TypeScript -> dist/)"

@@ -1,11 +1,9 @@
-// Linear layer: y[m, n0 + n] (+)= sum_k x[row(m), k] * W[n, k] + bias[n0 + n], for m < M, n < rows, with W
-// [rows, K] in the layout of lib/weight_layout.wgsl (one part of a weight split across buffers: one dispatch per
-// part, each with its own n0). row(m) = gather[m] with GATHER (the LM head reads only the rows that need logits),
-// else m. ACCUMULATE adds into y, which is how the residual stream is updated without a separate add.
+// Linear layer: y[m, n0 + n] (+)= sum_k x[m, k] * W[n, k] + bias[n0 + n], for m < M, n < rows, with W [rows, K] in
+// the layout of lib/weight_layout.wgsl (one part of a weight split across buffers: one dispatch per part, each with
+// its own n0). ACCUMULATE adds into y, which is how the residual stream is updated without a separate add.
 // Two kernels come from this file: decode (TM = 1, one input row, the matrix-vector product) and prefill (TM > 1
 // input rows per invocation, so each weight quad loaded is used TM times).
-// Bindings: p, x: f32 [*, K] as vec2 pairs, w: laid-out weight quads, bias: f32 [N] (HAS_BIAS), gather: u32 [M]
-// (GATHER), y: f32 [M, N].
+// Bindings: p, x: f32 [M, K] as vec2 pairs, w: laid-out weight quads, bias: f32 [N] (HAS_BIAS), y: f32 [M, N].
 // Work per invocation: W_GROUPS weight rows (blk * W_BLOCK + r * W_LANES + lane, r < W_GROUPS) x TM input rows,
 // over all of K, so there is no cross-invocation reduction and no barrier. Grid: x over rows / W_GROUPS
 // invocations in workgroups of WG, y over M / TM.
@@ -16,20 +14,9 @@ struct Params { M: u32, K: u32, N: u32, n0: u32, rows: u32 }
 #if HAS_BIAS
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 #endif
-#if GATHER
-@group(0) @binding(4) var<storage, read> gather: array<u32>;
-#endif
-@group(0) @binding(5) var<storage, read_write> y: array<f32>;
+@group(0) @binding(4) var<storage, read_write> y: array<f32>;
 
 override ACCUMULATE: bool = false;
-
-fn x_row(m: u32) -> u32 {
-#if GATHER
-  return gather[m];
-#else
-  return m;
-#endif
-}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(workgroup_id) wid: vec3u) {
@@ -44,7 +31,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(workgroup_id) wid: v
   let full = hk / 4u;
   // Rows past M read the last valid row; their results are not stored.
   var xbase: array<u32, TM>;
-  for (var i = 0u; i < TM; i++) { xbase[i] = x_row(min(m0 + i, p.M - 1u)) * hk; }
+  for (var i = 0u; i < TM; i++) { xbase[i] = min(m0 + i, p.M - 1u) * hk; }
 
   var acc: array<array<vec2f, W_GROUPS>, TM>;
   for (var kq = 0u; kq < nq; kq++) {

@@ -25,13 +25,19 @@ const sets = goldenSets();
 console.log(`golden sets: ${sets.join(", ")}`);
 const { device } = await nodeGpu();
 
-async function check(path: string, maxBindingBytes?: number, maxLength?: number) {
+async function check(path: string, opts: { maxBindingBytes?: number; maxLength?: number; batchOrder?: (n: number) => number[] } = {}) {
   const dir = nodeModelDir(path);
-  const model = await Qwen2Model.load(device, dir, { maxSeqLen: 1100, maxBindingBytes });
-  const report = await runGoldenCheck(model, dir, { maxLength });
-  assert.ok(report.rows.length > 0, "no tensors compared");
-  assert.ok(report.ok, `${path}: ${firstDivergence(report)}`);
-  return { model, report };
+  const golden = JSON.parse(await dir.readText("golden.json"));
+  const n = golden.sequences.length;
+  const model = await Qwen2Model.load(device, dir, { maxSeqLen: 1100, maxBindingBytes: opts.maxBindingBytes, maxBatch: opts.batchOrder ? n : 1 });
+  try {
+    const report = await runGoldenCheck(model, dir, { maxLength: opts.maxLength, batchOrder: opts.batchOrder?.(n) });
+    assert.ok(report.rows.length > 0, "no tensors compared");
+    assert.ok(report.ok, `${path}: ${firstDivergence(report)}`);
+    return { config: model.config, report };
+  } finally {
+    model.destroy();
+  }
 }
 
 for (const path of sets) {
@@ -44,9 +50,21 @@ for (const path of sets) {
   });
 
   test(`golden ${path}: weights split across bindings of at most 4 MiB give the same results`, async () => {
-    const { model } = await check(path, 4 << 20, 33);
+    const { config } = await check(path, { maxBindingBytes: 4 << 20, maxLength: 33 });
     // The split must really have happened: the embedding table is larger than the forced limit.
-    const embedBytes = model.config.vocabSize * model.config.hiddenSize * 2;
+    const embedBytes = config.vocabSize * config.hiddenSize * 2;
     assert.ok(embedBytes > 4 << 20, `embedding of ${embedBytes} bytes does not exceed the forced limit`);
   });
+}
+
+// Every sequence of a set together, packed into one batch with ragged lengths (1, 7, 33, 300 and 1000 tokens) and
+// no padding, in two orders; their greedy continuations decoded together. The tolerances are the same as alone.
+for (const path of sets) {
+  for (const [name, order] of [["in order", (n: number) => [...Array(n).keys()]], ["reversed", (n: number) => [...Array(n).keys()].reverse()]] as const) {
+    test(`golden ${path}: all sequences in one batch (${name}) match the reference`, async () => {
+      const { report } = await check(path, { batchOrder: order });
+      assert.ok(report.sequences.length >= 4, `${report.sequences.length} sequences`);
+      for (const s of report.sequences) assert.equal(s.greedy.compared, s.greedy.want.length, `seq${s.sequence}: ${s.greedy.note}`);
+    });
+  }
 }

@@ -15,7 +15,7 @@ import { BufferSet } from "../src/gpu/buffers.ts";
 import type { Kernels, WeightDType } from "../src/gpu/kernel.ts";
 import { Recorder } from "../src/gpu/recorder.ts";
 import {
-  Argmax, Attention, Embedding, Linear, RmsNorm, RopeKv, sequenceStep, SwiGlu, widen, type AttentionDims, type Step, type StepOp,
+  Argmax, Attention, Embedding, GatherRows, Linear, RmsNorm, RopeKv, sequenceStep, SwiGlu, widen, type AttentionDims, type Step, type StepOp,
 } from "../src/ops/index.ts";
 import { ropeTable } from "../src/model/rope.ts";
 import { SafetensorsWeights } from "../src/model/weights.ts";
@@ -256,10 +256,12 @@ async function checkLinear(c: LinearCase): Promise<void> {
   const y0 = normalF32(rand, (outRows + 1) * N, 2);
   const W = gpuMatrix(device, "W", Wv, N, K, dtype, { maxPartRows: c.maxPartRows });
   const y = uploadF32(device, y0, "y");
-  const op = new Linear(k, uploadF32(device, xv, "x"), W, y, {
-    bias: biasV && uploadF32(device, biasV, "bias"), accumulate: c.accumulate, gather: c.lastRowOnly ? uploadU32(device, [T - 1]) : undefined,
-  });
-  await run(op, sequenceStep(T, 0));
+  // The LM head's path: the step's output row (the last) gathered, then a linear of one row per output.
+  const x = uploadF32(device, xv, "x");
+  const gathered = c.lastRowOnly ? zeros(device, K, "gathered row") : undefined;
+  const ops: StepOp[] = gathered ? [new GatherRows(k, x, uploadU32(device, [T - 1]), gathered, K)] : [];
+  ops.push(new Linear(k, gathered ?? x, W, y, { bias: biasV && uploadF32(device, biasV, "bias"), accumulate: c.accumulate, perOutput: c.lastRowOnly }));
+  await run(ops, c.lastRowOnly ? { ...sequenceStep(T, 0), outputs: 1 } : sequenceStep(T, 0));
   const got = await readF32(device, y, y0.length);
   const xRows = c.lastRowOnly ? [T - 1] : Array.from({ length: outRows }, (_, m) => m);
   const { y: ref, bound } = linearRef(xv, Wv, K, N, xRows, biasV, c.accumulate ? y0 : undefined);

@@ -88,6 +88,15 @@ describe("Search-R3 golden (search-golden.json)", () => {
     });
   }
 
+  for (const batchSize of [1, 2, 3, 6]) {
+    test(`encode at batch size ${batchSize}: all six golden texts (queries and documents) in one call`, async () => {
+      // Documents and queries differ in prompt, not in kind, once rendered: embed the rendered texts together.
+      const entries = [...queries, ...documents];
+      const got = await r3.encode(entries.map((e) => e.embed_text), { batchSize });
+      entries.forEach((e, i) => assertHidden(got[i], e.hidden_normalized, `text ${i} at batch size ${batchSize}`));
+    });
+  }
+
   test("cosine matrix, and cdist consistent with it", async () => {
     const q = await r3.encode(queries.map((e) => e.input), { kind: "query" });
     const d = await r3.encode(documents.map((e) => e.input));
@@ -109,6 +118,10 @@ describe("Search-R3 golden (search-golden.json)", () => {
     const progress: number[] = [];
     const out = await r3.generate(queries.map((e) => e.input), { maxNewTokens: 16, eosTokenIds: [], onProgress: (done) => progress.push(done) });
     assert.deepEqual(progress, [1, 2, 3]);
+    // Reasoning one query at a time and two at once gives the same, in query order.
+    const byOne = await r3.generate(queries.map((e) => e.input), { maxNewTokens: 16, eosTokenIds: [], batchSize: 1 });
+    const byTwo = await r3.generate(queries.map((e) => e.input), { maxNewTokens: 16, eosTokenIds: [], batchSize: 2 });
+    for (const other of [byOne, byTwo]) assert.deepEqual(other.map((r) => r.text), out.map((r) => r.text));
     queries.forEach((e, i) => {
       const r = out[i];
       assert.deepEqual(tokenizer.encode(e.prompt_text!), e.prompt_ids);

@@ -1,7 +1,7 @@
 // The HTTP server, driven over real HTTP on loopback ports: golden embeddings, chat (plain, streamed, sampled),
 // concurrent clients, bad input, the queue bound, disconnects, the API key, the README examples, and SIGTERM.
 import assert from "node:assert/strict";
-import { spawn, execFile } from "node:child_process";
+import { spawn, execFile, type ChildProcess } from "node:child_process";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { request as httpRequest } from "node:http";
@@ -17,6 +17,7 @@ import { SearchIndex } from "../src/search/store.ts";
 import { SearchR3 } from "../src/search/searchr3.ts";
 import { openDatabase } from "../src/server/search.ts";
 import { startServer, type RunningServer, type ServerOptions } from "../src/server/server.ts";
+import { TokenizerThread } from "../src/server/tokenizer-thread.ts";
 import { Engine } from "../src/text/engine.ts";
 import type { GenerateOptions } from "../src/text/generate.ts";
 import { embeddedModelDir, repoRoot } from "./shared-paths.ts";
@@ -32,14 +33,19 @@ const { device } = await nodeGpu();
 const engine = await Engine.load(device, nodeModelDir(tinyDir), { maxSeqLen: 4096 });
 /** The reference for what the server should answer, run directly on the same engine while no server job runs. */
 const r3 = new SearchR3(engine, { onWarning: () => {} });
+/** One tokenizer thread for every server here, so that each does not load its own. */
+const tokenizerThread = new TokenizerThread(tinyDir, { vocabSize: engine.model.config.vocabSize, maxSeqLen: engine.model.maxSeqLen });
 
 const servers: RunningServer[] = [];
 async function start(opts: Partial<ServerOptions> = {}): Promise<RunningServer> {
-  const s = await startServer({ engine, modelId: MODEL, port: 0, log: () => {}, ...opts });
+  const s = await startServer({ engine, modelDir: tinyDir, tokenizerThread, modelId: MODEL, port: 0, log: () => {}, ...opts });
   servers.push(s);
   return s;
 }
-after(() => Promise.all(servers.map((s) => s.close())));
+after(async () => {
+  await Promise.all(servers.map((s) => s.close()));
+  await tokenizerThread.close();
+});
 
 /** Within 1e-4 x max|ref|, the golden tolerance. */
 function assertEmbedding(got: ArrayLike<number>, want: ArrayLike<number>, what: string): void {
@@ -72,6 +78,31 @@ async function post(base: string, path: string, body: unknown, headers: Record<s
 async function get(base: string, path: string): Promise<Reply> {
   const res = await fetch(base + path);
   return { status: res.status, headers: res.headers, body: await res.json() };
+}
+
+async function head(base: string, path: string, headers: Record<string, string> = {}): Promise<{ status: number; headers: Headers; text: string }> {
+  const res = await fetch(base + path, { method: "HEAD", headers });
+  return { status: res.status, headers: res.headers, text: await res.text() };
+}
+
+/** A server whose log lines are kept. */
+async function logged(opts: Partial<ServerOptions> = {}) {
+  const lines: string[] = [];
+  return { s: await start({ log: (m) => lines.push(m), ...opts }), lines };
+}
+
+/** Polls /health until `during` settles: how long each answer took, in milliseconds, the slowest, and how many came. */
+async function healthDuring(url: string, during: Promise<unknown>) {
+  let settled = false;
+  during.then(() => { settled = true; }, () => { settled = true; });
+  const latencies: number[] = [];
+  do {
+    const t0 = performance.now();
+    assert.equal((await get(url, "/health")).status, 200);
+    latencies.push(performance.now() - t0);
+    await new Promise((r) => setTimeout(r, 5));
+  } while (!settled);
+  return { latencies, worst: Math.max(...latencies), answers: latencies.length };
 }
 
 function assertError(r: Reply, status: number, param: string | null, code: string | null, what: string): void {
@@ -322,9 +353,22 @@ describe("server", () => {
       ["unknown model route", get(server.url, "/v1/models/gpt-4"), 404, "model", "model_not_found"],
       ["wrong method", get(server.url, "/v1/embeddings"), 405, null, "method_not_allowed"],
       ["search without a database", post(server.url, "/search", { query: "a" }), 404, null, "no_database"],
+      ["chat tools", chat({ tools: [{ type: "function", function: { name: "f" } }] }), 400, "tools", "unsupported_parameter"],
+      ["chat logprobs", chat({ logprobs: true }), 400, "logprobs", "unsupported_parameter"],
+      ["chat response_format", chat({ response_format: { type: "json_object" } }), 400, "response_format", "unsupported_parameter"],
+      ["chat presence_penalty", chat({ presence_penalty: 0.5 }), 400, "presence_penalty", "unsupported_parameter"],
+      ["chat a misspelt parameter", chat({ max_token: 5 }), 400, "max_token", "unsupported_parameter"],
+      ["embeddings truncation (Voyage's)", emb({ input: "a", truncation: false }), 400, "truncation", "unsupported_parameter"],
+      ["input_type classification (Cohere's)", emb({ input: "a", input_type: "classification" }), 400, "input_type", "invalid_value"],
+      ["input_type a number", emb({ input: "a", input_type: 1 }), 400, "input_type", "invalid_value"],
+      ["reasoning about documents", emb({ input: "a", reasoning: true }), 400, "reasoning", "unsupported_value"],
+      ["reasoning not a boolean", emb({ input: "a", input_type: "query", reasoning: "yes" }), 400, "reasoning", "invalid_type"],
+      ["max_new_tokens without reasoning", emb({ input: "a", input_type: "query", max_new_tokens: 5 }), 400, "max_new_tokens", "unsupported_value"],
+      ["max_new_tokens zero", emb({ input: "a", input_type: "query", reasoning: true, max_new_tokens: 0 }), 400, "max_new_tokens", "invalid_value"],
     ];
     for (const [what, reply, status, param, code] of cases) assertError(await reply, status, param, code, what);
     assert.equal((await get(server.url, "/v1/embeddings")).headers.get("allow"), "POST");
+    assert.equal((await post(server.url, "/health", {})).headers.get("allow"), "GET, HEAD");
     assert.equal((await get(server.url, "/health")).body.queue.running, 0);
     const ok = await post(server.url, "/v1/embeddings", { input: documents[0].input });
     assertEmbedding(ok.body.data[0].embedding, documents[0].hidden_normalized, "after the bad requests");
@@ -400,6 +444,14 @@ describe("server limits", () => {
     assert.equal(r.status, 200);
     assertEmbedding(r.body.data[0].embedding, want, "truncated");
     assert.equal(r.body.usage.prompt_tokens, 64);
+    assert.equal(r.body.data[0].truncated, true);
+    assert.equal((await post(s.url, "/v1/embeddings", { input: "short" })).body.data[0].truncated, false);
+    // Over the byte bound, cut to it before tokenizing; the first 64 tokens are the same.
+    const huge = "a rather long document ".repeat(2000);
+    const h = await post(s.url, "/v1/embeddings", { input: huge });
+    assert.equal(h.status, 200);
+    assert.equal(h.body.data[0].truncated, true);
+    assertEmbedding(h.body.data[0].embedding, want, "cut to bytes, then to tokens");
   });
 
   test("API key: checked on every route but /health", async () => {
@@ -415,6 +467,268 @@ describe("server limits", () => {
     assert.equal((await good.models.list()).data[0].id, MODEL);
     const bad = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: "nope", maxRetries: 0 });
     await assert.rejects(bad.models.list(), (e: any) => e.status === 401 && e.code === "invalid_api_key");
+
+    // The key comes first: without it, no route or method is told apart from another.
+    const auth = { authorization: "Bearer sekret-key" };
+    assertError(await post(s.url, "/v1/completions", { prompt: "a" }), 401, null, "invalid_api_key", "unknown route, no key");
+    assertError(await get(s.url, "/v1/embeddings"), 401, null, "invalid_api_key", "wrong method, no key");
+    assertError(await get(s.url, "/v1/models/gpt-4"), 401, null, "invalid_api_key", "unknown model, no key");
+    assertError(await get(s.url, "/metrics"), 401, null, "invalid_api_key", "metrics, no key");
+    assertError(await post(s.url, "/v1/completions", { prompt: "a" }, auth), 404, null, "unknown_url", "unknown route, key");
+    const wrongMethod = await fetch(`${s.url}/v1/embeddings`, { headers: auth });
+    assert.equal(wrongMethod.status, 405);
+    assert.equal((await wrongMethod.json()).error.code, "method_not_allowed");
+    assert.equal((await fetch(`${s.url}/metrics`, { headers: auth })).status, 200);
+    const h = await head(s.url, "/health");
+    assert.equal(h.status, 200, "HEAD /health needs no key");
+    assert.equal(h.text, "");
+  });
+});
+
+const queries: { input: string; hidden_normalized: number[] }[] = golden.queries;
+
+/** `name{label="value",...}` -> value, for every sample of a Prometheus text exposition; checks each line's form. */
+function parseMetrics(text: string): Map<string, number> {
+  const samples = new Map<string, number>();
+  const described = new Set<string>();
+  for (const line of text.split("\n")) {
+    if (line === "") continue;
+    const comment = /^# (HELP|TYPE) (\w+) (.+)$/.exec(line);
+    if (comment) {
+      if (comment[1] === "TYPE") described.add(comment[2]);
+      continue;
+    }
+    const m = /^(\w+)(?:\{(.*)\})? (\S+)$/.exec(line);
+    assert.ok(m, `a sample line: ${line}`);
+    const labels = [...(m[2] ?? "").matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map(([, k, v]) => `${k}="${v}"`).sort();
+    assert.ok([...described].some((name) => m[1].startsWith(name)), `${m[1]} has a # TYPE line`);
+    samples.set(`${m[1]}{${labels.join(",")}}`, Number(m[3]));
+  }
+  return samples;
+}
+
+describe("queries, reasoning and parameters on /v1/embeddings", () => {
+  test("input_type picks the query or the document prompt: the golden embeddings, under every accepted name", async () => {
+    const s = await start();
+    const input = [queries[0].input, queries[2].input];
+    for (const inputType of ["query", "search_query"]) {
+      const r = await post(s.url, "/v1/embeddings", { input, input_type: inputType });
+      assert.equal(r.status, 200, inputType);
+      assertEmbedding(r.body.data[0].embedding, queries[0].hidden_normalized, `${inputType} 0`);
+      assertEmbedding(r.body.data[1].embedding, queries[2].hidden_normalized, `${inputType} 1`);
+      const tokens = input.reduce((n, q) => n + r3.prepare(q, "query").ids.length, 0);
+      assert.deepEqual(r.body.usage, { prompt_tokens: tokens, total_tokens: tokens });
+    }
+    for (const inputType of ["document", "search_document", "passage", null]) {
+      const r = await post(s.url, "/v1/embeddings", { input: documents[1].input, input_type: inputType });
+      assert.equal(r.status, 200, String(inputType));
+      assertEmbedding(r.body.data[0].embedding, documents[1].hidden_normalized, `${inputType}`);
+      assert.equal(r.body.data[0].truncated, false);
+      assert.equal(r.body.data[0].reasoning, undefined);
+    }
+    // The openai client passes fields it does not know through.
+    const client = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: "unused", maxRetries: 0 });
+    const params = { model: MODEL, input: queries[1].input, input_type: "query" } as OpenAI.EmbeddingCreateParams;
+    const viaClient = await client.embeddings.create(params);
+    assertEmbedding(viaClient.data[0].embedding, queries[1].hidden_normalized, "openai client, query");
+  });
+
+  test("reasoning: the model writes about each query first, up to max_new_tokens (the request's, else the server's)", async () => {
+    const s = await start();
+    const [thought] = await r3.generate([queries[0].input], { maxNewTokens: 5 });
+    const [want] = await r3.encode([thought.text], { kind: "query" });
+    const r = await post(s.url, "/v1/embeddings", { input: [queries[0].input], input_type: "query", reasoning: true, max_new_tokens: 5 });
+    assert.equal(r.status, 200);
+    const item = r.body.data[0];
+    assertEmbedding(item.embedding, want, "reasoned query");
+    assert.equal(item.reasoning, thought.reasoning);
+    assert.equal(item.reasoning_tokens, 5, "the tiny model never writes <|embed_token|>: the cap ends it");
+    assert.equal(item.emitted_embed_token, false);
+    assert.equal(item.stop_reason, "length");
+    assert.equal(item.truncated, false);
+    const prompt = thought.generation.prefillTokens;
+    assert.deepEqual(r.body.usage, { prompt_tokens: prompt, completion_tokens: 5, total_tokens: prompt + 5 });
+
+    const byDefault = await start({ maxNewTokens: 3 });
+    const d = await post(byDefault.url, "/v1/embeddings", { input: [queries[0].input, queries[1].input], input_type: "query", reasoning: true });
+    assert.deepEqual(d.body.data.map((e: any) => e.reasoning_tokens), [3, 3]);
+    assert.equal(d.body.usage.completion_tokens, 6);
+
+    // With --truncate, a query too long for max_length is cut as SearchR3 cuts it, and said so.
+    const short = await start({ truncate: true, maxLength: 64 });
+    const long = "which list method reverses the items in place ".repeat(20);
+    const cutter = new SearchR3(engine, { maxLength: 64, onWarning: () => {} });
+    const [cutThought] = await cutter.generate([long], { maxNewTokens: 3 });
+    const [cutWant] = await cutter.encode([cutThought.text], { kind: "query" });
+    const t = await post(short.url, "/v1/embeddings", { input: long, input_type: "query", reasoning: true, max_new_tokens: 3 });
+    assert.equal(t.status, 200);
+    assert.equal(t.body.data[0].truncated, true);
+    assert.equal(t.body.data[0].reasoning_tokens, cutThought.generation.ids.length);
+    assertEmbedding(t.body.data[0].embedding, cutWant, "a cut reasoned query");
+    assertError(await post(s.url, "/v1/embeddings", { input: "word ".repeat(1500), input_type: "query", reasoning: true }),
+      400, "input", "context_length_exceeded", "a reasoned query over max_length, without --truncate");
+  });
+
+  test("a client that leaves mid-reasoning stops it at the next token", async () => {
+    const s = await start();
+    const cancel = new AbortController();
+    const gone = post(s.url, "/v1/embeddings", { input: queries[0].input, input_type: "query", reasoning: true, max_new_tokens: 900 },
+      {}, cancel.signal).catch((e) => e);
+    await until("the reasoning to run", async () => (await get(s.url, "/health")).body.queue.running === 1);
+    await new Promise((r) => setTimeout(r, 300));
+    cancel.abort();
+    assert.equal((await gone).name, "AbortError");
+    const t0 = Date.now();
+    await until("the reasoning to stop", async () => (await get(s.url, "/health")).body.queue.running === 0);
+    const position = engine.model.position;
+    assert.ok(Date.now() - t0 < 3000, `stopped ${Date.now() - t0} ms after the disconnect`);
+    assert.ok(position < 300, `the KV cache holds ${position} tokens, not a finished 900-token reasoning`);
+  });
+
+  test("OpenAI parameters this server does not implement are refused by name; their no-op values pass", async () => {
+    const s = await start();
+    const chat = (extra: object) => post(s.url, "/v1/chat/completions",
+      { messages: [{ role: "user", content: "Hi" }], max_tokens: 2, ...extra });
+    const several = await chat({ tools: [], logprobs: true, top_k: 5, seed: 1 });
+    assertError(several, 400, "logprobs", "unsupported_parameter", "several");
+    assert.match(several.body.error.message, /'logprobs', 'top_k'/);
+    assert.doesNotMatch(several.body.error.message, /'tools'|'seed'/);
+    const noOps = await chat({
+      frequency_penalty: 0, presence_penalty: 0, logprobs: false, logit_bias: {}, tools: [], tool_choice: "none",
+      response_format: { type: "text" }, store: false, user: "someone", top_logprobs: null,
+    });
+    assert.equal(noOps.status, 200, JSON.stringify(noOps.body));
+    assert.equal((await post(s.url, "/v1/embeddings", { input: "a", user: "someone", dimensions: null })).status, 200);
+  });
+});
+
+describe("operations: request log, /metrics, HEAD, the exposed-host warning", () => {
+  test("one log line per request (method, path, status, tokens, time); quiet leaves them out", async () => {
+    const { s, lines } = await logged();
+    const e = await post(s.url, "/v1/embeddings", { input: documents[0].input });
+    const c = await post(s.url, "/v1/chat/completions", { messages: [{ role: "user", content: "Hi" }], max_tokens: 3, temperature: 0 });
+    await post(s.url, "/v1/nowhere?secret=1", {});
+    await get(s.url, "/health");
+    await until("four lines", async () => lines.length === 4);
+    const format = /^r3gpu serve: (\S+) (\S+) (\d{3}) (\d+) tokens (\d+\.\d) ms$/;
+    const parsed = lines.map((l) => { const m = format.exec(l); assert.ok(m, `log line: ${l}`); return m.slice(1, 5); });
+    assert.deepEqual(parsed, [
+      ["POST", "/v1/embeddings", "200", String(e.body.usage.total_tokens)],
+      ["POST", "/v1/chat/completions", "200", String(c.body.usage.total_tokens)],
+      ["POST", "/v1/nowhere", "404", "0"],
+      ["GET", "/health", "200", "0"],
+    ]);
+
+    const quiet = await logged({ quiet: true });
+    await post(quiet.s.url, "/v1/embeddings", { input: "a" });
+    await get(quiet.s.url, "/health");
+    assert.deepEqual(quiet.lines, []);
+  });
+
+  test("GET /metrics: requests, tokens, queue and latency histograms in the Prometheus text format", async () => {
+    const s = await start();
+    const e = await post(s.url, "/v1/embeddings", { input: documents[0].input });
+    const c = await post(s.url, "/v1/chat/completions", { messages: [{ role: "user", content: "Hi" }], max_tokens: 3, temperature: 0 });
+    await post(s.url, "/v1/nowhere", {});
+    await get(s.url, "/health");
+    await get(s.url, "/v1/models/gpt-4");
+    const res = await fetch(`${s.url}/metrics`);
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get("content-type"), "text/plain; version=0.0.4; charset=utf-8");
+    const m = parseMetrics(await res.text());
+    const at = (key: string) => {
+      assert.ok(m.has(key), `${key} in ${[...m.keys()].join(" ")}`);
+      return m.get(key);
+    };
+    assert.equal(at('r3gpu_requests_total{method="POST",route="/v1/embeddings",status="200"}'), 1);
+    assert.equal(at('r3gpu_requests_total{method="POST",route="/v1/chat/completions",status="200"}'), 1);
+    assert.equal(at('r3gpu_requests_total{method="POST",route="unmatched",status="404"}'), 1);
+    assert.equal(at('r3gpu_requests_total{method="GET",route="/health",status="200"}'), 1);
+    assert.equal(at('r3gpu_requests_total{method="GET",route="unmatched",status="404"}'), 1, "an unknown model id is no label");
+    assert.equal(at('r3gpu_tokens_total{kind="prompt",route="/v1/embeddings"}'), e.body.usage.prompt_tokens);
+    assert.equal(at('r3gpu_tokens_total{kind="prompt",route="/v1/chat/completions"}'), c.body.usage.prompt_tokens);
+    assert.equal(at('r3gpu_tokens_total{kind="completion",route="/v1/chat/completions"}'), 3);
+    assert.equal(at("r3gpu_queue_running{}"), 0);
+    assert.equal(at("r3gpu_queue_waiting{}"), 0);
+    assert.equal(at("r3gpu_queue_max_waiting{}"), 64);
+    assert.equal(at("r3gpu_queue_wait_seconds_count{}"), 2, "two GPU jobs");
+    for (const [route, n] of [["/v1/embeddings", 1], ["/health", 1], ["unmatched", 2]] as const) {
+      const buckets = [...m].filter(([k]) => k.startsWith("r3gpu_request_duration_seconds_bucket{") && k.includes(`route="${route}"`));
+      assert.ok(buckets.length > 5, `${route}: buckets`);
+      const counts = buckets.map(([, v]) => v);
+      assert.ok(counts.every((v, i) => i === 0 || v >= counts[i - 1]), `${route}: cumulative buckets`);
+      assert.equal(at(`r3gpu_request_duration_seconds_bucket{le="+Inf",route="${route}"}`), n);
+      assert.equal(at(`r3gpu_request_duration_seconds_count{route="${route}"}`), n);
+      assert.ok(at(`r3gpu_request_duration_seconds_sum{route="${route}"}`)! > 0);
+    }
+  });
+
+  test("HEAD answers as GET without a body", async () => {
+    const s = await start();
+    const h = await head(s.url, "/health");
+    assert.equal(h.status, 200);
+    assert.equal(h.headers.get("content-type"), "application/json");
+    assert.equal(h.text, "");
+    assert.equal((await head(s.url, "/v1/models")).status, 200);
+    assert.equal((await head(s.url, "/v1/embeddings")).status, 405);
+  });
+
+  test("a warning when listening beyond loopback without an API key", async () => {
+    const warning = /warning: listening on 0\.0\.0\.0 without an API key/;
+    const open = await logged({ host: "0.0.0.0", quiet: true });
+    assert.equal(open.lines.filter((l) => warning.test(l)).length, 1, open.lines.join("\n"));
+    const keyed = await logged({ host: "0.0.0.0", apiKey: "k" });
+    const local = await logged();
+    assert.deepEqual([...keyed.lines, ...local.lines].filter((l) => /warning/.test(l)), []);
+  });
+});
+
+describe("hostile input", () => {
+  // A shared machine's scheduler (and the garbage collector, with 4 MiB strings about) can stall any thread for a
+  // moment; what matters is that /health is not held for the seconds or minutes that tokenizing would take.
+  test("a 4 MiB one-word body is refused at once, and /health answers meanwhile", async () => {
+    const s = await start();
+    assert.equal((await post(s.url, "/v1/embeddings", { input: "warm up" })).status, 200, "the tokenizer thread is ready");
+    const limit = 4 << 20;
+    /** The body with its one text grown to fill `limit` bytes. */
+    const fill = (make: (text: string) => object) => JSON.stringify(make("a".repeat(limit - JSON.stringify(make("")).length)));
+    for (const [path, body, param] of [
+      ["/v1/embeddings", fill((text) => ({ input: text })), "input"],
+      ["/v1/chat/completions", fill((text) => ({ messages: [{ role: "user", content: text }] })), "messages"],
+    ]) {
+      assert.equal(Buffer.byteLength(body), limit, "exactly the default body limit");
+      const worst: number[] = [];
+      // Up to three tries, for one without a stall from elsewhere; before the thread and the byte bound, each
+      // held /health for minutes.
+      for (let attempt = 0; attempt < 3; attempt++) {
+        const t0 = performance.now();
+        const reply = post(s.url, path, body);
+        const health = await healthDuring(s.url, reply);
+        const ms = performance.now() - t0;
+        const r = await reply;
+        assertError(r, 400, param, "context_length_exceeded", path);
+        assert.match(r.body.error.message, /tokens of at most 128 bytes each \((131072|524288) bytes\)/, "names the limit");
+        assert.ok(ms < 1500, `${path}: answered in ${ms.toFixed(0)} ms`);
+        worst.push(health.worst);
+        if (health.worst < 100) break;
+      }
+      assert.ok(worst.at(-1)! < 100, `${path}: /health took up to ${worst.map((ms) => ms.toFixed(0)).join(", ")} ms in ${worst.length} tries`);
+    }
+  });
+
+  test("a long input within the byte bound is tokenized off the event loop: /health keeps answering", async () => {
+    const s = await start();
+    // 100 KB of one word: seconds of tokenizing, and 12,500 tokens, over max_length 1024.
+    const word = "a".repeat(100_000);
+    const tokens = r3.prepare(word).truncation!.tokens;
+    const reply = post(s.url, "/v1/embeddings", { input: word });
+    const health = await healthDuring(s.url, reply);
+    const r = await reply;
+    assertError(r, 400, "input", "context_length_exceeded", "100 KB word");
+    assert.ok(r.body.error.message.includes(`is ${tokens} tokens with the document prompt`), r.body.error.message);
+    assert.ok(health.answers >= 20, `/health answered ${health.answers} times meanwhile`);
+    const slow = health.latencies.filter((ms) => ms >= 100).length;
+    assert.ok(slow <= health.answers / 20, `/health took 100 ms or more ${slow} times of ${health.answers}`);
   });
 });
 
@@ -470,6 +784,88 @@ describe("/search with a database", () => {
     assertError(await post(s.url, "/search", { query, k: 0 }), 400, "k", "invalid_value", "k = 0");
     assertError(await post(s.url, "/search", { query, reasoning: "yes" }), 400, "reasoning", "invalid_type", "reasoning");
   });
+
+  test("says how the reasoning ended and what it cost; max_new_tokens (the request's, else the server's) caps it", async () => {
+    const { db, index } = await searchIndex();
+    const backend = await (await openDatabase(db)).backend(engine, nodeModelDir(tinyDir));
+    const s = await start({ search: backend });
+    const query = "how do I reverse a list?";
+
+    const direct = await post(s.url, "/search", { query, k: 3, reasoning: false });
+    assert.equal(direct.body.truncated, false);
+    assert.equal(direct.body.emitted_embed_token, undefined, "no reasoning, nothing to say about it");
+    const promptTokens = r3small.prepare(query, "query").ids.length;
+    assert.deepEqual(direct.body.usage, { prompt_tokens: promptTokens, completion_tokens: 0, total_tokens: promptTokens });
+
+    // The tiny model never writes <|embed_token|>, so the cap alone ends its reasoning.
+    const [thought] = await r3small.generate([query], { maxNewTokens: 5 });
+    const want = await index.search((await r3small.encode([thought.text], { kind: "query" }))[0], 2);
+    const capped = await post(s.url, "/search", { query, k: 2, max_new_tokens: 5 });
+    assert.equal(capped.status, 200);
+    assert.equal(capped.body.reasoning, thought.reasoning);
+    assert.equal(capped.body.emitted_embed_token, false);
+    assert.equal(capped.body.stop_reason, "length");
+    assert.equal(capped.body.truncated, false);
+    assert.deepEqual(capped.body.usage, { prompt_tokens: thought.generation.prefillTokens, completion_tokens: 5, total_tokens: thought.generation.prefillTokens + 5 });
+    assert.deepEqual(capped.body.results.map((h: any) => h.id), want.map((h) => h.id));
+
+    const byDefault = await start({ search: backend, maxNewTokens: 3 });
+    const three = await post(byDefault.url, "/search", { query, k: 2 });
+    assert.equal(three.body.usage.completion_tokens, 3);
+    assert.equal(three.body.stop_reason, "length");
+    assert.equal((await post(byDefault.url, "/search", { query, k: 2, max_new_tokens: 6 })).body.usage.completion_tokens, 6);
+
+    // Longer than the index's max_length (96): cut, and said so; without reasoning, as SearchR3 cuts it.
+    const long = "reverse the list in place and then print it ".repeat(30);
+    const cut = await post(s.url, "/search", { query: long, k: 3, reasoning: false });
+    assert.equal(cut.status, 200);
+    assert.equal(cut.body.truncated, true);
+    const cutDirect = await index.search(await r3small.encodeQuery(long), 3);
+    assert.deepEqual(cut.body.results.map((h: any) => h.id), cutDirect.map((h) => h.id));
+    assert.equal((await post(s.url, "/search", { query: long, k: 1, max_new_tokens: 2 })).body.truncated, true);
+
+    assertError(await post(s.url, "/search", { query, reasoning: false, max_new_tokens: 5 }), 400, "max_new_tokens", "unsupported_value", "cap without reasoning");
+    assertError(await post(s.url, "/search", { query, max_new_tokens: 0 }), 400, "max_new_tokens", "invalid_value", "cap 0");
+    assertError(await post(s.url, "/search", { query, top_k: 5 }), 400, "top_k", "unsupported_parameter", "unknown parameter");
+  });
+
+  test("a client that leaves mid-reasoning stops it at the next token, and the next request starts at once", async () => {
+    // An index with room for a long reasoning: max_length 2048, and the cap at 1900 tokens (half a minute here).
+    const r3long = new SearchR3(engine, { maxLength: 2048, onWarning: () => {} });
+    const corpus = join(scratch, "one.jsonl");
+    await writeFile(corpus, JSON.stringify({ id: "d0", text: documents[0].input }));
+    const db = join(scratch, "db-long");
+    const index = await SearchIndex.open(db, { create: indexSettings(r3long, await modelIdentity(nodeModelDir(tinyDir)), { chunkTokens: 40, chunkOverlap: 5 }) });
+    await indexCorpus(r3long, index, corpus);
+    const { s, lines } = await logged({ search: await (await openDatabase(db)).backend(engine, nodeModelDir(tinyDir)) });
+    const body = { query: "tell me everything about lists", max_new_tokens: 1900 };
+
+    const cancel = new AbortController();
+    const gone = post(s.url, "/search", body, {}, cancel.signal).catch((e) => e);
+    await until("the search to run", async () => (await get(s.url, "/health")).body.queue.running === 1);
+    await new Promise((r) => setTimeout(r, 300));
+    cancel.abort();
+    assert.equal((await gone).name, "AbortError");
+    const t0 = Date.now();
+    await until("the reasoning to stop", async () => (await get(s.url, "/health")).body.queue.running === 0);
+    const position = engine.model.position;
+    assert.ok(Date.now() - t0 < 3000, `stopped ${Date.now() - t0} ms after the disconnect`);
+    assert.ok(position < 300, `the KV cache holds ${position} tokens, not a finished 1900-token reasoning`);
+    await until("the log line", async () => lines.some((l) => /^r3gpu serve: POST \/search 499 /.test(l)));
+
+    // Again with a request waiting behind it: that one starts as soon as the reasoning stops.
+    const again = new AbortController();
+    const gone2 = post(s.url, "/search", body, {}, again.signal).catch((e) => e);
+    await until("the search to run", async () => (await get(s.url, "/health")).body.queue.running === 1);
+    const queued = post(s.url, "/v1/embeddings", { input: documents[0].input });
+    await until("the embedding to wait", async () => (await get(s.url, "/health")).body.queue.waiting === 1);
+    again.abort();
+    await gone2;
+    const t1 = Date.now();
+    const next = await queued;
+    assert.ok(Date.now() - t1 < 3000, `the queued request was answered ${Date.now() - t1} ms after the disconnect`);
+    assertEmbedding(next.body.data[0].embedding, documents[0].hidden_normalized, "the request after");
+  });
 });
 
 describe("README server examples", () => {
@@ -494,6 +890,19 @@ describe("README server examples", () => {
   });
 });
 
+/** The URL a spawned `r3gpu serve` prints once it listens. */
+function listening(child: ChildProcess, exited: Promise<unknown>, stderr: () => string): Promise<string> {
+  return new Promise<string>((resolve, reject) => {
+    let out = "";
+    child.stdout!.setEncoding("utf8").on("data", (d) => {
+      out += d;
+      const m = /listening on (http:\/\/\S+)/.exec(out);
+      if (m) resolve(m[1]);
+    });
+    exited.then(() => reject(new Error(`the server exited early: ${stderr()}`)));
+  });
+}
+
 describe("r3gpu serve (the command)", () => {
   const bin = join(repoRoot, "bin", "r3gpu.js");
 
@@ -501,6 +910,30 @@ describe("r3gpu serve (the command)", () => {
     const r = await run(process.execPath, [bin, "serve", tinyDir, "--port", "http"]).catch((e) => e);
     assert.equal(r.code, 2);
     assert.match(r.stderr, /--port must be an integer/);
+    const cap = await run(process.execPath, [bin, "serve", tinyDir, "--max-new-tokens", "0"]).catch((e) => e);
+    assert.equal(cap.code, 2);
+    assert.match(cap.stderr, /--max-new-tokens must be an integer from 1/);
+  });
+
+  test("--max-new-tokens caps /search's reasoning; --quiet leaves out the request lines", async () => {
+    const { db } = await searchIndex();
+    const child = spawn(process.execPath, [bin, "serve", tinyDir, "--port", "0", "--db", db, "--quiet", "--max-new-tokens", "4"],
+      { stdio: ["ignore", "pipe", "pipe"] });
+    let stderr = "";
+    child.stderr.setEncoding("utf8").on("data", (d) => { stderr += d; });
+    const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+    try {
+      const url = await listening(child, exited, () => stderr);
+      const found = await post(url, "/search", { query: "reverse a list", k: 1 });
+      assert.equal(found.status, 200);
+      assert.equal(found.body.usage.completion_tokens, 4);
+      child.kill("SIGTERM");
+      assert.equal(await exited, 0);
+      assert.match(stderr, /stopped/);
+      assert.doesNotMatch(stderr, /POST \/search/);
+    } finally {
+      child.kill("SIGKILL");
+    }
   });
 
   test("--db without an index there fails before the model loads", async () => {
@@ -516,15 +949,7 @@ describe("r3gpu serve (the command)", () => {
     child.stderr.setEncoding("utf8").on("data", (d) => { stderr += d; });
     const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
     try {
-      const url = await new Promise<string>((resolve, reject) => {
-        let out = "";
-        child.stdout.setEncoding("utf8").on("data", (d) => {
-          out += d;
-          const m = /listening on (http:\/\/\S+)/.exec(out);
-          if (m) resolve(m[1]);
-        });
-        exited.then(() => reject(new Error(`the server exited early: ${stderr}`)));
-      });
+      const url = await listening(child, exited, () => stderr);
 
       const found = await post(url, "/search", { query: "reverse a list", k: 3, reasoning: false });
       assert.equal(found.status, 200);
@@ -554,6 +979,7 @@ describe("r3gpu serve (the command)", () => {
       assert.equal(p.body.choices[0].message.content, (await expectedChat("Hello", { maxNewTokens: 20, doSample: false })).text);
       assert.equal(await exited, 0);
       assert.match(stderr, /SIGTERM: accepting no more requests; finishing 2 in flight/);
+      assert.match(stderr, /^r3gpu serve: POST \/search 200 \d+ tokens \d+\.\d ms$/m, "a line per request");
       assert.match(stderr, /stopped/);
     } finally {
       child.kill("SIGKILL");

@@ -8,6 +8,7 @@ import type { Qwen2Config } from "../model/config.ts";
 import { Qwen2Model } from "../model/qwen2.ts";
 import { isQwen25Shape, QWEN25_SHAPES } from "../model/shapes.ts";
 import type { UploadProgress } from "../model/weights.ts";
+import { mulberry32 } from "../util/prng.ts";
 import { median, type GpuTimer, type MeasureOptions } from "./timing.ts";
 
 /** The seed of the random-weight shapes (the same as `r3gpu export-gguf --shape`'s default). */
@@ -25,13 +26,13 @@ export interface LoadFigures {
 
 /** Opens `shape` (a key of QWEN25_SHAPES or a model folder) with room for maxSeqLen tokens, timing the load. */
 export async function openModel(device: GPUDevice, shape: string, maxSeqLen: number,
-  onProgress?: (p: UploadProgress) => void): Promise<{ model: Qwen2Model; load: LoadFigures }> {
+  onProgress?: (p: UploadProgress) => void, maxBatch = 1): Promise<{ model: Qwen2Model; load: LoadFigures }> {
   const t0 = performance.now();
   if (isQwen25Shape(shape)) {
-    const model = await Qwen2Model.random(device, QWEN25_SHAPES[shape], RANDOM_SEED, { maxSeqLen });
+    const model = await Qwen2Model.random(device, QWEN25_SHAPES[shape], RANDOM_SEED, { maxSeqLen, maxBatch });
     return { model, load: { source: "random", seconds: (performance.now() - t0) / 1000, weight_bytes: model.weightBytes } };
   }
-  const model = await Qwen2Model.load(device, nodeModelDir(shape), { maxSeqLen, onProgress });
+  const model = await Qwen2Model.load(device, nodeModelDir(shape), { maxSeqLen, maxBatch, onProgress });
   const seconds = (performance.now() - t0) / 1000;
   return {
     model,
@@ -186,4 +187,65 @@ export async function measureDecode(model: Qwen2Model, steps: number): Promise<D
     bytes_per_token: stepCost(model, { T: 1, pos0: context }).bytes,
     dispatches_per_token: model.lastDispatches,
   };
+}
+
+export interface BatchedDecodeFigures {
+  batch: number;
+  /** Tokens in each sequence's KV cache before the first timed step. */
+  context: number;
+  steps: number;
+  /** Median wall time of one step of every sequence together. */
+  s_per_step: number;
+  /** Aggregate: tokens of all sequences per second. */
+  tok_s: number;
+}
+
+/** B sequences of `context` tokens prefilled together, then `steps` decode steps of all of them at once. */
+export async function measureBatchedDecode(model: Qwen2Model, batch: number, context: number, steps: number): Promise<BatchedDecodeFigures> {
+  const slots = [...Array(batch).keys()];
+  for (const s of slots) model.resetSlot(s);
+  const ids = promptIds(context, model.config);
+  let next = (await model.forward(slots.map((slot) => ({ slot, ids })))).map((r) => r.next);
+  const samples: number[] = [];
+  for (let i = 0; i < steps; i++) {
+    const t0 = performance.now();
+    next = (await model.forward(slots.map((slot) => ({ slot, ids: [next[slot]] })))).map((r) => r.next);
+    samples.push((performance.now() - t0) / 1000);
+  }
+  const s_per_step = median(samples);
+  return { batch, context, steps, s_per_step, tok_s: batch / s_per_step };
+}
+
+export interface PackedPrefillFigures {
+  documents: number;
+  tokens: number;
+  /** Prompt tokens per second with every document in one packed forward call, and with one call per document. */
+  packed_tok_s: number;
+  one_at_a_time_tok_s: number;
+}
+
+/**
+ * `documents` prompts of about `length` tokens each (ragged: length ± 20%, seeded), embedded as SearchR3.encode
+ * does (final-norm row of each, no LM head): all in one packed forward call against one call per document.
+ */
+export async function measurePackedPrefill(model: Qwen2Model, documents: number, length: number, runs: number): Promise<PackedPrefillFigures> {
+  const random = mulberry32(documents * 1000 + length);
+  const docs = Array.from({ length: documents }, () => promptIds(Math.round(length * (0.8 + 0.4 * random())), model.config));
+  const tokens = docs.reduce((n, d) => n + d.length, 0);
+  const opts = { head: false, capture: ["final_norm" as const], captureRows: "last" as const };
+  const packed: number[] = [];
+  const single: number[] = [];
+  for (let r = 0; r < runs; r++) {
+    docs.forEach((_, s) => model.resetSlot(s));
+    let t0 = performance.now();
+    await model.forward(docs.map((ids, slot) => ({ slot, ids })), opts);
+    packed.push((performance.now() - t0) / 1000);
+    t0 = performance.now();
+    for (const ids of docs) {
+      model.resetSlot(0);
+      await model.forward([{ slot: 0, ids }], opts);
+    }
+    single.push((performance.now() - t0) / 1000);
+  }
+  return { documents, tokens, packed_tok_s: tokens / median(packed), one_at_a_time_tok_s: tokens / median(single) };
 }

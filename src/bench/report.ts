@@ -78,6 +78,15 @@ function modelLines(shape: string, m: ModelReport): string[] {
       `from the ${m.headline.prompt_tokens}-token prompt and the decode after it`,
   ];
   for (const s of m.skipped) lines.push(`  skipped: ${s}`);
+  if (m.batched) {
+    const one = m.batched.decode.find((d) => d.batch === 1);
+    lines.push(`  KV cache: ${m.max_batch} slots, ${f(m.kv_cache_bytes / GB, 3)} GB`,
+      ...table(["batched decode", "sequences", "s/step", "tok/s (all)", "x batch 1"],
+        m.batched.decode.map((d) => [`at context ${d.context}`, String(d.batch), g(d.s_per_step), g(d.tok_s), one ? f(d.tok_s / one.tok_s) : "-"])));
+    const p = m.batched.prefill;
+    lines.push(`  packed prefill: ${p.documents} documents, ${p.tokens} tokens: ${g(p.packed_tok_s)} tok/s packed, ` +
+      `${g(p.one_at_a_time_tok_s)} tok/s one at a time (x${f(p.packed_tok_s / p.one_at_a_time_tok_s)})`);
+  }
   lines.push(...stepSection(m.kernels.decode), ...stepSection(m.kernels.prefill));
   // The kernel tables are at the first prompt's shapes, as are the first end-to-end figures.
   lines.push("", ...familyTable([{ ...m.kernels.decode, wall_s: m.decode[0].s_per_token }, { ...m.kernels.prefill, wall_s: m.prefill[0].ttft_s }]));

@@ -8,7 +8,8 @@ import { describeAdapter } from "../gpu/device.ts";
 import type { Qwen2Config } from "../model/config.ts";
 import type { UploadProgress } from "../model/weights.ts";
 import {
-  measureDecode, measurePrefill, openModel, profileStep,
+  measureBatchedDecode, measureDecode, measurePackedPrefill, measurePrefill, openModel, profileStep,
+  type BatchedDecodeFigures, type PackedPrefillFigures,
   type DecodeFigures, type KernelRow, type LoadFigures, type PrefillFigures, type StepProfile,
 } from "./model.ts";
 import { measureLlamaCpp, type PeerName, type PeerReports } from "./peers.ts";
@@ -17,6 +18,10 @@ import { GpuTimer, type MeasureOptions, type TimingMethod } from "./timing.ts";
 
 /** Prompt lengths and decode contexts of a full run; --quick keeps only the first. */
 const PROMPTS = [128, 1024];
+/** Batched measurements (`--batch`): decode at this context, and this many documents of about PACKED_LENGTH tokens. */
+const BATCH_CONTEXT = 128;
+const PACKED_DOCUMENTS = 16;
+const PACKED_LENGTH = 100;
 /** Targets for `bench --check`. */
 export const TARGETS = { decode_vs_floor: 1.2, prefill_fraction_of_peak: 0.25 };
 
@@ -52,9 +57,20 @@ export interface PrefillReport extends PrefillFigures {
   fraction_of_peak: number;
 }
 
+export interface BatchedFigures {
+  /** Aggregate decode at each batch size, every sequence at context BATCH_CONTEXT. */
+  decode: BatchedDecodeFigures[];
+  prefill: PackedPrefillFigures;
+}
+
 export interface ModelReport {
   config: Qwen2Config;
   load: LoadFigures;
+  /** Sequences the model was loaded for (KV-cache slots), and the bytes of its KV cache. */
+  max_batch: number;
+  kv_cache_bytes: number;
+  /** With --batch: batched decode and packed prefill. */
+  batched?: BatchedFigures;
   /** Bytes of every GPU buffer the model holds (weights, activations, KV cache, parameters). */
   gpu_buffer_bytes: number;
   /** The process's peak resident memory when this model's measurements ended. */
@@ -114,6 +130,8 @@ export interface BenchOptions {
   peers?: PeerName[];
   /** Time limit of each peer run, in seconds (default: PEER_TIMEOUT_S per backend). */
   peerTimeoutS?: number;
+  /** Batch sizes for batched decode and packed prefill (`--batch 1,4,8,16`); none without it. */
+  batches?: number[];
 }
 
 /**
@@ -150,6 +168,9 @@ function watchErrors(device: GPUDevice): (phase: string) => void {
 interface Measured {
   config: Qwen2Config;
   load: LoadFigures;
+  max_batch: number;
+  kv_cache_bytes: number;
+  batched?: BatchedFigures;
   gpu_buffer_bytes: number;
   host_peak_rss_bytes: number;
   prefill: PrefillFigures[];
@@ -158,11 +179,12 @@ interface Measured {
   skipped: string[];
 }
 
-async function measureModel(device: GPUDevice, shape: string, mode: BenchMode, timer: GpuTimer,
+async function measureModel(device: GPUDevice, shape: string, mode: BenchMode, timer: GpuTimer, batches: number[],
   log: (line: string) => void, check: (phase: string) => void, onLoadProgress?: (p: UploadProgress) => void): Promise<Measured> {
-  const longest = Math.max(...mode.prompts);
-  log(`${shape}: loading`);
-  const { model, load } = await openModel(device, shape, longest + mode.decodeSteps, onLoadProgress);
+  const longest = Math.max(...mode.prompts, ...(batches.length > 0 ? [BATCH_CONTEXT, 2 * PACKED_LENGTH] : []));
+  const maxBatch = Math.max(1, ...batches, ...(batches.length > 0 ? [PACKED_DOCUMENTS] : []));
+  log(`${shape}: loading${maxBatch > 1 ? ` with ${maxBatch} KV-cache slots` : ""}`);
+  const { model, load } = await openModel(device, shape, longest + mode.decodeSteps, onLoadProgress, maxBatch);
   try {
     check(`${shape} load`);
     const first = mode.prompts[0];
@@ -183,9 +205,21 @@ async function measureModel(device: GPUDevice, shape: string, mode: BenchMode, t
       decode.push(await measureDecode(model, mode.decodeSteps));
       check(`${shape} prefill/decode`);
     }
+    let batched: BatchedFigures | undefined;
+    if (batches.length > 0) {
+      const decodeAt: BatchedDecodeFigures[] = [];
+      for (const batch of batches) {
+        log(`${shape}: ${batch} sequences decoding together at context ${BATCH_CONTEXT}`);
+        decodeAt.push(await measureBatchedDecode(model, batch, BATCH_CONTEXT, mode.decodeSteps));
+      }
+      log(`${shape}: ${PACKED_DOCUMENTS} documents of about ${PACKED_LENGTH} tokens, packed and one at a time`);
+      batched = { decode: decodeAt, prefill: await measurePackedPrefill(model, PACKED_DOCUMENTS, PACKED_LENGTH, mode.prefillRuns) };
+      check(`${shape} batched`);
+    }
     const skipped = PROMPTS.filter((n) => !mode.prompts.includes(n)).map((n) => `prefill ${n} tokens and decode after it (--quick)`);
     return {
-      config: model.config, load, gpu_buffer_bytes: model.gpuBytes, host_peak_rss_bytes: process.resourceUsage().maxRSS * 1024,
+      config: model.config, load, max_batch: model.maxBatch, kv_cache_bytes: model.kvCacheBytes, batched,
+      gpu_buffer_bytes: model.gpuBytes, host_peak_rss_bytes: process.resourceUsage().maxRSS * 1024,
       prefill, decode, kernels: { decode: decodeKernels, prefill: prefillKernels }, skipped,
     };
   } finally {
@@ -226,7 +260,7 @@ export async function runBench(adapter: GPUAdapter, device: GPUDevice, opts: Ben
   // Models before the roofline, so that each model's peak host memory does not include the stream
   // buffers (which live in host memory on a CPU adapter).
   const measured = new Map<string, Measured>();
-  for (const shape of opts.shapes) measured.set(shape, await measureModel(device, shape, mode, timer, log, check, opts.onLoadProgress));
+  for (const shape of opts.shapes) measured.set(shape, await measureModel(device, shape, mode, timer, opts.batches ?? [], log, check, opts.onLoadProgress));
 
   const streamBytes = defaultStreamBytes();
   log(`roofline: streaming ${(streamBytes / 2 ** 20).toFixed(0)} MiB, multiply-add loop, empty dispatches`);

@@ -62,6 +62,62 @@ export interface GoldenOptions {
   /** Only run sequences up to this length (for quick checks). */
   maxLength?: number;
   onSequence?: (index: number, length: number) => void;
+  /**
+   * Run the sequences together, packed into one batch (each in its own KV-cache slot; the model needs maxBatch
+   * slots), in this order of their golden indices, and decode their greedy continuations together.
+   */
+  batchOrder?: number[];
+}
+
+/** What the engine produced for one golden sequence. */
+interface Produced {
+  captured: Map<CaptureName, Float32Array>;
+  logits: Float32Array;
+  greedy: number[];
+}
+
+// hidden_per_layer names seq{i}.hidden.embed, seq{i}.hidden.layer{l}; captures use the part after "hidden."
+const captureOf = (name: string) => name.slice(name.lastIndexOf(".") + 1) as CaptureName;
+const capturesOf = (seq: any): CaptureName[] => [...(seq.tensors.hidden_per_layer ?? []).map(captureOf), "final_norm"];
+
+/** Each sequence alone: prefill from an empty cache, then its greedy steps. */
+async function oneAtATime(model: Qwen2Model, seqs: any[], opts: GoldenOptions): Promise<Produced[]> {
+  const out: Produced[] = [];
+  for (const seq of seqs) {
+    opts.onSequence?.(seq.index, seq.length);
+    model.reset();
+    const result = await model.prefill(seq.input_ids, { capture: capturesOf(seq), logits: true });
+    const greedy = [result.next];
+    while (greedy.length < seq.greedy.new_tokens.length) greedy.push(await model.step());
+    out.push({ captured: result.captured, logits: result.logits!, greedy });
+  }
+  return out;
+}
+
+/** All sequences in one packed prefill, then their greedy steps decoded together; results in `seqs` order. */
+async function together(model: Qwen2Model, seqs: any[], order: number[]): Promise<Produced[]> {
+  const batch = order.map((index) => {
+    const seq = seqs.find((s) => s.index === index);
+    if (!seq) throw new Error(`batchOrder: no golden sequence ${index}`);
+    return seq;
+  });
+  if (new Set(order).size !== order.length || order.length !== seqs.length) {
+    throw new Error(`batchOrder [${order}] must list each of the sequences ${seqs.map((s) => s.index)} once`);
+  }
+  batch.forEach((_, slot) => model.resetSlot(slot));
+  const capture = [...new Set(batch.flatMap(capturesOf))];
+  const first = await model.forward(batch.map((seq, slot) => ({ slot, ids: seq.input_ids })), { capture, logits: true });
+  const greedy = first.map((r) => [r.next]);
+  for (;;) {
+    const running = batch.map((seq, slot) => ({ seq, slot })).filter(({ seq, slot }) => greedy[slot].length < seq.greedy.new_tokens.length);
+    if (running.length === 0) break;
+    const next = await model.forward(running.map(({ slot }) => ({ slot, ids: [greedy[slot].at(-1)!] })));
+    running.forEach(({ slot }, i) => greedy[slot].push(next[i].next));
+  }
+  return seqs.map((seq) => {
+    const slot = batch.indexOf(seq);
+    return { captured: first[slot].captured as Map<CaptureName, Float32Array>, logits: first[slot].logits!, greedy: greedy[slot] };
+  });
 }
 
 export async function runGoldenCheck(model: Qwen2Model, dir: ModelDir, opts: GoldenOptions = {}): Promise<GoldenReport> {
@@ -76,22 +132,17 @@ export async function runGoldenCheck(model: Qwen2Model, dir: ModelDir, opts: Gol
       if (!t) throw new Error(`${file.source.name}: golden tensor "${name}" is missing`);
       return (await readTensor(t)) as Float32Array;
     };
-    for (const seq of golden.sequences) {
-      if (opts.maxLength && seq.length > opts.maxLength) continue;
-      opts.onSequence?.(seq.index, seq.length);
-      const ids: number[] = seq.input_ids;
-      const layers: string[] = seq.tensors.hidden_per_layer ?? [];
-      // hidden_per_layer names seq{i}.hidden.embed, seq{i}.hidden.layer{l}; captures use the part after "hidden."
-      const captureOf = (name: string) => name.slice(name.lastIndexOf(".") + 1) as CaptureName;
-      model.reset();
-      const result = await model.prefill(ids, { capture: [...layers.map(captureOf), "final_norm"], logits: true });
-      for (const name of layers) {
+    const seqs = golden.sequences.filter((seq: any) => !(opts.maxLength && seq.length > opts.maxLength));
+    const produced = opts.batchOrder ? await together(model, seqs, opts.batchOrder) : await oneAtATime(model, seqs, opts);
+    for (const [i, seq] of seqs.entries()) {
+      const result = produced[i];
+      for (const name of seq.tensors.hidden_per_layer ?? []) {
         rows.push(compareTensor(seq.index, name.replace(/^seq\d+\./, ""), result.captured.get(captureOf(name))!, await ref(name), H));
       }
       rows.push(compareTensor(seq.index, "final_norm_hidden", result.captured.get("final_norm")!, await ref(seq.tensors.final_norm_hidden), H));
-      rows.push(compareTensor(seq.index, "last_logits", result.logits!, await ref(seq.tensors.last_logits), model.config.vocabSize));
+      rows.push(compareTensor(seq.index, "last_logits", result.logits, await ref(seq.tensors.last_logits), model.config.vocabSize));
 
-      const gotTop = top5(result.logits!);
+      const gotTop = top5(result.logits);
       const wantTop: number[] = seq.last_pos_top5_ids;
       const top5ok = gotTop.every((id, i) => id === wantTop[i]);
 
@@ -99,8 +150,7 @@ export async function runGoldenCheck(model: Qwen2Model, dir: ModelDir, opts: Gol
       // past a step with a smaller margin, a different choice is not an engine error.
       const logitError = rows[rows.length - 1].maxAbsError;
       const want: number[] = seq.greedy.new_tokens;
-      const got = [result.next];
-      while (got.length < want.length) got.push(await model.step());
+      const got = result.greedy;
       let compared = 0;
       let ok = true;
       let note = "all steps match";

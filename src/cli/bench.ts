@@ -26,7 +26,7 @@ export async function bench({ flags, argv }: BenchArgs): Promise<number> {
   const { adapter, device } = await nodeGpu();
   const report = await runBench(adapter, device, {
     shapes: flags.shape, quick: flags.quick, command: ["r3gpu", "bench", ...argv].join(" "), log, onLoadProgress: loadBars(),
-    peers: [...new Set(flags.peer ?? [])], peerTimeoutS: flags["peer-timeout"],
+    peers: [...new Set(flags.peer ?? [])], peerTimeoutS: flags["peer-timeout"], batches: flags.batch ?? [],
   });
   console.log(formatBench(report));
   if (flags.json !== undefined) {

@@ -45,12 +45,12 @@ function endOfTurnIds(engine: Engine): number[] {
   return [...ids];
 }
 
-const COMMANDS: Record<string, string> = {
+const SLASH_COMMANDS: Record<string, string> = {
   "/help": "list these commands",
   "/clear": "forget the conversation so far (the system prompt stays)",
   "/exit": "end the chat (as do Ctrl-D and, at the prompt, Ctrl-C)",
 };
-const HELP = `${Object.entries(COMMANDS).map(([c, what]) => `  ${c.padEnd(8)}${what}`).join("\n")}\n` +
+const HELP = `${Object.entries(SLASH_COMMANDS).map(([c, what]) => `  ${c.padEnd(8)}${what}`).join("\n")}\n` +
   "Anything else is a message to the model. Ctrl-C stops a reply while it is generated.";
 
 export async function chat({ positionals, flags }: ChatArgs): Promise<number> {
@@ -92,7 +92,7 @@ export async function chat({ positionals, flags }: ChatArgs): Promise<number> {
         else if (text === "/clear") {
           conversation.clear();
           console.error("(a new conversation)");
-        } else console.error(`r3gpu chat: unknown command ${text}${suggestion(text, Object.keys(COMMANDS))} (/help lists them)`);
+        } else console.error(`r3gpu chat: unknown command ${text}${suggestion(text, Object.keys(SLASH_COMMANDS))} (/help lists them)`);
       } else if (text !== "") {
         try {
           await conversation.reply(line);

@@ -26,10 +26,12 @@ const SEARCH_MODEL_DIR = {
 
 const MAX_LENGTH = integer("the longest token sequence that an embedding reads, its prompt included", { min: 2, default: 1024 });
 const NO_REASONING = boolean("embed the query as it is, much faster than letting the model reason about it first");
+// At least 1, as the server's max_new_tokens (none at all is --no-reasoning); positions are 32-bit on the GPU, so no
+// generation is longer than 2^32 - 1.
 const MAX_NEW_TOKENS = integer(
   "the most tokens the model writes while reasoning about a query; where it stops without writing <|embed_token|>, " +
   "\"The final embedding is: <|embed_token|>\" is appended, always within --max-length",
-  { min: 0, default: DEFAULT_REASONING_TOKENS },
+  { min: 1, max: 2 ** 32 - 1, default: DEFAULT_REASONING_TOKENS },
 );
 const DB = text("the LanceDB index folder", { metavar: "DB_DIR" });
 
@@ -110,6 +112,8 @@ export const SERVE = defineCommand({
     "max-queue": integer("requests that may wait while one runs; more get 503", { min: 0, default: 64 }),
     "max-inputs": integer("strings per embeddings request", { min: 1, default: 256 }),
     "max-body": integer("the largest request body", { min: 1, default: 4 << 20, metavar: "BYTES" }),
+    "max-new-tokens": MAX_NEW_TOKENS,
+    quiet: boolean("leave out the line logged per request"),
   },
   examples: ["serve models/tiny-qwen2 --port 8080"],
 });
@@ -132,6 +136,7 @@ export const BENCH = defineCommand({
     check: boolean("exit 1 when a target is missed"),
     peer: repeatable(choice(PEERS, "run the same model in another engine beside r3gpu")),
     "peer-timeout": { ...number("the longest a peer may run, in seconds", { min: 0, above: true, metavar: "S" }), requires: ["peer"] },
+    batch: integerList("also measure batched decode and packed prefill at these batch sizes", { min: 1, item: "batch size", metavar: "N,N,..." }),
   },
   examples: ["bench --quick", "bench --shape models/tiny-qwen2 --quick --json /tmp/bench.json --peer llama.cpp"],
 });

@@ -10,7 +10,8 @@ import type { ServeArgs } from "./commands.ts";
 import { withLoadProgress } from "./progress.ts";
 
 export async function serve({ positionals, flags: values }: ServeArgs): Promise<number> {
-  const { port, "max-length": maxLength, context, "max-queue": maxQueue, "max-inputs": maxInputs, "max-body": maxBodyBytes } = values;
+  const { port, "max-length": maxLength, context, "max-queue": maxQueue, "max-inputs": maxInputs, "max-body": maxBodyBytes,
+    "max-new-tokens": maxNewTokens } = values;
   if (context !== undefined && context < maxLength) {
     throw new UsageError(`--context must be at least --max-length (${maxLength}), got "${context}"`);
   }
@@ -32,7 +33,8 @@ export async function serve({ positionals, flags: values }: ServeArgs): Promise<
   const search = await database?.backend(engine, modelDir);
   const modelId = values["model-id"] ?? basename(dirPath);
   const server = await startServer({
-    engine, modelId, host: values.host, port, apiKey, search, maxLength, truncate: values.truncate, maxQueue, maxInputs, maxBodyBytes,
+    engine, modelDir: dirPath, modelId, host: values.host, port, apiKey, search, maxLength, truncate: values.truncate, maxQueue,
+    maxInputs, maxBodyBytes, maxNewTokens, quiet: values.quiet,
   });
   console.error(`r3gpu serve: model ${modelId} on ${info.description || info.vendor || "WebGPU adapter"}` +
     (db ? `, searching ${db}` : "") + (apiKey ? ", API key required" : ""));

@@ -7,7 +7,7 @@
 //     q, k = rope(q, k);  cache[slot, pos] = k, v
 //     x = x + o_proj(attention(q, cache[slot]))
 //     h = post_attention_layernorm(x);  x = x + down_proj(silu(gate_proj(h)) * up_proj(h))
-//   h = norm(x);  logits = lm_head(h[output rows]);  next = argmax(logits)
+//   h = norm(x);  logits = lm_head(h[output rows]);  next = argmax(logits)   (one output row per sequence)
 //
 // Every token of a step carries its own (slot, position), so one step can hold the prompt of one sequence, the
 // next token of several, or the prompts of several packed together (see batch.ts).
@@ -19,6 +19,7 @@ import { Argmax, NO_FINITE_LOGIT } from "../ops/argmax.ts";
 import { Attention } from "../ops/attention.ts";
 import { CapturePoint } from "../ops/capture.ts";
 import { Embedding } from "../ops/embedding.ts";
+import { GatherRows } from "../ops/gather.ts";
 import { Linear, type LinearOptions } from "../ops/linear.ts";
 import type { CaptureCopy, Step, StepOp } from "../ops/op.ts";
 import { RmsNorm } from "../ops/rmsnorm.ts";
@@ -35,6 +36,8 @@ import { RandomWeights, SafetensorsWeights, type UploadProgress, type WeightSour
 export interface LoadOptions {
   /** KV-cache capacity of a sequence in tokens (prompt + generated). Default: min(max_position_embeddings, 4096). */
   maxSeqLen?: number;
+  /** Sequences the model can hold at once: KV-cache slots of maxSeqLen each. Default 1. */
+  maxBatch?: number;
   /** Tokens per forward step; longer prompts are prefilled in chunks. Default 256. */
   prefillChunk?: number;
   /** Largest storage binding to use; defaults to the device's limit (tests lower it to force splits). */
@@ -59,13 +62,38 @@ export interface PrefillResult {
   logits?: Float32Array;
 }
 
+/** Tokens to append to one sequence: `ids` go to the next positions of KV-cache slot `slot`. */
+export interface SequenceTokens {
+  slot: number;
+  ids: ArrayLike<number>;
+}
+
+export interface ForwardOptions {
+  /** Run the LM head and argmax on each sequence's last token. Default true. */
+  head?: boolean;
+  /** Read back the logits of each sequence's last token: for all of them, or per sequence. */
+  logits?: boolean | readonly boolean[];
+  capture?: readonly CaptureName[];
+  /** Capture every row of each sequence (default), or only its last (an embedding needs one row per text). */
+  captureRows?: "all" | "last";
+}
+
+export interface SequenceResult {
+  /** Greedy choice after the sequence's last token; -1 without the head. */
+  next: number;
+  logits?: Float32Array;
+  /** Captured rows, [rows, hidden] row-major. */
+  captured: Map<CaptureName, Float32Array>;
+}
+
 /** The activations of the forward pass, each sized for the largest step and bound whole. */
 interface Activations {
   ids: GPUBuffer;
   /** (position, slot) per token. */
   tokens: GPUBuffer;
-  /** The row of each output (the LM head's gather). */
+  /** The row of each output, and those rows of h gathered for the LM head. */
   outputRows: GPUBuffer;
+  hOut: GPUBuffer;
   x: GPUBuffer;
   h: GPUBuffer;
   q: GPUBuffer;
@@ -127,18 +155,22 @@ function resolveOptions(device: GPUDevice, cfg: Qwen2Config, opts: LoadOptions) 
   if (maxSeqLen > cfg.maxPositionEmbeddings) {
     throw new Error(`maxSeqLen ${maxSeqLen} exceeds the model's max_position_embeddings ${cfg.maxPositionEmbeddings}`);
   }
+  const maxBatch = positiveInt("maxBatch", opts.maxBatch, 1);
   const qDim = cfg.numHeads * cfg.headDim, kvDim = cfg.numKvHeads * cfg.headDim;
-  // Activations are single bindings too, so the chunk is capped by the widest one (the MLP's).
+  // Activations are single bindings too, so the chunk is capped by the widest one (the MLP's); a decode step of
+  // every sequence needs maxBatch rows.
   const widest = 4 * Math.max(cfg.intermediateSize, qDim, cfg.hiddenSize);
-  const prefillChunk = Math.min(positiveInt("prefillChunk", opts.prefillChunk, 256), Math.floor(maxBinding / widest));
-  if (prefillChunk < 1) throw new Error(`one token's activations (${widest} bytes) exceed the storage binding limit ${maxBinding}`);
+  const prefillChunk = Math.min(Math.max(positiveInt("prefillChunk", opts.prefillChunk, 256), maxBatch), Math.floor(maxBinding / widest));
+  if (prefillChunk < maxBatch) {
+    throw new Error(`maxBatch ${maxBatch}: a decode step of every sequence (${maxBatch} x ${widest} bytes of activations) exceeds the storage binding limit ${maxBinding}`);
+  }
   const fits = (bytes: number, what: string) => {
     if (bytes > maxBinding) throw new Error(`${what} (${bytes} bytes) exceeds the storage binding limit ${maxBinding}`);
   };
-  fits(maxSeqLen * kvDim * 4, `maxSeqLen ${maxSeqLen}: a layer's KV cache`);
-  fits(cfg.vocabSize * 4, `vocab_size ${cfg.vocabSize}: one row of logits`);
+  fits(maxBatch * maxSeqLen * kvDim * 4, `maxBatch ${maxBatch} x maxSeqLen ${maxSeqLen}: a layer's KV cache`);
+  fits(maxBatch * cfg.vocabSize * 4, `vocab_size ${cfg.vocabSize} x maxBatch ${maxBatch}: the logits of a step`);
   fits(maxSeqLen * cfg.headDim * 4, `maxSeqLen ${maxSeqLen}: the rotary table`);
-  return { maxBinding, maxSeqLen, prefillChunk };
+  return { maxBinding, maxSeqLen, maxBatch, prefillChunk };
 }
 
 /** Throws the first validation or out-of-memory error of `work` (WebGPU reports them asynchronously otherwise). */
@@ -165,9 +197,9 @@ export class Qwen2Model {
   lastDispatches = 0;
   /** Bytes read from files to load the weights (0 for generated ones). */
   readonly fileBytes: number;
-  /** The next position of slot 0's sequence. */
-  private position0 = 0;
-  /** The greedy choice of the last step, which step() feeds by default. */
+  /** The next position of each slot's sequence. */
+  private readonly positions: number[];
+  /** Slot 0's greedy choice of the last step, which step() feeds by default. */
   private lastNext: number | undefined;
   private busy = false;
   // Read-back buffers, created on first use and reused, so a decode step allocates nothing.
@@ -180,6 +212,7 @@ export class Qwen2Model {
     /** Where the weights came from, for messages. */
     readonly name: string,
     readonly maxSeqLen: number,
+    readonly maxBatch: number,
     readonly prefillChunk: number,
     private readonly kernels: Kernels,
     private readonly weights: BufferSet,
@@ -190,6 +223,7 @@ export class Qwen2Model {
     fileBytes: number,
   ) {
     this.fileBytes = fileBytes;
+    this.positions = new Array(maxBatch).fill(0);
   }
 
   /** Loads a Hugging Face Qwen2 model directory (config.json + safetensors). */
@@ -214,43 +248,46 @@ export class Qwen2Model {
 
   private static async build(device: GPUDevice, cfg: Qwen2Config, name: string, opts: LoadOptions,
     source: (k: Kernels, buffers: BufferSet, maxBinding: number) => WeightSource): Promise<Qwen2Model> {
-    const { maxBinding, maxSeqLen, prefillChunk } = resolveOptions(device, cfg, opts);
+    const { maxBinding, maxSeqLen, maxBatch, prefillChunk } = resolveOptions(device, cfg, opts);
     const kernels = new Kernels(device);
     const buffers = new BufferSet(device);
     const weightBuffers = new BufferSet(device);
     const ops: StepOp[] = [];
+    const weightSource = source(kernels, weightBuffers, maxBinding);
     try {
       return await withErrorScopes(device, `loading ${name}`, async () => {
         const H = cfg.hiddenSize, T = prefillChunk;
         const qDim = cfg.numHeads * cfg.headDim, kvDim = cfg.numKvHeads * cfg.headDim;
         const act = (label: string, elements: number) => buffers.storage(label, elements * 4);
         const a: Activations = {
-          ids: act("ids", T), tokens: act("tokens", 2 * T), outputRows: act("output rows", 1),
+          ids: act("ids", T), tokens: act("tokens", 2 * T), outputRows: act("output rows", maxBatch), hOut: act("h of outputs", maxBatch * H),
           x: act("x", T * H), h: act("h", T * H), q: act("q", T * qDim), k: act("k", T * kvDim), v: act("v", T * kvDim),
           attn: act("attn", T * qDim), gate: act("gate", T * cfg.intermediateSize), up: act("up", T * cfg.intermediateSize),
-          logits: act("logits", cfg.vocabSize), next: act("next", 1),
+          logits: act("logits", maxBatch * cfg.vocabSize), next: act("next", maxBatch),
         };
         const rope = buffers.storage("rope", maxSeqLen * cfg.headDim * 4);
         device.queue.writeBuffer(rope, 0, ropeTable(cfg.headDim, cfg.ropeTheta, maxSeqLen));
 
-        const weightSource = source(kernels, weightBuffers, maxBinding);
         const w = await loadQwen2Weights(weightSource, cfg);
         const c: Context = { kernels, cfg, a, rope, slotLen: maxSeqLen };
         ops.push(new Embedding(kernels, a.ids, w.embed_tokens, a.x), new CapturePoint("embed", a.x, H * 4));
         w.layers.forEach((layer, l) => {
-          const cache = { kCache: act(`k cache ${l}`, maxSeqLen * kvDim), vCache: act(`v cache ${l}`, maxSeqLen * kvDim) };
+          const slots = maxBatch * maxSeqLen;
+          const cache = { kCache: act(`k cache ${l}`, slots * kvDim), vCache: act(`v cache ${l}`, slots * kvDim) };
           ops.push(...decoderLayer(c, l, layer, cache));
         });
         ops.push(new RmsNorm(kernels, "model.norm", a.x, w.norm, a.h, H, cfg.rmsNormEps), new CapturePoint("final_norm", a.h, H * 4));
         const head = [
-          new Linear(kernels, a.h, w.lm_head, a.logits, { gather: a.outputRows }),
+          new GatherRows(kernels, a.h, a.outputRows, a.hOut, H),
+          new Linear(kernels, a.hOut, w.lm_head, a.logits, { perOutput: true }),
           new Argmax(kernels, a.logits, a.next, cfg.vocabSize),
         ];
         await kernels.compiled();
         const body = ops.splice(0);
-        return new Qwen2Model(cfg, device, name, maxSeqLen, prefillChunk, kernels, weightBuffers, buffers, a, body, head, weightSource.fileBytes);
+        return new Qwen2Model(cfg, device, name, maxSeqLen, maxBatch, prefillChunk, kernels, weightBuffers, buffers, a, body, head, weightSource.fileBytes);
       });
     } catch (e) {
+      weightSource.abandon();
       for (const op of ops) op.destroy();
       buffers.destroy();
       weightBuffers.destroy();
@@ -268,20 +305,38 @@ export class Qwen2Model {
     return this.weights.bytes + this.buffers.bytes;
   }
 
+  /** Bytes of the KV cache: every layer's keys and values for maxBatch slots of maxSeqLen positions. */
+  get kvCacheBytes(): number {
+    const { numLayers, numKvHeads, headDim } = this.config;
+    return 2 * numLayers * this.maxBatch * this.maxSeqLen * numKvHeads * headDim * 4;
+  }
+
   /** Every op of one forward step in order (body, then LM head and argmax), for profilers and benchmarks. */
   get ops(): readonly StepOp[] {
     return [...this.body, ...this.head];
   }
 
-  /** Tokens already in the KV cache; the next token goes at this position. */
+  /** Tokens already in slot 0's KV cache; its next token goes at this position. */
   get position(): number {
-    return this.position0;
+    return this.positions[0];
   }
 
-  /** Empties the KV cache (the next prefill starts at position 0). */
+  /** Tokens already in the KV cache of `slot`. */
+  positionOf(slot: number): number {
+    this.checkSlot(slot, "positionOf");
+    return this.positions[slot];
+  }
+
+  /** Empties slot 0's KV cache (the next prefill starts at position 0). */
   reset(): void {
-    this.position0 = 0;
-    this.lastNext = undefined;
+    this.resetSlot(0);
+  }
+
+  /** Empties one slot's KV cache, for a new sequence there. */
+  resetSlot(slot: number): void {
+    this.checkSlot(slot, "resetSlot");
+    this.positions[slot] = 0;
+    if (slot === 0) this.lastNext = undefined;
   }
 
   /** Frees every GPU buffer of the model; it is unusable afterwards. */
@@ -291,19 +346,18 @@ export class Qwen2Model {
     this.weights.destroy();
   }
 
-  private checkIds(ids: ArrayLike<number>): void {
-    for (let i = 0; i < ids.length; i++) {
-      const id = ids[i];
-      if (!Number.isInteger(id) || id < 0 || id >= this.config.vocabSize) {
-        throw new Error(`token id ${id} at index ${i} is out of range: the vocabulary has ${this.config.vocabSize} ids (0..${this.config.vocabSize - 1})`);
-      }
+  private checkSlot(slot: number, what: string): void {
+    if (!Number.isInteger(slot) || slot < 0 || slot >= this.maxBatch) {
+      throw new Error(`${what}: slot ${slot} is not one of the model's ${this.maxBatch} KV-cache slots (0..${this.maxBatch - 1}; raise maxBatch)`);
     }
   }
 
-  private checkRoom(n: number): void {
-    if (this.position0 + n > this.maxSeqLen) {
-      throw new Error(`${n} new tokens at position ${this.position0} exceed the KV cache of ${this.maxSeqLen} positions ` +
-        `(raise maxSeqLen, up to max_position_embeddings ${this.config.maxPositionEmbeddings})`);
+  private checkIds(ids: ArrayLike<number>, what: string): void {
+    for (let i = 0; i < ids.length; i++) {
+      const id = ids[i];
+      if (!Number.isInteger(id) || id < 0 || id >= this.config.vocabSize) {
+        throw new Error(`${what}: token id ${id} at index ${i} is out of range: the vocabulary has ${this.config.vocabSize} ids (0..${this.config.vocabSize - 1})`);
+      }
     }
   }
 
@@ -319,7 +373,7 @@ export class Qwen2Model {
   /** Runs `work` alone: a second call while one runs would interleave with it on the GPU and in the KV cache. */
   private async exclusive<T>(what: string, work: () => Promise<T>): Promise<T> {
     if (this.busy) {
-      throw new Error(`${what}: another prefill or step is running on this model; await it first (one sequence runs at a time)`);
+      throw new Error(`${what}: another forward pass is running on this model; await it first (or batch the sequences into one call)`);
     }
     this.busy = true;
     try {
@@ -329,61 +383,102 @@ export class Qwen2Model {
     }
   }
 
-  /** Runs the prompt through the model (appending to the KV cache) and returns the greedy next token. */
-  prefill(ids: ArrayLike<number>, opts: PrefillOptions = {}): Promise<PrefillResult> {
-    return this.exclusive("prefill", async () => {
-      if (ids.length === 0) throw new Error("prefill: empty prompt (no token ids)");
-      this.checkIds(ids);
-      this.checkRoom(ids.length);
-      const captureNames = opts.capture ?? [];
-      this.checkCaptures(captureNames);
-      const n = ids.length;
-      const rowBytes = this.config.hiddenSize * 4;
-      const sequence: SequenceInput = { slot: 0, start: this.position0, ids };
-      const captures = new Map(captureNames.map((name) => [name, this.device.createBuffer({
-        label: `capture ${name}`, size: n * rowBytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
-      })]));
-      try {
-        let result: { next: Uint32Array; logits?: Float32Array } | undefined;
-        for (const plan of planSteps([sequence], this.prefillChunk)) {
-          const capture = new Map<string, CaptureCopy>([...captures].map(([name, buffer]) => [name, {
-            buffer, ranges: plan.spans.map((s) => ({ srcRow: s.row0, dstRow: s.offset, rows: s.rows })),
-          }]));
-          const head = plan.step.outputs > 0;
-          result = await this.run(plan, { head, logits: head && opts.logits === true, capture });
-          this.position0 += plan.step.T;
-        }
-        const captured = new Map<CaptureName, Float32Array>();
-        for (const [name, buf] of captures) {
-          await buf.mapAsync(GPUMapMode.READ);
-          captured.set(name, new Float32Array(buf.getMappedRange().slice(0)));
-        }
-        this.lastNext = result!.next[0];
-        return { next: this.lastNext, captured, logits: result!.logits };
-      } finally {
-        for (const buf of captures.values()) buf.destroy();
-      }
-    });
+  /**
+   * Appends tokens to several sequences at once, each in its own KV-cache slot, packed into steps of at most
+   * prefillChunk tokens with no padding: the prompts of new sequences, the next token of running ones, or both.
+   * Returns, per sequence in order, the greedy choice after its last token (and its logits, and captured rows, when
+   * asked). Every sequence is checked before anything runs: one that would outgrow its slot is refused by name.
+   */
+  forward(sequences: readonly SequenceTokens[], opts: ForwardOptions = {}): Promise<SequenceResult[]> {
+    return this.exclusive("forward", () => this.forwardNow(sequences, opts));
   }
 
-  /** One decode step: feeds `token` (default: the previous greedy choice) and returns the next greedy token. */
+  private async forwardNow(sequences: readonly SequenceTokens[], opts: ForwardOptions): Promise<SequenceResult[]> {
+    const head = opts.head ?? true;
+    const wantLogits = sequences.map((_, i) => (Array.isArray(opts.logits) ? opts.logits[i] : opts.logits) === true);
+    if (!head && wantLogits.some(Boolean)) throw new Error("forward: logits need the head (head: false was given)");
+    const captureNames = opts.capture ?? [];
+    this.checkCaptures(captureNames);
+    if (sequences.length === 0) throw new Error("forward: no sequences");
+    const seen = new Set<number>();
+    sequences.forEach((seq, i) => {
+      const what = `sequence ${i}`;
+      this.checkSlot(seq.slot, what);
+      if (seen.has(seq.slot)) throw new Error(`${what}: slot ${seq.slot} is given twice (one sequence per slot)`);
+      seen.add(seq.slot);
+      if (seq.ids.length === 0) throw new Error(`${what}: no token ids`);
+      this.checkIds(seq.ids, what);
+      const at = this.positions[seq.slot];
+      if (at + seq.ids.length > this.maxSeqLen) {
+        throw new Error(`${what} (slot ${seq.slot}): ${seq.ids.length} new tokens at position ${at} exceed the KV cache of ${this.maxSeqLen} ` +
+          `positions (raise maxSeqLen, up to max_position_embeddings ${this.config.maxPositionEmbeddings})`);
+      }
+    });
+
+    // Captured rows of sequence i start at rowBase[i]: all of its rows, or only its last.
+    const allRows = (opts.captureRows ?? "all") === "all";
+    const rowBase: number[] = [];
+    let captureRows = 0;
+    for (const seq of sequences) {
+      rowBase.push(captureRows);
+      captureRows += allRows ? seq.ids.length : 1;
+    }
+    const rowBytes = this.config.hiddenSize * 4;
+    const captures = new Map(captureNames.map((name) => [name, this.device.createBuffer({
+      label: `capture ${name}`, size: captureRows * rowBytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+    })]));
+    const inputs = sequences.map((seq) => ({ slot: seq.slot, start: this.positions[seq.slot], ids: seq.ids }));
+    const results: SequenceResult[] = sequences.map(() => ({ next: -1, captured: new Map() }));
+    try {
+      for (const plan of planSteps(inputs, this.prefillChunk)) {
+        const ranges = plan.spans.flatMap((s) => {
+          if (allRows) return [{ srcRow: s.row0, dstRow: rowBase[s.sequence] + s.offset, rows: s.rows }];
+          const ends = s.offset + s.rows === sequences[s.sequence].ids.length;
+          return ends ? [{ srcRow: s.row0 + s.rows - 1, dstRow: rowBase[s.sequence], rows: 1 }] : [];
+        });
+        const capture = new Map<string, CaptureCopy>([...captures].map(([name, buffer]) => [name, { buffer, ranges }]));
+        const withHead = head && plan.step.outputs > 0;
+        const out = await this.run(plan, { head: withHead, logitsFor: plan.outputSequences.map((s) => wantLogits[s]), capture });
+        plan.outputSequences.forEach((s, r) => {
+          results[s].next = withHead ? out.next[r] : -1;
+          if (out.logits[r]) results[s].logits = out.logits[r];
+        });
+        for (const span of plan.spans) this.positions[sequences[span.sequence].slot] += span.rows;
+      }
+      for (const [name, buf] of captures) {
+        await buf.mapAsync(GPUMapMode.READ);
+        const all = new Float32Array(buf.getMappedRange().slice(0));
+        sequences.forEach((seq, i) => {
+          const rows = allRows ? seq.ids.length : 1;
+          results[i].captured.set(name, all.slice(rowBase[i] * this.config.hiddenSize, (rowBase[i] + rows) * this.config.hiddenSize));
+        });
+      }
+      return results;
+    } finally {
+      for (const buf of captures.values()) buf.destroy();
+    }
+  }
+
+  /** Runs the prompt through slot 0 (appending to its KV cache) and returns the greedy next token. */
+  async prefill(ids: ArrayLike<number>, opts: PrefillOptions = {}): Promise<PrefillResult> {
+    if (ids.length === 0) throw new Error("prefill: empty prompt (no token ids)");
+    const [r] = await this.forward([{ slot: 0, ids }], { capture: opts.capture, logits: opts.logits });
+    this.lastNext = r.next;
+    return { next: r.next, captured: r.captured as Map<CaptureName, Float32Array>, logits: r.logits };
+  }
+
+  /** One decode step of slot 0: feeds `token` (default: the previous greedy choice) and returns the next greedy token. */
   async step(token?: number): Promise<number> {
     return (await this.stepWithLogits(token, false)).next;
   }
 
   /** A decode step that can also read back the logits (for sampling, which needs the distribution). */
-  stepWithLogits(token: number | undefined, logits: boolean): Promise<{ next: number; logits?: Float32Array }> {
-    return this.exclusive("step", async () => {
-      const id = token ?? this.lastNext;
-      if (id === undefined) throw new Error("step: no token given and no previous step to continue from (prefill first)");
-      this.checkRoom(1);
-      this.checkIds([id]);
-      const [plan] = planSteps([{ slot: 0, start: this.position0, ids: [id] }], 1);
-      const out = await this.run(plan, { head: true, logits });
-      this.position0 += 1;
-      this.lastNext = out.next[0];
-      return { next: this.lastNext, logits: out.logits };
-    });
+  async stepWithLogits(token: number | undefined, logits: boolean): Promise<{ next: number; logits?: Float32Array }> {
+    const id = token ?? this.lastNext;
+    if (id === undefined) throw new Error("step: no token given and no previous step to continue from (prefill first)");
+    const [r] = await this.forward([{ slot: 0, ids: [id] }], { logits });
+    this.lastNext = r.next;
+    return { next: r.next, logits: r.logits };
   }
 
   /** Greedy decoding: prefill, then up to maxNewTokens steps, stopping after an EOS id. */
@@ -419,12 +514,14 @@ export class Qwen2Model {
 
   /**
    * Records and submits one step; with `head`, also the LM head and argmax over the step's output rows, and waits
-   * for their ids (and logits). A step without a head is waited for too, which bounds the work queued at once.
+   * for their ids (and the logits of the outputs that ask for them). A step without a head is waited for too, which
+   * bounds the work queued at once.
    */
-  private async run(plan: StepPlan, opts: { head: boolean; logits: boolean; capture?: ReadonlyMap<string, CaptureCopy> }) {
+  private async run(plan: StepPlan, opts: { head: boolean; logitsFor: boolean[]; capture: ReadonlyMap<string, CaptureCopy> }) {
     const { device, a } = this;
     const step = { ...plan.step, capture: opts.capture };
     const S = plan.step.outputs;
+    const V = this.config.vocabSize;
     return withErrorScopes(device, `forward step on ${this.name}`, async () => {
       this.writeTables(plan, opts.head);
       const rec = new Recorder(device);
@@ -433,23 +530,25 @@ export class Qwen2Model {
         rec.submit();
         this.lastDispatches = rec.dispatches;
         await device.queue.onSubmittedWorkDone();
-        return { next: new Uint32Array(0) };
+        return { next: new Uint32Array(0), logits: [] as (Float32Array | undefined)[] };
       }
       for (const op of this.head) op.encode(rec, step);
-      const nextOut = (this.nextOut ??= this.buffers.readback("next readback", 4));
+      const nextOut = (this.nextOut ??= this.buffers.readback("next readback", this.maxBatch * 4));
       rec.copy(a.next, 0, nextOut, 0, S * 4);
-      const logitsBytes = S * this.config.vocabSize * 4;
-      const logitsOut = opts.logits ? (this.logitsOut ??= this.buffers.readback("logits readback", logitsBytes)) : undefined;
-      if (logitsOut) rec.copy(a.logits, 0, logitsOut, 0, logitsBytes);
+      // Only the rows that are asked for leave the GPU (a logits row is 600 KB for Qwen2.5's vocabulary).
+      const wanted = opts.logitsFor.flatMap((want, r) => (want ? [r] : []));
+      const logitsOut = wanted.length > 0 ? (this.logitsOut ??= this.buffers.readback("logits readback", this.maxBatch * V * 4)) : undefined;
+      wanted.forEach((r, i) => rec.copy(a.logits, r * V * 4, logitsOut!, i * V * 4, V * 4));
       rec.submit();
       this.lastDispatches = rec.dispatches;
       await nextOut.mapAsync(GPUMapMode.READ);
       const next = new Uint32Array(nextOut.getMappedRange().slice(0, S * 4));
       nextOut.unmap();
-      let logits: Float32Array | undefined;
+      const logits: (Float32Array | undefined)[] = new Array(S);
       if (logitsOut) {
         await logitsOut.mapAsync(GPUMapMode.READ);
-        logits = new Float32Array(logitsOut.getMappedRange().slice(0, logitsBytes));
+        const all = logitsOut.getMappedRange();
+        wanted.forEach((r, i) => { logits[r] = new Float32Array(all.slice(i * V * 4, (i + 1) * V * 4)); });
         logitsOut.unmap();
       }
       const bad = next.indexOf(NO_FINITE_LOGIT);

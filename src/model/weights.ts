@@ -29,6 +29,8 @@ export interface WeightSource {
   finish(): Promise<void>;
   /** Bytes read from files (0 for generated weights). */
   readonly fileBytes: number;
+  /** Frees the load-time kernels of work still queued (after a failed load; the BufferSet frees the rest). */
+  abandon(): void;
 }
 
 /** Shared by both sources: buffer allocation, the row split, and batched GPU work with bounded staging. */
@@ -53,16 +55,14 @@ abstract class GpuWeights {
     return { name, dtype, rows, cols, parts };
   }
 
-  /** A temporary row-major buffer for one part, moved into its laid-out buffer by relayoutPart(). */
+  /** A temporary row-major buffer for one part, moved into its laid-out buffer (and freed) by relayoutPart(). */
   protected staging(m: GpuMatrix, part: MatrixPart): GPUBuffer {
-    const buffer = this.buffers.storage(`${m.name} (row-major)`, part.rows * m.cols * DTYPE_BYTES[m.dtype]);
-    this.temps.push(buffer);
-    return buffer;
+    return this.buffers.storage(`${m.name} (row-major)`, part.rows * m.cols * DTYPE_BYTES[m.dtype]);
   }
 
   protected async relayoutPart(m: GpuMatrix, part: MatrixPart, rowMajor: GPUBuffer): Promise<void> {
-    this.calls.push(await relayout(this.kernels, this.recorder, m, part, rowMajor));
-    await this.account(part.buffer.size);
+    // Freed with the drain after the relayout is submitted, not before (a drain can come between the writes).
+    await this.queued(relayout(this.kernels, this.recorder, m, part, rowMajor), part.buffer.size, rowMajor);
   }
 
   protected async queued(call: Promise<KernelCall>, bytes: number, temp?: GPUBuffer): Promise<void> {
@@ -89,6 +89,12 @@ abstract class GpuWeights {
 
   async finish(): Promise<void> {
     await this.drain();
+  }
+
+  abandon(): void {
+    for (const c of this.calls) c.destroy();
+    this.calls = [];
+    this.rec = undefined;
   }
 }
 

@@ -1,7 +1,7 @@
 // Greedy choice on the GPU: the index of the largest logit of each output row.
 import { defineKernel, type Kernels } from "../gpu/kernel.ts";
 import type { Recorder } from "../gpu/recorder.ts";
-import { Op, type Cost, type Step } from "./op.ts";
+import { SingleKernelOp, type Cost, type Step } from "./op.ts";
 
 export const ARGMAX = defineKernel({
   name: "argmax",
@@ -14,18 +14,11 @@ export const ARGMAX = defineKernel({
 /** Written by the kernel for a row with no finite logit (all NaN or -inf). */
 export const NO_FINITE_LOGIT = 0xffffffff;
 
-export class Argmax extends Op {
-  readonly label = "argmax";
-  readonly family = "argmax";
-  private readonly call;
-  private readonly pipeline;
-
+export class Argmax extends SingleKernelOp<typeof ARGMAX> {
   /** `n` logits per row; out[r] for each of the step's output rows. */
   constructor(kernels: Kernels, logits: GPUBuffer, out: GPUBuffer, private readonly n: number) {
-    super(kernels);
-    this.call = this.bind(ARGMAX, { logits, out });
+    super(kernels, "argmax", "argmax", ARGMAX, { logits, out });
     this.call.uniforms.set({ n });
-    this.pipeline = this.call.pipeline();
   }
 
   encode(rec: Recorder, step: Step): void {

@@ -1,7 +1,7 @@
 // Grouped-query causal attention of each token against its own sequence's KV cache (online softmax).
 import { defineKernel, type Kernels } from "../gpu/kernel.ts";
 import type { Recorder } from "../gpu/recorder.ts";
-import { check, Op, type Cost, type Step } from "./op.ts";
+import { check, SingleKernelOp, type Cost, type Step } from "./op.ts";
 import type { AttentionBuffers, AttentionDims } from "./rope-kv.ts";
 
 /** Output dims per invocation: head_dim <= WG * MAX_DPT. */
@@ -19,20 +19,12 @@ export const ATTENTION = defineKernel({
 /** The largest head_dim the attention kernel serves. */
 export const MAX_HEAD_DIM = ATTENTION.workgroupSize * MAX_DPT;
 
-export class Attention extends Op {
-  readonly label: string;
-  readonly family = "attention";
-  private readonly call;
-  private readonly pipeline;
-
+export class Attention extends SingleKernelOp<typeof ATTENTION> {
   constructor(kernels: Kernels, name: string, b: Omit<AttentionBuffers, "k" | "v">, out: GPUBuffer, private readonly d: AttentionDims) {
-    super(kernels);
     check(d.headDim <= MAX_HEAD_DIM, `head_dim ${d.headDim} is larger than the attention kernel's ${MAX_HEAD_DIM}`);
     check(d.nHeads % d.nKv === 0, `num_attention_heads ${d.nHeads} is not a multiple of num_key_value_heads ${d.nKv}`);
-    this.label = `attention ${name}`;
-    this.call = this.bind(ATTENTION, { tokens: b.tokens, q: b.q, k_cache: b.kCache, v_cache: b.vCache, out });
+    super(kernels, `attention ${name}`, "attention", ATTENTION, { tokens: b.tokens, q: b.q, k_cache: b.kCache, v_cache: b.vCache, out });
     this.call.uniforms.set({ n_heads: d.nHeads, n_kv: d.nKv, D: d.headDim, slot_len: b.slotLen, scale: 1 / Math.sqrt(d.headDim) });
-    this.pipeline = this.call.pipeline();
   }
 
   encode(rec: Recorder, step: Step): void {

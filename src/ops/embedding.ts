@@ -15,15 +15,12 @@ export const EMBEDDING = defineKernel({
 });
 
 export class Embedding extends Op {
-  readonly label: string;
-  readonly family = "embedding";
   private readonly parts;
   private readonly pipeline;
 
   constructor(kernels: Kernels, ids: GPUBuffer, private readonly table: GpuMatrix, x: GPUBuffer) {
-    super(kernels);
     check(table.cols % 2 === 0, `${table.name}: hidden size ${table.cols} must be even`);
-    this.label = `embedding ${table.name}`;
+    super(kernels, `embedding ${table.name}`, "embedding");
     this.parts = table.parts.map((part, i) => ({ part, call: this.bind(EMBEDDING, { ids, w: part.buffer, x }, `${this.label}#${i}`) }));
     this.pipeline = this.parts[0].call.pipeline(EMBEDDING, { dtype: table.dtype });
   }

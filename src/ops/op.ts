@@ -2,7 +2,7 @@
 // kernels (KernelCall: uniforms + bind group) and asks for their pipelines; at each step `encode` sets the
 // uniforms by name, picks the pipeline for the step and records the dispatch. `cost` states the op's compulsory
 // work for rooflines. An op owns its uniform buffers and frees them in `destroy`.
-import { KernelCall, type KernelDecl, type Kernels } from "../gpu/kernel.ts";
+import { KernelCall, type KernelDecl, type Kernels, type PipelineRef } from "../gpu/kernel.ts";
 import type { Recorder } from "../gpu/recorder.ts";
 
 /**
@@ -49,12 +49,9 @@ export interface StepOp {
 }
 
 export abstract class Op implements StepOp {
-  abstract readonly label: string;
-  /** The kernel family, for per-family profiles. */
-  abstract readonly family: string;
   private readonly calls: KernelCall[] = [];
 
-  constructor(protected readonly kernels: Kernels) {}
+  constructor(protected readonly kernels: Kernels, readonly label: string, readonly family: string) {}
 
   /** Binds `decl` over `buffers` for this op (the op owns the result). */
   protected bind<B extends string, U extends string>(decl: KernelDecl<B, U>, buffers: Partial<Record<B, GPUBuffer>>, label = this.label) {
@@ -68,6 +65,21 @@ export abstract class Op implements StepOp {
 
   destroy(): void {
     for (const c of this.calls) c.destroy();
+  }
+}
+
+type BindingsOf<D> = D extends KernelDecl<infer B, string> ? B : never;
+type UniformsOf<D> = D extends KernelDecl<string, infer U> ? U : never;
+
+/** An op of one kernel bound once: most ops of the forward pass. */
+export abstract class SingleKernelOp<D extends KernelDecl<string, string>> extends Op {
+  protected readonly call: KernelCall<BindingsOf<D>, UniformsOf<D>>;
+  protected readonly pipeline: PipelineRef;
+
+  constructor(kernels: Kernels, label: string, family: string, decl: D, buffers: Partial<Record<BindingsOf<D>, GPUBuffer>>) {
+    super(kernels, label, family);
+    this.call = this.bind(decl as KernelDecl<BindingsOf<D>, UniformsOf<D>>, buffers);
+    this.pipeline = this.call.pipeline();
   }
 }
 

@@ -1,7 +1,7 @@
 // RMSNorm over the rows of an activation (Qwen2RMSNorm): y = x / sqrt(mean(x^2) + eps) * weight.
 import { defineKernel, type Kernels } from "../gpu/kernel.ts";
 import type { Recorder } from "../gpu/recorder.ts";
-import { Op, type Cost, type Step } from "./op.ts";
+import { SingleKernelOp, type Cost, type Step } from "./op.ts";
 
 export const RMSNORM = defineKernel({
   name: "rmsnorm",
@@ -11,18 +11,10 @@ export const RMSNORM = defineKernel({
   uniforms: { H: "u32", eps: "f32" },
 });
 
-export class RmsNorm extends Op {
-  readonly label: string;
-  readonly family = "rmsnorm";
-  private readonly call;
-  private readonly pipeline;
-
+export class RmsNorm extends SingleKernelOp<typeof RMSNORM> {
   constructor(kernels: Kernels, name: string, x: GPUBuffer, weight: GPUBuffer, y: GPUBuffer, private readonly H: number, eps: number) {
-    super(kernels);
-    this.label = `rmsnorm ${name}`;
-    this.call = this.bind(RMSNORM, { x, weight, y });
+    super(kernels, `rmsnorm ${name}`, "rmsnorm", RMSNORM, { x, weight, y });
     this.call.uniforms.set({ H, eps });
-    this.pipeline = this.call.pipeline();
   }
 
   encode(rec: Recorder, step: Step): void {

@@ -2,7 +2,7 @@
 // (slot, position) from the model's token table.
 import { defineKernel, type Kernels } from "../gpu/kernel.ts";
 import type { Recorder } from "../gpu/recorder.ts";
-import { Op, type Cost, type Step } from "./op.ts";
+import { SingleKernelOp, type Cost, type Step } from "./op.ts";
 
 export const ROPE_KV = defineKernel({
   name: "rope_kv",
@@ -30,18 +30,10 @@ export interface AttentionBuffers {
   slotLen: number;
 }
 
-export class RopeKv extends Op {
-  readonly label: string;
-  readonly family = "rope_kv";
-  private readonly call;
-  private readonly pipeline;
-
+export class RopeKv extends SingleKernelOp<typeof ROPE_KV> {
   constructor(kernels: Kernels, name: string, b: AttentionBuffers, rope: GPUBuffer, private readonly d: AttentionDims) {
-    super(kernels);
-    this.label = `rope+kv ${name}`;
-    this.call = this.bind(ROPE_KV, { tokens: b.tokens, q: b.q, k: b.k, v: b.v, rope, k_cache: b.kCache, v_cache: b.vCache });
+    super(kernels, `rope+kv ${name}`, "rope_kv", ROPE_KV, { tokens: b.tokens, q: b.q, k: b.k, v: b.v, rope, k_cache: b.kCache, v_cache: b.vCache });
     this.call.uniforms.set({ n_heads: d.nHeads, n_kv: d.nKv, D: d.headDim, slot_len: b.slotLen });
-    this.pipeline = this.call.pipeline();
   }
 
   encode(rec: Recorder, step: Step): void {

@@ -1,7 +1,7 @@
 // The SwiGLU activation of the Qwen2 MLP, in place: gate = silu(gate) * up.
 import { defineKernel, type Kernels } from "../gpu/kernel.ts";
 import { grid, type Recorder } from "../gpu/recorder.ts";
-import { Op, type Cost, type Step } from "./op.ts";
+import { SingleKernelOp, type Cost, type Step } from "./op.ts";
 
 export const SWIGLU = defineKernel({
   name: "swiglu",
@@ -11,17 +11,10 @@ export const SWIGLU = defineKernel({
   uniforms: { n: "u32" },
 });
 
-export class SwiGlu extends Op {
-  readonly label = "swiglu";
-  readonly family = "swiglu";
-  private readonly call;
-  private readonly pipeline;
-
+export class SwiGlu extends SingleKernelOp<typeof SWIGLU> {
   /** `width` elements per row (the intermediate size). */
   constructor(kernels: Kernels, gate: GPUBuffer, up: GPUBuffer, private readonly width: number) {
-    super(kernels);
-    this.call = this.bind(SWIGLU, { gate, up });
-    this.pipeline = this.call.pipeline();
+    super(kernels, "swiglu", "swiglu", SWIGLU, { gate, up });
   }
 
   encode(rec: Recorder, step: Step): void {

@@ -9,6 +9,8 @@ import type { ChatTemplate } from "../text/chat.ts";
 import { Engine } from "../text/engine.ts";
 import type { GenerateOptions, GenerateResult, StopReason } from "../text/generate.ts";
 import { TextTokenizer } from "../text/tokenizer.ts";
+import { Scheduler } from "../text/scheduler.ts";
+import { inBatches } from "../util/pool.ts";
 import { l2normalize } from "./similarity.ts";
 
 export type TextKind = "document" | "query";
@@ -16,6 +18,11 @@ export type TextKind = "document" | "query";
 export interface SearchR3Options {
   /** Longest token sequence the model sees (prompt included), as the reference's max_length. Default 1024. */
   maxLength?: number;
+  /**
+   * Texts embedded together (one packed forward pass) and queries reasoned about together (continuous batching), as
+   * the reference's batch_size. Default: the model's KV-cache slots (SearchR3.load gives it DEFAULT_BATCH_SIZE).
+   */
+  batchSize?: number;
   /** Default "<|embed_token|>"; its id comes from the tokenizer. */
   embedToken?: string;
   /** System prompt for documents. Default "Please represent the document." */
@@ -67,12 +74,16 @@ export interface PreparedText {
 export interface EncodeOptions {
   /** L2-normalize each embedding. Default true. */
   normalize?: boolean;
+  /** Texts run through the model together, packed into one forward pass. Default: the SearchR3's batchSize. */
+  batchSize?: number;
   /** The prompt for texts that do not already end with the embed token. Default "document". */
   kind?: TextKind;
   onProgress?: (done: number, total: number) => void;
 }
 
 export interface ReasoningOptions extends GenerateOptions {
+  /** Queries reasoned about at once (continuous batching). Default: the SearchR3's batchSize. */
+  batchSize?: number;
   /**
    * The most tokens the model writes about each query before the embed token. Default DEFAULT_REASONING_TOKENS (256),
    * and never more than maxLength leaves beside the prompt and the suffix.
@@ -81,7 +92,7 @@ export interface ReasoningOptions extends GenerateOptions {
   onProgress?: (done: number, total: number) => void;
   /** Receives the reasoning as it streams (never half of a UTF-8 character), with the query's index. */
   onText?: (chunk: string, index: number) => void;
-  /** Receives each query's finished reasoning, before the next query is reasoned about. */
+  /** Receives each query's reasoning once it is finished (queries reasoned about together finish in any order). */
   onReasoning?: (reasoning: Reasoning, index: number) => void;
 }
 
@@ -102,6 +113,9 @@ export interface Reasoning {
   /** The generation as it ran: all the tokens and text the model wrote, before any cut. */
   generation: GenerateResult;
 }
+
+/** SearchR3.load's batch size (see SearchR3Options.batchSize): chosen by measurement, bench/NOTES.md "Batching". */
+export const DEFAULT_BATCH_SIZE = 8;
 
 /**
  * Tokens the model may write about a query by default: a model that never writes the embed token stops here rather
@@ -131,6 +145,7 @@ export function embedTokenId(tokenizer: TextTokenizer, token: string, where: str
 
 export class SearchR3 {
   readonly maxLength: number;
+  readonly batchSize: number;
   readonly embedToken: string;
   readonly embedTokenId: number;
   readonly documentSystem: string;
@@ -145,6 +160,7 @@ export class SearchR3 {
   constructor(readonly engine: Engine, opts: SearchR3Options = {}) {
     const { model, tokenizer } = engine;
     this.maxLength = opts.maxLength ?? DEFAULTS.maxLength;
+    this.batchSize = opts.batchSize ?? model.maxBatch;
     this.embedToken = opts.embedToken ?? DEFAULTS.embedToken;
     this.documentSystem = opts.documentSystem ?? DEFAULTS.documentSystem;
     this.querySystem = opts.querySystem ?? DEFAULTS.querySystem;
@@ -179,7 +195,9 @@ export class SearchR3 {
     const tokenizer = await TextTokenizer.load(folder.dir);
     embedTokenId(tokenizer, opts.embedToken ?? DEFAULTS.embedToken, folder.dir.name);
     const { model, ...options } = opts;
-    const engine = await Engine.load(device, folder, { maxSeqLen: opts.maxLength ?? DEFAULTS.maxLength, ...model, tokenizer });
+    const engine = await Engine.load(device, folder, {
+      maxSeqLen: opts.maxLength ?? DEFAULTS.maxLength, maxBatch: opts.batchSize ?? DEFAULT_BATCH_SIZE, ...model, tokenizer,
+    });
     return new SearchR3(engine, options);
   }
 
@@ -198,10 +216,11 @@ export class SearchR3 {
    * what was cut.
    */
   async generate(queries: readonly string[], opts: ReasoningOptions = {}): Promise<Reasoning[]> {
-    const { onProgress, onText, onReasoning, ...genOpts } = opts;
-    const out: Reasoning[] = [];
-    for (const [index, query] of queries.entries()) {
-      const prompt = this.fit(query, "query", index, this.reasoningSystem, "", this.maxLength - this.suffixTokens);
+    const { onProgress, onText, onReasoning, batchSize, ...genOpts } = opts;
+    const prompts = queries.map((query, index) => this.fit(query, "query", index, this.reasoningSystem, "", this.maxLength - this.suffixTokens));
+    let done = 0;
+    return inBatches(queries.length, this.checkBatchSize(batchSize), async (index) => {
+      const prompt = prompts[index];
       const room = this.maxLength - prompt.ids.length - this.suffixTokens;
       const stream = this.engine.generateStream({ ids: prompt.ids }, {
         ...genOpts,
@@ -214,7 +233,7 @@ export class SearchR3 {
       const emitted = generation.stopId === this.embedTokenId;
       const fitted = this.fitReasoning(prompt.text, generation, emitted, index);
       const reasoning: Reasoning = {
-        query,
+        query: queries[index],
         text: fitted.text,
         reasoning: fitted.reasoning,
         emittedEmbedToken: fitted.emitted,
@@ -222,11 +241,10 @@ export class SearchR3 {
         truncations: [prompt.truncation, fitted.truncation].filter((t) => t !== undefined),
         generation,
       };
-      out.push(reasoning);
       onReasoning?.(reasoning, index);
-      onProgress?.(index + 1, queries.length);
-    }
-    return out;
+      onProgress?.(++done, queries.length);
+      return reasoning;
+    });
   }
 
   /**
@@ -272,13 +290,36 @@ export class SearchR3 {
    * any other text is wrapped in the document (or query) prompt.
    */
   async encode(texts: readonly string[], opts: EncodeOptions = {}): Promise<Float32Array[]> {
+    const batchSize = this.checkBatchSize(opts.batchSize);
+    const prepared = texts.map((text, index) => this.prepare(text, opts.kind ?? "document", index).ids);
+    const { model } = this.engine;
     const out: Float32Array[] = [];
-    for (const [index, text] of texts.entries()) {
-      const hidden = await this.hiddenAtEnd(this.prepare(text, opts.kind ?? "document", index).ids);
-      out.push(opts.normalize ?? true ? l2normalize(hidden) : hidden);
-      opts.onProgress?.(index + 1, texts.length);
+    while (out.length < prepared.length) {
+      const start = out.length;
+      // Between the steps of any generation running on the model, in the slots it leaves free.
+      const rows = await Scheduler.of(model).use(async (slots) => {
+        const group = prepared.slice(start, start + slots.length);
+        for (const slot of slots) model.resetSlot(slot);
+        return model.forward(group.map((ids, i) => ({ slot: slots[i], ids })), { head: false, capture: ["final_norm"], captureRows: "last" });
+      }, Math.min(batchSize, prepared.length - start));
+      for (const r of rows) {
+        const hidden = r.captured.get("final_norm")!;
+        out.push(opts.normalize ?? true ? l2normalize(hidden) : hidden);
+        opts.onProgress?.(out.length, texts.length);
+      }
     }
     return out;
+  }
+
+  /** The batch size asked for, or this SearchR3's; no more than the model has KV-cache slots for. */
+  private checkBatchSize(given: number | undefined): number {
+    const n = given ?? this.batchSize;
+    const { maxBatch } = this.engine.model;
+    if (!Number.isInteger(n) || n < 1) throw new Error(`SearchR3: batchSize must be a positive integer, got ${n}`);
+    if (n > maxBatch) {
+      throw new Error(`SearchR3: batchSize ${n} is more than the ${maxBatch} sequences the model holds (load with batchSize >= ${n})`);
+    }
+    return n;
   }
 
   /** Embeds a query, either directly (teacher-forced prompt) or after letting the model reason about it. */
@@ -336,14 +377,5 @@ export class SearchR3 {
     this.warn(`SearchR3: ${kind} ${index} is ${tokens} tokens with its prompt, over the ${budget} allowed ` +
       `(maxLength ${this.maxLength}); cut the last ${truncation.cut} of its ${userIds.length} text tokens`, truncation);
     return { ids, text, truncation };
-  }
-
-  private async hiddenAtEnd(ids: number[]): Promise<Float32Array> {
-    const { model } = this.engine;
-    const H = model.config.hiddenSize;
-    model.reset();
-    const { captured } = await model.prefill(ids, { capture: ["final_norm"] });
-    const rows = captured.get("final_norm")!;
-    return rows.slice((ids.length - 1) * H, ids.length * H);
   }
 }

@@ -1,5 +1,7 @@
 // Checks of request bodies, in the OpenAI API's terms: each problem is a 400 naming the offending parameter.
-// Fields this server has no use for (user, logit_bias, ...) are ignored, as OpenAI-compatible servers do.
+// Parameters this server does not implement (tools, logprobs, ...) are refused by name, not ignored: a client that
+// sends them relies on an effect it would not get.
+import type { TextKind } from "../search/searchr3.ts";
 import type { ChatMessage } from "../text/chat.ts";
 import { ApiError, badRequest } from "./http.ts";
 
@@ -22,6 +24,20 @@ export function checkModel(body: Body, modelId: string): void {
       "invalid_request_error", "model", "model_not_found");
   }
 }
+
+/**
+ * Refuses every parameter but `known` (null counts as absent, as in OpenAI's API), except those in `noOps` at the
+ * value that asks for nothing, which some clients send by default (LangChain's presence_penalty: 0, ...).
+ */
+function refuseUnsupported(body: Body, known: readonly string[], noOps: Record<string, (v: unknown) => boolean> = {}): void {
+  const refused = Object.keys(body).filter((k) => body[k] !== null && !known.includes(k) && !noOps[k]?.(body[k]));
+  if (refused.length === 0) return;
+  const names = refused.map((k) => `'${k}'`).join(", ");
+  throw badRequest(`${refused.length === 1 ? "Parameter" : "Parameters"} ${names} ${refused.length === 1 ? "is" : "are"} not ` +
+    `supported by this server; it takes ${known.join(", ")}.`, refused[0], "unsupported_parameter");
+}
+
+const isEmptyObject = (v: unknown) => typeof v === "object" && v !== null && !Array.isArray(v) && Object.keys(v).length === 0;
 
 interface NumberRule {
   integer?: boolean;
@@ -51,15 +67,32 @@ function optionalBoolean(body: Body, name: string): boolean | undefined {
   return v;
 }
 
+/**
+ * `input_type` names for Search-R3's two prompts: Voyage's query/document, Cohere's search_query/search_document,
+ * and passage, which LangChain's NVIDIA embeddings (and E5-style models) call documents.
+ */
+export const INPUT_TYPES: Readonly<Record<string, TextKind>> = {
+  query: "query", search_query: "query", document: "document", search_document: "document", passage: "document",
+};
+
 export interface EmbeddingsRequest {
   input: string[];
   encodingFormat: "float" | "base64";
+  /** Which prompt embeds the inputs. */
+  kind: TextKind;
+  /** Let the model reason about each query before embedding it. */
+  reasoning: boolean;
+  /** Caps the reasoning; absent: the server's default. */
+  maxNewTokens?: number;
 }
+
+const EMBEDDINGS_PARAMETERS = ["model", "input", "encoding_format", "dimensions", "user", "input_type", "reasoning", "max_new_tokens"];
 
 export function parseEmbeddingsRequest(
   raw: unknown, ctx: { modelId: string; dimensions: number; maxInputs: number },
 ): EmbeddingsRequest {
   const body = requestObject(raw);
+  refuseUnsupported(body, EMBEDDINGS_PARAMETERS);
   checkModel(body, ctx.modelId);
   const input = body.input;
   let texts: string[];
@@ -90,7 +123,28 @@ export function parseEmbeddingsRequest(
     throw badRequest(`'dimensions' ${dimensions} is not supported: this model's embeddings have ${ctx.dimensions} ` +
       "dimensions and cannot be shortened (it was not trained for it); leave 'dimensions' out.", "dimensions", "unsupported_value");
   }
-  return { input: texts, encodingFormat: format };
+  // Voyage's null input_type means no prompt at all; the document prompt is the nearest this model has.
+  const inputType = body.input_type ?? "document";
+  const kind = typeof inputType === "string" && Object.hasOwn(INPUT_TYPES, inputType) ? INPUT_TYPES[inputType] : undefined;
+  if (!kind) {
+    throw badRequest(`'input_type' must be one of ${Object.keys(INPUT_TYPES).map((t) => `"${t}"`).join(", ")}; ` +
+      `got ${JSON.stringify(inputType)}.`, "input_type");
+  }
+  const reasoning = optionalBoolean(body, "reasoning") ?? false;
+  if (reasoning && kind !== "query") {
+    throw badRequest("'reasoning' applies to queries: send it with 'input_type': \"query\".", "reasoning", "unsupported_value");
+  }
+  return { input: texts, encodingFormat: format, kind, reasoning, maxNewTokens: reasoningCap(body, reasoning) };
+}
+
+/** max_new_tokens caps reasoning, so it means nothing without it. */
+function reasoningCap(body: Body, reasoning: boolean): number | undefined {
+  const cap = optionalNumber(body, "max_new_tokens", { integer: true, min: 1 });
+  if (cap !== undefined && !reasoning) {
+    throw badRequest("'max_new_tokens' caps the reasoning, which this request turns off; leave it out or set " +
+      "'reasoning': true.", "max_new_tokens", "unsupported_value");
+  }
+  return cap;
 }
 
 export interface ChatRequest {
@@ -108,8 +162,22 @@ export interface ChatRequest {
 const ROLES = new Set(["system", "developer", "user", "assistant", "tool"]);
 const MAX_STOP_STRINGS = 4;
 
+const CHAT_PARAMETERS = ["model", "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens",
+  "temperature", "top_p", "stop", "seed", "n", "user"];
+const CHAT_NO_OPS: Record<string, (v: unknown) => boolean> = {
+  frequency_penalty: (v) => v === 0,
+  presence_penalty: (v) => v === 0,
+  logprobs: (v) => v === false,
+  logit_bias: isEmptyObject,
+  tools: (v) => Array.isArray(v) && v.length === 0,
+  tool_choice: (v) => v === "none",
+  response_format: (v) => JSON.stringify(v) === '{"type":"text"}',
+  store: (v) => v === false,
+};
+
 export function parseChatRequest(raw: unknown, ctx: { modelId: string }): ChatRequest {
   const body = requestObject(raw);
+  refuseUnsupported(body, CHAT_PARAMETERS, CHAT_NO_OPS);
   checkModel(body, ctx.modelId);
   const messages = body.messages;
   if (!Array.isArray(messages)) {
@@ -180,19 +248,25 @@ export interface SearchRequest {
   query: string;
   k: number;
   reasoning: boolean;
+  /** Caps the reasoning; absent: the server's default. */
+  maxNewTokens?: number;
 }
 
-export function parseSearchRequest(raw: unknown, ctx: { maxK: number }): SearchRequest {
+export function parseSearchRequest(raw: unknown, ctx: { modelId: string; maxK: number }): SearchRequest {
   const body = requestObject(raw);
+  refuseUnsupported(body, ["model", "query", "k", "reasoning", "max_new_tokens"]);
+  checkModel(body, ctx.modelId);
   const query = body.query;
   if (typeof query !== "string") {
     throw badRequest("'query' must be a string.", "query", query === undefined ? "missing_required_parameter" : "invalid_type");
   }
   if (query.trim() === "") throw badRequest("'query' is empty.", "query", "empty_input");
+  // As `r3gpu search` and searchQuery: Search-R3 embeds a query best after reasoning about it.
+  const reasoning = optionalBoolean(body, "reasoning") ?? true;
   return {
     query,
     k: optionalNumber(body, "k", { integer: true, min: 1, max: ctx.maxK }) ?? 10,
-    // As `r3gpu search` and searchQuery: Search-R3 embeds a query best after reasoning about it.
-    reasoning: optionalBoolean(body, "reasoning") ?? true,
+    reasoning,
+    maxNewTokens: reasoningCap(body, reasoning),
   };
 }

@@ -2,11 +2,11 @@
 // index's documents were embedded with, which need not be the server's /v1/embeddings settings.
 import { existsSync } from "node:fs";
 import type { ModelDir } from "../io/files.ts";
-import { searchQuery } from "../search/query.ts";
 import { modelIdentity, searchR3Options } from "../search/settings.ts";
 import { SearchIndex } from "../search/store.ts";
 import { SearchR3 } from "../search/searchr3.ts";
 import type { Engine } from "../text/engine.ts";
+import { JobAbortedError } from "./queue.ts";
 import type { SearchBackend } from "./server.ts";
 
 export interface Database {
@@ -26,11 +26,33 @@ export async function openDatabase(uri: string): Promise<Database> {
     maxLength: settings.maxLength,
     async backend(engine, modelDir) {
       index.checkModel(await modelIdentity(modelDir));
-      const r3 = new SearchR3(engine, { ...searchR3Options(index.settings), onWarning: () => {} });
+      // Searches run one at a time (in the server's GPU queue), so one flag tells each whether SearchR3 cut a text.
+      let truncated = false;
+      const r3 = new SearchR3(engine, { ...searchR3Options(index.settings), onWarning: () => { truncated = true; } });
       return {
-        async search(query, k, reasoning) {
-          const found = await searchQuery(r3, index, query, { k, reasoning });
-          return { results: found.hits, reasoning: found.reasoning?.reasoning };
+        maxLength: settings.maxLength,
+        // As searchQuery (the CLI's `search`), with the steps apart so that a cancelled reasoning stops here.
+        async search(query, { k, reasoning, maxNewTokens, signal }) {
+          truncated = false;
+          if (!reasoning) {
+            const promptTokens = r3.prepare(query, "query").ids.length;
+            const results = await index.search(await r3.encodeQuery(query), k);
+            return { results, truncated, promptTokens };
+          }
+          const [thought] = await r3.generate([query], { maxNewTokens, signal });
+          if (signal.aborted) throw new JobAbortedError();
+          const [vector] = await r3.encode([thought.text], { kind: "query" });
+          return {
+            results: await index.search(vector, k),
+            reasoning: {
+              text: thought.reasoning,
+              emittedEmbedToken: thought.emittedEmbedToken,
+              stopReason: thought.stopReason,
+              tokens: thought.generation.ids.length,
+            },
+            truncated,
+            promptTokens: thought.generation.prefillTokens,
+          };
         },
       };
     },

@@ -1,30 +1,47 @@
 // An OpenAI-compatible HTTP server over one loaded model: embeddings (Search-R3), chat completions (streamed as
-// server-sent events on request), the model list, a health check and, with a database, search. Every GPU job goes
-// through one bounded queue, since the model holds one sequence at a time.
+// server-sent events on request), the model list, a health check, Prometheus metrics and, with a database, search.
+// Every GPU job goes through one bounded queue, since the model holds one sequence at a time; tokenizing happens in
+// a worker thread, so that neither keeps the event loop from answering other clients.
 import { createHash, randomUUID, timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { SearchR3 } from "../search/searchr3.ts";
+import { l2normalize } from "../search/similarity.ts";
+import { SearchR3, type Reasoning } from "../search/searchr3.ts";
 import type { Engine } from "../text/engine.ts";
 import type { GenerateOptions, GenerateResult } from "../text/generate.ts";
 import { ApiError, badRequest, EventStream, readJsonBody, sendError, sendJson } from "./http.ts";
-import { GpuQueue, JobAbortedError, QueueFullError } from "./queue.ts";
+import { CONTENT_TYPE, Counter, Gauge, Histogram, Registry } from "./metrics.ts";
+import { GpuQueue, JobAbortedError, QueueFullError, type Work } from "./queue.ts";
 import { parseChatRequest, parseEmbeddingsRequest, parseSearchRequest, type ChatRequest } from "./requests.ts";
+import { cutToBytes, TokenizerThread, tokenizerBytes } from "./tokenizer-thread.ts";
 
 /** What `/search` needs from a database; `serve --db` provides it. */
 export interface SearchBackend {
-  /** The k best matches for a query (embedded directly, or after the model reasons about it). Runs in a GPU slot. */
-  search(query: string, k: number, reasoning: boolean): Promise<SearchResponse>;
+  /** The longest token sequence a query embedding takes (the index's max_length). */
+  maxLength: number;
+  /**
+   * The k best matches for a query (embedded directly, or after the model reasons about it). Runs in a GPU slot;
+   * once `signal` fires, stops reasoning at the next token and rejects with JobAbortedError.
+   */
+  search(query: string, opts: { k: number; reasoning: boolean; maxNewTokens: number; signal: AbortSignal }): Promise<SearchResponse>;
 }
 
 export interface SearchResponse {
   results: object[];
-  /** What the model wrote about the query, when it reasoned. */
-  reasoning?: string;
+  /** When the model reasoned: what it wrote (without the embed token), and how that ended. */
+  reasoning?: { text: string; emittedEmbedToken: boolean; stopReason: Reasoning["stopReason"]; tokens: number };
+  /** Whether the query (or the reasoned text) was cut to max_length. */
+  truncated: boolean;
+  /** Tokens of the query's prompt as the model ran it. */
+  promptTokens: number;
 }
 
 export interface ServerOptions {
   engine: Engine;
+  /** The engine's model folder: a worker thread loads its tokenizer (see tokenizer-thread.ts). */
+  modelDir: string;
+  /** A thread already started on modelDir, to share between servers; the server leaves it running at close. */
+  tokenizerThread?: TokenizerThread;
   /** The name the server answers to and reports (OpenAI's `model`). */
   modelId: string;
   /** Default 127.0.0.1: only this machine can connect unless another address is asked for. */
@@ -46,7 +63,11 @@ export interface ServerOptions {
   maxBodyBytes?: number;
   /** Largest k of /search. Default 100. */
   maxK?: number;
-  /** Where unexpected errors are reported. Default console.error. */
+  /** The cap on reasoning tokens where a request sets no max_new_tokens. Default 256. */
+  maxNewTokens?: number;
+  /** Leave out the line per request. Default false. */
+  quiet?: boolean;
+  /** Where request lines, warnings and unexpected errors go. Default console.error. */
   log?: (message: string) => void;
 }
 
@@ -57,66 +78,149 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-type Handler = (req: IncomingMessage, res: ServerResponse, signal: AbortSignal) => Promise<void>;
+/** One request as a handler sees it: fired when the client goes away, and the tokens it ran, for the log and metrics. */
+interface Exchange {
+  signal: AbortSignal;
+  promptTokens: number;
+  completionTokens: number;
+}
+
+type Handler = (req: IncomingMessage, res: ServerResponse, x: Exchange) => Promise<void>;
 
 const EMBED_TOKEN = "<|embed_token|>";
+/** Reasoning is the slowest thing a request can ask for; unbounded, it runs to max_length (minutes on a big model). */
+const DEFAULT_MAX_NEW_TOKENS = 256;
+/** The status logged for a request whose client left before its response was complete (nginx's convention). */
+const CLIENT_CLOSED = 499;
 
 export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const { engine, modelId } = opts;
   const { model, tokenizer } = engine;
   const maxBodyBytes = opts.maxBodyBytes ?? 4 << 20;
   const maxInputs = opts.maxInputs ?? 256;
+  const maxNewTokens = opts.maxNewTokens ?? DEFAULT_MAX_NEW_TOKENS;
   const log = opts.log ?? ((message: string) => console.error(message));
   const queue = new GpuQueue(opts.maxQueue ?? 64);
+  const thread = opts.tokenizerThread ?? new TokenizerThread(opts.modelDir, { vocabSize: model.config.vocabSize, maxSeqLen: model.maxSeqLen });
   const startedAt = Math.floor(Date.now() / 1000);
+  const embedLength = opts.maxLength ?? Math.min(1024, model.maxSeqLen);
+  // Jobs run one at a time, so one flag tells each reasoned embedding whether SearchR3 cut its text.
+  let truncated = false;
   // A plain Qwen2 model can still chat; embeddings need a Search-R3 tokenizer with the embed token.
   const embedder = tokenizer.tokenId(EMBED_TOKEN) !== undefined && engine.chatTemplate
-    ? new SearchR3(engine, { maxLength: opts.maxLength ?? Math.min(1024, model.maxSeqLen), onWarning: () => {} })
+    ? new SearchR3(engine, { maxLength: embedLength, onWarning: () => { truncated = true; } })
     : undefined;
   // The chat template ends an assistant turn with the tokenizer's EOS (<|im_end|>), which config.json may not list.
   const chatStopIds = tokenizer.eosTokenId === undefined ? [] : [tokenizer.eosTokenId];
   // Digests have equal lengths whatever the key lengths, as timingSafeEqual requires.
   const keyDigest = opts.apiKey === undefined ? undefined : sha256(opts.apiKey);
 
-  const embeddings: Handler = async (req, res, signal) => {
+  const metrics = new Registry();
+  const requestsTotal = metrics.add(new Counter("r3gpu_requests_total", "HTTP requests answered, by method, route and status."));
+  const tokensTotal = metrics.add(new Counter("r3gpu_tokens_total",
+    "Tokens the model ran, by route and kind (prompt: read in; completion: generated)."));
+  const requestSeconds = metrics.add(new Histogram("r3gpu_request_duration_seconds", "Time from a request's arrival to its response's end."));
+  const queueSeconds = metrics.add(new Histogram("r3gpu_queue_wait_seconds", "Time a GPU job waited in the queue before it ran."));
+  metrics.add(new Gauge("r3gpu_queue_running", "GPU jobs running (0 or 1).", () => queue.stats.running));
+  metrics.add(new Gauge("r3gpu_queue_waiting", "GPU jobs waiting for the GPU.", () => queue.stats.waiting));
+  metrics.add(new Gauge("r3gpu_queue_max_waiting", "GPU jobs that may wait before requests get 503.", () => queue.maxWaiting));
+
+  /** A GPU job, timed from its arrival in the queue. */
+  const gpu = <T>(work: Work<T>, signal: AbortSignal): Promise<T> => {
+    const queued = performance.now();
+    return queue.run((jobSignal) => {
+      queueSeconds.observe({}, (performance.now() - queued) / 1000);
+      return work(jobSignal);
+    }, signal);
+  };
+
+  /** Text that cannot fit in maxTokens tokens, found without tokenizing it: see tokenizerBytes. */
+  async function byteLimit(maxTokens: number) {
+    const perToken = await thread.maxTokenBytes;
+    return { limit: maxTokens * perToken, perToken };
+  }
+
+  /** The L2-normalized final-norm hidden state at the last id, as SearchR3.encode computes it from its prepared ids. */
+  async function embedIds(ids: number[]): Promise<Float32Array> {
+    model.reset();
+    const { captured } = await model.prefill(ids, { capture: ["final_norm"] });
+    const H = model.config.hiddenSize;
+    return l2normalize(captured.get("final_norm")!.subarray((ids.length - 1) * H, ids.length * H));
+  }
+
+  const embeddings: Handler = async (req, res, x) => {
     const body = parseEmbeddingsRequest(await readJsonBody(req, maxBodyBytes),
       { modelId, dimensions: model.config.hiddenSize, maxInputs });
     if (!embedder) {
       throw badRequest(`'${modelId}' has no ${EMBED_TOKEN} token, so it cannot make Search-R3 embeddings.`, "model", "model_not_supported");
     }
-    const prepared = body.input.map((text, i) => embedder.prepare(text, "document", i));
+    const { limit, perToken } = await byteLimit(embedLength);
+    const texts = body.input.map((text, i) => {
+      const bytes = tokenizerBytes(text);
+      if (bytes <= limit) return text;
+      if (opts.truncate) return cutToBytes(text, limit);
+      throw badRequest(`'input[${i}]' is ${bytes} bytes, over max_length ${embedLength} tokens of at most ${perToken} bytes ` +
+        `each (${limit} bytes); shorten it, or start the server with --truncate to have it cut.`, "input", "context_length_exceeded");
+    });
+    const prepared = await thread.prepare(texts, body.kind, embedLength, x.signal);
     const over = prepared.find((p) => p.truncation);
     if (over && !opts.truncate) {
       const t = over.truncation!;
-      throw badRequest(`'input[${t.index}]' is ${t.tokens} tokens with the document prompt, over max_length ` +
+      throw badRequest(`'input[${t.index}]' is ${t.tokens} tokens with the ${body.kind} prompt, over max_length ` +
         `${t.maxLength}; shorten it, or start the server with --truncate to have it cut.`, "input", "context_length_exceeded");
     }
-    const vectors = await queue.run(async (jobSignal) => {
-      const out: Float32Array[] = [];
-      for (const text of body.input) {
+    // SearchR3 tokenizes a query it reasons about on this thread: an over-long one goes in cut to max_length tokens,
+    // which SearchR3 then cuts to its prompt's room as it would have the whole.
+    const queries = body.reasoning
+      ? await Promise.all(texts.map(async (t, i) => prepared[i].truncation ? (await thread.head(t, embedLength, x.signal)).text : t))
+      : texts;
+    const cap = body.maxNewTokens ?? maxNewTokens;
+    const items = await gpu(async (jobSignal) => {
+      const out: { vector: Float32Array; promptTokens: number; truncated: boolean; thought?: Reasoning }[] = [];
+      for (const [i, p] of prepared.entries()) {
         if (jobSignal.aborted) throw new JobAbortedError();
-        out.push((await embedder.encode([text]))[0]);
+        if (!body.reasoning) {
+          out.push({ vector: await embedIds(p.ids), promptTokens: p.ids.length, truncated: p.truncation !== undefined });
+          continue;
+        }
+        truncated = false;
+        const [thought] = await embedder.generate([queries[i]], { maxNewTokens: cap, signal: jobSignal });
+        if (jobSignal.aborted) throw new JobAbortedError();
+        const [vector] = await embedder.encode([thought.text], { kind: "query" });
+        out.push({ vector, promptTokens: thought.generation.prefillTokens, truncated, thought });
       }
       return out;
-    }, signal);
-    const tokens = prepared.reduce((n, p) => n + p.ids.length, 0);
+    }, x.signal);
+    x.promptTokens = items.reduce((n, e) => n + e.promptTokens, 0);
+    x.completionTokens = items.reduce((n, e) => n + (e.thought?.generation.ids.length ?? 0), 0);
     sendJson(res, 200, {
       object: "list",
-      data: vectors.map((v, index) => ({
+      data: items.map(({ vector: v, truncated, thought }, index) => ({
         object: "embedding",
         index,
         embedding: body.encodingFormat === "base64"
           ? Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString("base64")
           : Array.from(v),
+        truncated,
+        ...thought && {
+          reasoning: thought.reasoning,
+          emitted_embed_token: thought.emittedEmbedToken,
+          stop_reason: thought.stopReason,
+          reasoning_tokens: thought.generation.ids.length,
+        },
       })),
       model: modelId,
-      usage: { prompt_tokens: tokens, total_tokens: tokens },
+      usage: {
+        prompt_tokens: x.promptTokens,
+        ...body.reasoning && { completion_tokens: x.completionTokens },
+        total_tokens: x.promptTokens + x.completionTokens,
+      },
     });
   };
 
-  const chat: Handler = async (req, res, signal) => {
+  const chat: Handler = async (req, res, x) => {
     const r = parseChatRequest(await readJsonBody(req, maxBodyBytes), { modelId });
-    const promptIds = chatPrompt(r);
+    const promptIds = await chatPrompt(r, x.signal);
     const options = generateOptions(r);
     const id = `chatcmpl-${randomUUID()}`;
     const created = Math.floor(Date.now() / 1000);
@@ -126,18 +230,21 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       completion_tokens: result.ids.length,
       total_tokens: promptIds.length + result.ids.length,
     });
-    const generation = (onStart: () => void, onText: (text: string) => void) => queue.run(async (jobSignal) => {
+    x.promptTokens = promptIds.length;
+    const generation = (onStart: () => void, onText: (text: string) => void) => gpu(async (jobSignal) => {
       onStart();
       const stream = engine.generateStream({ ids: promptIds }, options);
       for (;;) {
         // Between tokens: a client that went away frees the GPU after at most one more step.
         if (jobSignal.aborted) throw new JobAbortedError();
         const step = await stream.next();
-        if (step.done) return step.value;
+        if (step.done) {
+          x.completionTokens = step.value.ids.length;
+          return step.value;
+        }
         onText(step.value);
       }
-    }, signal);
-
+    }, x.signal);
     if (!r.stream) {
       const result = await generation(() => {}, () => {});
       sendJson(res, 200, {
@@ -170,9 +277,15 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     }
   };
 
-  function chatPrompt(r: ChatRequest): number[] {
+  async function chatPrompt(r: ChatRequest, signal: AbortSignal): Promise<number[]> {
     if (!engine.chatTemplate) {
       throw badRequest(`'${modelId}' has no chat template, so it cannot take chat messages.`, "model", "model_not_supported");
+    }
+    const { limit, perToken } = await byteLimit(model.maxSeqLen);
+    const bytes = r.messages.reduce((n, m) => n + tokenizerBytes(m.content), 0);
+    if (bytes > limit) {
+      throw badRequest(`The messages are ${bytes} bytes; this server's context holds ${model.maxSeqLen} tokens of at ` +
+        `most ${perToken} bytes each (${limit} bytes), prompt and completion together.`, "messages", "context_length_exceeded");
     }
     let text: string;
     try {
@@ -180,7 +293,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     } catch (e) {
       throw badRequest(`The model's chat template refused the messages: ${(e as Error).message}`, "messages");
     }
-    const ids = tokenizer.encode(text);
+    const ids = await thread.encode(text, signal);
     if (ids.length >= model.maxSeqLen) {
       throw badRequest(`The messages are ${ids.length} tokens; this server's context holds ${model.maxSeqLen}, ` +
         "prompt and completion together.", "messages", "context_length_exceeded");
@@ -201,60 +314,108 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     return options;
   }
 
-  const search: Handler = async (req, res, signal) => {
+  const search: Handler = async (req, res, x) => {
     const backend = opts.search;
     if (!backend) {
       throw new ApiError(404, "This server has no search database: /search needs it started with --db DB_DIR.",
         "invalid_request_error", null, "no_database");
     }
-    const r = parseSearchRequest(await readJsonBody(req, maxBodyBytes), { maxK: opts.maxK ?? 100 });
-    const found = await queue.run(() => backend.search(r.query, r.k, r.reasoning), signal);
-    sendJson(res, 200, { model: modelId, query: r.query, k: r.k, ...found });
+    const r = parseSearchRequest(await readJsonBody(req, maxBodyBytes), { modelId, maxK: opts.maxK ?? 100 });
+    // A long query is cut, as SearchR3 cuts it to max_length: first to the bytes that many tokens can hold (at
+    // once), then to max_length tokens (in the thread), so that SearchR3 tokenizes no more than that on this one.
+    const { limit } = await byteLimit(backend.maxLength);
+    const query = tokenizerBytes(r.query) > limit ? cutToBytes(r.query, limit) : r.query;
+    const head = await thread.head(query, backend.maxLength, x.signal);
+    const found = await gpu((jobSignal) => backend.search(head.text, {
+      k: r.k, reasoning: r.reasoning, maxNewTokens: r.maxNewTokens ?? maxNewTokens, signal: jobSignal,
+    }), x.signal);
+    x.promptTokens = found.promptTokens;
+    x.completionTokens = found.reasoning?.tokens ?? 0;
+    sendJson(res, 200, {
+      model: modelId,
+      query: r.query,
+      k: r.k,
+      results: found.results,
+      ...found.reasoning && {
+        reasoning: found.reasoning.text,
+        emitted_embed_token: found.reasoning.emittedEmbedToken,
+        stop_reason: found.reasoning.stopReason,
+      },
+      truncated: found.truncated,
+      usage: { prompt_tokens: x.promptTokens, completion_tokens: x.completionTokens, total_tokens: x.promptTokens + x.completionTokens },
+    });
   };
 
   const modelCard = { id: modelId, object: "model", created: startedAt, owned_by: "r3gpu" };
-  const routes: Record<string, Record<string, Handler>> = {
-    "/health": {
-      GET: async (_req, res) => sendJson(res, 200, { status: "ok", model: modelId, queue: queue.stats }),
+  /** Each route under its metrics label: the path, but for the model route, whose path holds the model id. */
+  const routes: Record<string, { label: string; methods: Record<string, Handler> }> = {
+    "/health": { label: "/health", methods: { GET: async (_req, res) => sendJson(res, 200, { status: "ok", model: modelId, queue: queue.stats }) } },
+    "/metrics": {
+      label: "/metrics",
+      methods: {
+        GET: async (_req, res) => {
+          const text = metrics.text();
+          res.writeHead(200, { "content-type": CONTENT_TYPE, "content-length": Buffer.byteLength(text) });
+          res.end(text);
+        },
+      },
     },
-    "/v1/models": { GET: async (_req, res) => sendJson(res, 200, { object: "list", data: [modelCard] }) },
-    [`/v1/models/${modelId}`]: { GET: async (_req, res) => sendJson(res, 200, modelCard) },
-    "/v1/embeddings": { POST: embeddings },
-    "/v1/chat/completions": { POST: chat },
-    "/search": { POST: search },
+    "/v1/models": { label: "/v1/models", methods: { GET: async (_req, res) => sendJson(res, 200, { object: "list", data: [modelCard] }) } },
+    [`/v1/models/${modelId}`]: { label: "/v1/models/{model}", methods: { GET: async (_req, res) => sendJson(res, 200, modelCard) } },
+    "/v1/embeddings": { label: "/v1/embeddings", methods: { POST: embeddings } },
+    "/v1/chat/completions": { label: "/v1/chat/completions", methods: { POST: chat } },
+    "/search": { label: "/search", methods: { POST: search } },
   };
 
   const inFlight = new Set<ServerResponse>();
   let closing = false;
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const t0 = performance.now();
     inFlight.add(res);
     const cancel = new AbortController();
+    const x: Exchange = { signal: cancel.signal, promptTokens: 0, completionTokens: 0 };
+    let label = "unmatched";
     res.on("close", () => {
       inFlight.delete(res);
       if (!res.writableFinished) cancel.abort();
+      const status = res.writableFinished ? res.statusCode : CLIENT_CLOSED;
+      const seconds = (performance.now() - t0) / 1000;
+      requestsTotal.inc({ method: req.method ?? "", route: label, status: String(status) });
+      if (x.promptTokens) tokensTotal.inc({ route: label, kind: "prompt" }, x.promptTokens);
+      if (x.completionTokens) tokensTotal.inc({ route: label, kind: "completion" }, x.completionTokens);
+      requestSeconds.observe({ route: label }, seconds);
+      // The path as sent, without the query string (which may carry secrets); Node refuses control characters in it.
+      const path = (req.url ?? "").split("?")[0].slice(0, 200);
+      if (!opts.quiet) {
+        log(`r3gpu serve: ${req.method} ${path} ${status} ${x.promptTokens + x.completionTokens} tokens ${(seconds * 1000).toFixed(1)} ms`);
+      }
     });
     try {
       if (closing) {
         throw new ApiError(503, "The server is shutting down.", "server_error", null, "shutting_down", { connection: "close" });
       }
       const path = decodePath(new URL(req.url ?? "/", "http://localhost").pathname).replace(/\/+$/, "") || "/";
+      // Before the route: a client without the key learns nothing about which routes and methods exist.
+      if (keyDigest && path !== "/health" && !keyMatches(req.headers.authorization, keyDigest)) {
+        throw new ApiError(401, "Incorrect or missing API key: send it as 'Authorization: Bearer <key>'.",
+          "invalid_request_error", null, "invalid_api_key", { "www-authenticate": "Bearer" });
+      }
       const route = routes[path];
       if (!route && path.startsWith("/v1/models/")) {
         throw new ApiError(404, `The model '${path.slice("/v1/models/".length)}' does not exist; ` +
           `this server serves '${modelId}'.`, "invalid_request_error", "model", "model_not_found");
       }
       if (!route) throw new ApiError(404, `Invalid URL (${req.method} ${path}).`, "invalid_request_error", null, "unknown_url");
-      const handler = route[req.method ?? ""];
+      label = route.label;
+      // HEAD is GET without the body, which Node leaves out of a HEAD response by itself.
+      const methods = route.methods.GET ? { ...route.methods, HEAD: route.methods.GET } : route.methods;
+      const handler = methods[req.method ?? ""];
       if (!handler) {
-        throw new ApiError(405, `${path} does not take ${req.method}; use ${Object.keys(route).join(" or ")}.`,
-          "invalid_request_error", null, "method_not_allowed", { allow: Object.keys(route).join(", ") });
+        throw new ApiError(405, `${path} does not take ${req.method}; use ${Object.keys(methods).join(" or ")}.`,
+          "invalid_request_error", null, "method_not_allowed", { allow: Object.keys(methods).join(", ") });
       }
-      if (keyDigest && path !== "/health" && !keyMatches(req.headers.authorization, keyDigest)) {
-        throw new ApiError(401, "Incorrect or missing API key: send it as 'Authorization: Bearer <key>'.",
-          "invalid_request_error", null, "invalid_api_key", { "www-authenticate": "Bearer" });
-      }
-      await handler(req, res, cancel.signal);
+      await handler(req, res, x);
     } catch (e) {
       if (e instanceof JobAbortedError || res.destroyed) return;
       const err = e instanceof QueueFullError
@@ -276,6 +437,10 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   });
   const address = server.address() as AddressInfo;
   const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
+  if (!keyDigest && !isLoopback(address.address)) {
+    log(`r3gpu serve: warning: listening on ${host} without an API key: anyone who can reach this address can use ` +
+      "the model. Set R3GPU_API_KEY (or --api-key), or keep --host at 127.0.0.1.");
+  }
 
   let closed: Promise<void> | undefined;
   const close = () => closed ??= (async () => {
@@ -288,6 +453,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     // Only idle keep-alive connections can be left: nothing is answered on them any more.
     server.closeAllConnections();
     await stopped;
+    if (!opts.tokenizerThread) await thread.close();
   })();
 
   return { url: `http://${host}:${address.port}`, queue, close };
@@ -300,6 +466,11 @@ function decodePath(path: string): string {
   } catch {
     return path;
   }
+}
+
+/** 127.0.0.0/8 and ::1, also as IPv4-mapped IPv6; not 0.0.0.0 or ::, which listen on every interface. */
+function isLoopback(address: string): boolean {
+  return /^(::ffff:)?127\./i.test(address) || address === "::1";
 }
 
 function sha256(text: string): Buffer {

@@ -3,7 +3,9 @@ import type { ModelDir } from "../io/files.ts";
 import { asModelFolder, type ModelFolder } from "../model/folder.ts";
 import { Qwen2Model, type LoadOptions } from "../model/qwen2.ts";
 import { ChatTemplate } from "./chat.ts";
-import { generate, generateStream, type GenerateOptions, type GenerateResult, type Prompt } from "./generate.ts";
+import {
+  generate, generateBatch, generateBatchStream, generateStream, type BatchChunk, type GenerateOptions, type GenerateResult, type Prompt,
+} from "./generate.ts";
 import { TextTokenizer } from "./tokenizer.ts";
 
 /** HF generation_config.json fields that set generation defaults. */
@@ -57,6 +59,16 @@ export class Engine {
 
   generateStream(prompt: Prompt, opts: GenerateOptions = {}): AsyncGenerator<string, GenerateResult, undefined> {
     return generateStream(this.model, this.tokenizer, prompt, this.options(opts));
+  }
+
+  /** Many prompts at once, batched on the GPU (as many together as the model has slots); results in prompt order. */
+  generateBatch(prompts: readonly Prompt[], opts: GenerateOptions | readonly GenerateOptions[] = {}): Promise<GenerateResult[]> {
+    return generateBatch(this.model, this.tokenizer, prompts, Array.isArray(opts) ? opts.map((o) => this.options(o)) : this.options(opts as GenerateOptions));
+  }
+
+  /** The same, streamed: chunks tagged with their prompt's index; returns the results in prompt order. */
+  generateBatchStream(prompts: readonly Prompt[], opts: GenerateOptions | readonly GenerateOptions[] = {}): AsyncGenerator<BatchChunk, GenerateResult[], undefined> {
+    return generateBatchStream(this.model, this.tokenizer, prompts, Array.isArray(opts) ? opts.map((o) => this.options(o)) : this.options(opts as GenerateOptions));
   }
 
   private options(opts: GenerateOptions): GenerateOptions {

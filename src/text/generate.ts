@@ -1,11 +1,12 @@
 // Text generation on a loaded Qwen2 model: greedy decoding (argmax on the GPU, one id read back per token) or
-// sampling (logits read back, sampled on the host), with stop ids, stop strings and a token limit.
+// sampling (logits read back, sampled on the host), with stop ids, stop strings and a token limit; one prompt or
+// many, batched on the GPU by the model's Scheduler.
 import type { Qwen2Model } from "../model/qwen2.ts";
-import { mulberry32 } from "../util/prng.ts";
 import { ChatTemplate, type ChatMessage, type ChatOptions } from "./chat.ts";
-import { applyRepetitionPenalty, argmax, drawToken, samplingDistribution, type SamplingParams } from "./sampling.ts";
-import { StopStringScanner } from "./stop-strings.ts";
-import { StreamDecoder, type TextTokenizer } from "./tokenizer.ts";
+import type { SamplingParams } from "./sampling.ts";
+import { Scheduler, type GenerationHandle } from "./scheduler.ts";
+import { GenerationSequence } from "./sequence.ts";
+import type { TextTokenizer } from "./tokenizer.ts";
 
 /** Raw text (tokenized as is), a conversation (rendered with the chat template), or token ids. */
 export type Prompt = string | readonly ChatMessage[] | { ids: readonly number[] };
@@ -65,112 +66,64 @@ export interface GenerateResult {
   seed?: number;
 }
 
-const DEFAULT_MAX_NEW_TOKENS = 256;
-
 export async function generate(
   model: Qwen2Model, tokenizer: TextTokenizer, prompt: Prompt, opts: GenerateOptions = {},
 ): Promise<GenerateResult> {
-  const stream = generateStream(model, tokenizer, prompt, opts);
-  for (;;) {
-    const r = await stream.next();
-    if (r.done) return r.value;
-  }
+  return submit(model, tokenizer, prompt, opts).result;
 }
 
 /**
  * Generation as it happens: yields text chunks (never half a character, never text that a stop string might still
  * claim) and returns the result. The chunks join to the result's text. `for await` drops the return value; to get
- * it, call `next()` until `done`. The model holds one sequence, so only one generation may run on it at a time.
+ * it, call `next()` until `done`. Generations on one model run together (see Scheduler), as many at once as it has
+ * KV-cache slots (LoadOptions.maxBatch); the others wait for a slot.
  */
 export async function* generateStream(
   model: Qwen2Model, tokenizer: TextTokenizer, prompt: Prompt, opts: GenerateOptions = {},
 ): AsyncGenerator<string, GenerateResult, undefined> {
-  const promptIds = promptToIds(tokenizer, prompt, opts);
-  const maxNewTokens = opts.maxNewTokens ?? DEFAULT_MAX_NEW_TOKENS;
-  const penalty = opts.repetitionPenalty ?? 1;
-  const temperature = opts.temperature ?? 1;
-  const sampling = (opts.doSample ?? false) && temperature > 0;
-  const params = { temperature, topK: opts.topK ?? 50, topP: opts.topP ?? 1 };
-  checkOptions(maxNewTokens, penalty, params);
-  const seed = sampling ? (opts.seed ?? Math.floor(Math.random() * 2 ** 32)) >>> 0 : undefined;
-  const random = mulberry32(seed ?? 0);
-  // Logits leave the GPU only when the host must change or sample them; plain greedy uses the GPU's argmax.
-  const hostLogits = sampling || penalty !== 1;
-  const eos = new Set(opts.eosTokenIds ?? model.config.eosTokenIds);
-  const stops = new Set(opts.stopIds ?? []);
-  const seen = new Set(promptIds);
-  const choose = (logits: Float32Array): number => {
-    if (penalty !== 1) applyRepetitionPenalty(logits, seen, penalty);
-    return sampling ? drawToken(samplingDistribution(logits, params), random()) : argmax(logits);
-  };
+  const handle = submit(model, tokenizer, prompt, opts);
+  for await (const chunk of handle.chunks) yield chunk;
+  return handle.result;
+}
 
-  // A prefill of P tokens yields the first new token; each later one needs the previous one in the cache.
-  const room = model.maxSeqLen - promptIds.length + 1;
-  const limit = Math.min(maxNewTokens, room);
-  const ids: number[] = [];
-  const text = new StopStringScanner(opts.stopStrings ?? []);
-  const decoder = new StreamDecoder(tokenizer, { skipSpecialTokens: opts.skipSpecialTokens });
-  let stopReason: StopReason = limit === maxNewTokens ? "length" : "context";
-  let stopId: number | undefined;
-  let prefillSeconds = 0;
-  let decodeSeconds = 0;
+/** Many generations at once, batched on the GPU; results in the order of the prompts. */
+export async function generateBatch(
+  model: Qwen2Model, tokenizer: TextTokenizer, prompts: readonly Prompt[], opts: GenerateOptions | readonly GenerateOptions[] = {},
+): Promise<GenerateResult[]> {
+  return Promise.all(prompts.map((p, i) => submit(model, tokenizer, p, Array.isArray(opts) ? opts[i] : opts).result));
+}
 
-  model.reset();
-  // Gated on maxNewTokens rather than limit so that a prompt longer than the KV cache makes the prefill throw.
-  if (maxNewTokens > 0) {
-    let t = performance.now();
-    const first = await model.prefill(promptIds, { logits: hostLogits });
-    let next = hostLogits ? choose(first.logits!) : first.next;
-    prefillSeconds = (performance.now() - t) / 1000;
-    for (;;) {
-      ids.push(next);
-      seen.add(next);
-      if (eos.has(next) || stops.has(next)) {
-        stopReason = eos.has(next) ? "eos" : "stop-id";
-        stopId = next;
-        break;
-      }
-      const chunk = text.push(decoder.push(next));
-      if (chunk) yield chunk;
-      if (text.stopString !== undefined) {
-        stopReason = "stop-string";
-        break;
-      }
-      if (ids.length >= limit) break;
-      if (opts.signal?.aborted) {
-        stopReason = "aborted";
-        break;
-      }
-      t = performance.now();
-      if (hostLogits) {
-        next = choose((await model.stepWithLogits(next, true)).logits!);
-      } else {
-        next = await model.step();
-      }
-      decodeSeconds += (performance.now() - t) / 1000;
+/** A chunk of the text of prompt `index`. */
+export interface BatchChunk {
+  index: number;
+  text: string;
+}
+
+/**
+ * Many generations at once, streamed: yields each prompt's chunks as they come (interleaved, tagged with the
+ * prompt's index) and returns the results in the order of the prompts.
+ */
+export async function* generateBatchStream(
+  model: Qwen2Model, tokenizer: TextTokenizer, prompts: readonly Prompt[], opts: GenerateOptions | readonly GenerateOptions[] = {},
+): AsyncGenerator<BatchChunk, GenerateResult[], undefined> {
+  const handles = prompts.map((p, i) => submit(model, tokenizer, p, Array.isArray(opts) ? opts[i] : opts));
+  const readers = handles.map((h) => h.chunks[Symbol.asyncIterator]());
+  const next = (index: number) => readers[index].next().then((r) => ({ index, r }));
+  const inFlight = new Map(readers.map((_, i) => [i, next(i)]));
+  while (inFlight.size > 0) {
+    const { index, r } = await Promise.race(inFlight.values());
+    if (r.done) inFlight.delete(index);
+    else {
+      inFlight.set(index, next(index));
+      yield { index, text: r.value };
     }
   }
-  if (text.stopString === undefined) {
-    const chunk = text.push(decoder.flush()) + text.end();
-    if (chunk) yield chunk;
-    if (text.stopString !== undefined) stopReason = "stop-string";
-  }
+  return Promise.all(handles.map((h) => h.result));
+}
 
-  const decodeTokens = Math.max(0, ids.length - 1);
-  return {
-    text: text.text,
-    ids,
-    stopReason,
-    stopId,
-    stopString: text.stopString,
-    prefillTokens: maxNewTokens > 0 ? promptIds.length : 0,
-    decodeTokens,
-    prefillSeconds,
-    decodeSeconds,
-    prefillTokPerS: prefillSeconds > 0 ? promptIds.length / prefillSeconds : 0,
-    decodeTokPerS: decodeSeconds > 0 ? decodeTokens / decodeSeconds : 0,
-    seed,
-  };
+function submit(model: Qwen2Model, tokenizer: TextTokenizer, prompt: Prompt, opts: GenerateOptions): GenerationHandle {
+  const seq = new GenerationSequence(promptToIds(tokenizer, prompt, opts), tokenizer, model.config.eosTokenIds, model.maxSeqLen, opts);
+  return Scheduler.of(model).submit(seq);
 }
 
 function promptToIds(tokenizer: TextTokenizer, prompt: Prompt, opts: GenerateOptions): number[] {
@@ -178,13 +131,4 @@ function promptToIds(tokenizer: TextTokenizer, prompt: Prompt, opts: GenerateOpt
   if ("ids" in prompt) return [...prompt.ids];
   const template = opts.chatTemplate ?? ChatTemplate.fromTokenizer(tokenizer);
   return tokenizer.encode(template.render(prompt, { addGenerationPrompt: true, ...opts.chat }));
-}
-
-function checkOptions(maxNewTokens: number, penalty: number, p: Required<SamplingParams>): void {
-  const fail = (msg: string): never => { throw new Error(`generate: ${msg}`); };
-  if (!Number.isInteger(maxNewTokens) || maxNewTokens < 0) fail(`maxNewTokens must be an integer >= 0, got ${maxNewTokens}`);
-  if (!(penalty > 0)) fail(`repetitionPenalty must be > 0, got ${penalty}`);
-  if (!(p.temperature >= 0)) fail(`temperature must be >= 0, got ${p.temperature}`);
-  if (!Number.isInteger(p.topK) || p.topK < 0) fail(`topK must be an integer >= 0, got ${p.topK}`);
-  if (!(p.topP > 0 && p.topP <= 1)) fail(`topP must be in (0, 1], got ${p.topP}`);
 }

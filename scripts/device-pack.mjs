@@ -1,0 +1,111 @@
+// Lays out the built r3gpu with only what `r3gpu check`, `bench` and `tune` need at run time, for the
+// bundle of scripts/device-check.sh: node scripts/device-pack.mjs APP_DIR (APP_DIR must not exist yet).
+//
+// The CLI's entry point imports every subcommand statically, so every package any of them imports must
+// resolve at start-up. Packages the checked commands use are copied (webgpu with only its Linux x64
+// binary; the tokenizer and chat-template libraries, which are small and pure JS). The others (LanceDB
+// with its 155 MB native module, Apache Arrow, the hub client, node-llama-cpp) are replaced by stubs that
+// export the real package's names and throw, naming the package, if anything calls them.
+import { copyFileSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { dirname, join, relative, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const repo = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+const app = resolve(process.argv[2] ?? "");
+if (!process.argv[2] || existsSync(app)) {
+  console.error("usage: node scripts/device-pack.mjs APP_DIR (a folder that does not exist yet)");
+  process.exit(2);
+}
+const modules = join(repo, "node_modules");
+
+/** Packages copied as they are, with the files they need at run time (relative to the package folder). */
+const COPIED = {
+  webgpu: ["package.json", "index.js", "LICENSE.md", `dist/linux-x64/dawn.node`],
+  "@huggingface/tokenizers": ["package.json", "LICENSE", "dist"],
+  "@huggingface/jinja": ["package.json", "LICENSE", "dist"],
+};
+
+function walk(dir, out = []) {
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, entry.name);
+    if (entry.isDirectory()) walk(p, out);
+    else out.push(p);
+  }
+  return out;
+}
+
+/** Copies a file or folder, leaving out type declarations and source maps (nothing reads them at run time). */
+function copy(from, to) {
+  mkdirSync(dirname(to), { recursive: true });
+  cpSync(from, to, { recursive: true, dereference: true, filter: (f) => !/\.d\.[cm]?ts$|\.map$/.test(f) });
+}
+
+// 1. The compiled engine: JavaScript only (no source maps or declarations), and the command's launcher.
+const built = join(repo, "dist", "src", "cli", "main.js");
+if (!existsSync(built)) {
+  console.error(`device-pack: ${relative(repo, built)} is missing: run npm run build first`);
+  process.exit(1);
+}
+const jsFiles = ["src", "bench"].flatMap((d) => walk(join(repo, "dist", d))).filter((f) => f.endsWith(".js"));
+for (const f of jsFiles) copy(f, join(app, relative(repo, f)));
+copy(join(repo, "bin", "r3gpu.js"), join(app, "bin", "r3gpu.js"));
+const pkg = JSON.parse(readFileSync(join(repo, "package.json"), "utf8"));
+// "type": "module" makes dist/*.js ES modules; bench/run.ts reads the webgpu version through this folder.
+writeFileSync(join(app, "package.json"), JSON.stringify({
+  name: pkg.name, version: pkg.version, type: "module", private: true, bin: pkg.bin,
+  description: "r3gpu as packed by scripts/device-check.sh: runtime files only",
+}, null, 2) + "\n");
+
+// 2. The packages the compiled code imports.
+const specifiers = new Set();
+for (const f of jsFiles) {
+  const text = readFileSync(f, "utf8");
+  // Static imports and re-exports start a line (tsc's output; a statement may span lines up to its `from "..."`);
+  // side-effect and dynamic imports are matched on their own.
+  const statements = /^\s*(?:import|export)\b[^;"]*?\bfrom\s*"([^"\n]+)"/gm;
+  const bare = /^\s*import\s*"([^"\n]+)"/gm;
+  const dynamic = /\bimport\(\s*"([^"\n]+)"\s*\)/g;
+  for (const m of [...text.matchAll(statements), ...text.matchAll(bare), ...text.matchAll(dynamic)]) {
+    if (!m[1].startsWith("node:") && !m[1].startsWith(".") && !m[1].startsWith("/")) specifiers.add(m[1]);
+  }
+}
+const packageOf = (spec) => spec.split("/").slice(0, spec.startsWith("@") ? 2 : 1).join("/");
+const identifier = /^[A-Za-z_$][\w$]*$/;
+
+for (const spec of [...specifiers].sort()) {
+  const name = packageOf(spec);
+  const dest = join(app, "node_modules", name);
+  if (COPIED[name]) {
+    if (spec !== name) throw new Error(`device-pack: ${spec}: only the root of ${name} is packed; add the subpath to COPIED`);
+    for (const f of COPIED[name]) {
+      const from = join(modules, name, f);
+      if (!existsSync(from)) throw new Error(`device-pack: ${from} is missing (npm ci installs it)`);
+      copy(from, join(dest, f));
+    }
+    console.log(`packed  ${name}`);
+    continue;
+  }
+  if (spec !== name) throw new Error(`device-pack: ${spec}: stubs cover package roots only`);
+  // The stub's names are the real package's, so that every named import links.
+  let names;
+  try {
+    names = Object.keys(await import(name)).sort();
+  } catch (e) {
+    throw new Error(`device-pack: cannot import ${name} to list its exports (${e.message}); is it installed (npm ci)?`);
+  }
+  const lines = [
+    `// Generated by scripts/device-pack.mjs: ${name} is not in the device-check bundle (size). r3gpu's CLI imports`,
+    "// it at start-up; the commands the device check runs never call it.",
+    `const missing = () => { throw new Error("${name} is not in the device-check bundle (scripts/device-check.sh packs only what check, bench and tune use)"); };`,
+  ];
+  names.forEach((n, i) => {
+    if (n === "default") lines.push("export default missing;");
+    else if (identifier.test(n)) lines.push(`export const ${n} = missing;`);
+    else lines.push(`const m${i} = missing;`, `export { m${i} as ${JSON.stringify(n)} };`);
+  });
+  mkdirSync(dest, { recursive: true });
+  writeFileSync(join(dest, "index.js"), lines.join("\n") + "\n");
+  writeFileSync(join(dest, "package.json"), JSON.stringify({ name, version: "0.0.0-device-check-stub", type: "module", main: "index.js" }, null, 2) + "\n");
+  console.log(`stubbed ${name} (${names.length} exports)`);
+}
+console.log(`${jsFiles.length} compiled files`);
