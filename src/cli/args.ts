@@ -344,7 +344,7 @@ function editDistance(a: string, b: string): number {
 // ---- help ----
 
 /** `usage: r3gpu NAME ...`: the positionals, the flags it needs, and [flags]. */
-export function usageLine(spec: CommandSpec): string {
+function usageLine(spec: CommandSpec): string {
   const parts = [`r3gpu ${spec.name}`];
   const metavar = (name: string) => `--${name}${spec.flags[name].metavar ? ` ${spec.flags[name].metavar}` : ""}`;
   for (const p of spec.positionals) parts.push(p.unless ? `${p.name}|${metavar(p.unless)}` : p.name);

@@ -10,7 +10,7 @@ import { isatty } from "node:tty";
 import { setStderrIsTTY } from "./terminal.ts";
 
 /** The two lines dropped; nothing else Dawn or anyone prints is. They only say that Dawn caps a limit r3gpu never nears. */
-export const DAWN_LIMIT_WARNING =
+const DAWN_LIMIT_WARNING =
   /^Warning: maxDynamic(Uniform|Storage)BuffersPerPipelineLayout artificially reduced from \d+ to \d+ to fit dynamic offset allocation limit\.$/;
 const WARNING_START = "Warning: maxDynamic";
 
