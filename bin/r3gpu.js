@@ -3,10 +3,10 @@
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 
-const main = fileURLToPath(new URL("../dist/src/cli/main.js", import.meta.url));
-if (!existsSync(main)) {
+const launcher = fileURLToPath(new URL("../dist/src/cli/launch.js", import.meta.url));
+if (!existsSync(launcher)) {
   console.error("r3gpu: not built yet; run `bash scripts/setup.sh` (or `npm run build`) in the r3gpu folder first");
   process.exit(2);
 }
-const { run } = await import(main);
-process.exitCode = await run(process.argv.slice(2));
+const { launch } = await import(launcher);
+await launch(fileURLToPath(import.meta.url), process.argv.slice(2));

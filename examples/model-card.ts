@@ -6,7 +6,7 @@
 import { cosineSimilarity, nodeGpu, nodeModelDir, SearchR3 } from "../src/index.ts";
 
 const modelDir = process.argv[2] ?? "models/tiny-qwen2";
-// Caps the reasoning; by default the model reasons until it writes <|embed_token|> or reaches maxLength.
+// Caps the reasoning; by default the model writes at most 256 tokens (DEFAULT_REASONING_TOKENS) before the embedding.
 const maxNewTokens = process.argv[3] === undefined ? undefined : Number(process.argv[3]);
 
 const { device } = await nodeGpu();

@@ -1,14 +1,19 @@
 // The chat, embed and tokenize commands run as a user runs them (node bin/r3gpu.js ...), checked against the golden
-// files and against the library run in this process; and the model card example against its documented output.
+// files and against the library run in this process; help, usage errors and the launcher's handling of stderr and
+// signals (with pipes, and on a terminal made by script(1)); and the model card example against its documented output.
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { mkdtemp, readFile, rm, symlink } from "node:fs/promises";
+import { spawn, type ChildProcess } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import { mkdtemp, readdir, readFile, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { describe, test } from "node:test";
+import { describe, test, type TestContext } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import { helpText } from "../src/cli/args.ts";
+import { COMMANDS } from "../src/cli/commands.ts";
 import { nodeGpu } from "../src/gpu/node.ts";
 import { nodeModelDir } from "../src/io/node.ts";
-import { SearchR3 } from "../src/search/searchr3.ts";
+import { DEFAULT_REASONING_TOKENS, SearchR3 } from "../src/search/searchr3.ts";
 import type { ChatMessage } from "../src/text/chat.ts";
 import { Engine } from "../src/text/engine.ts";
 import type { GenerateOptions } from "../src/text/generate.ts";
@@ -40,6 +45,35 @@ function r3gpu(args: string[], input = ""): Promise<Run> {
     child.on("close", (code) => done({ code, stdout, stderr }));
   });
 }
+
+/** A running CLI whose output is collected as it comes, for tests that act on it while it runs. */
+function start(args: string[]): { child: ChildProcess; out: { stdout: string; stderr: string }; closed: Promise<[number | null, string | null]> } {
+  const child = spawn(process.execPath, [cli, ...args], { cwd: repoRoot, stdio: ["pipe", "pipe", "pipe"] });
+  const out = { stdout: "", stderr: "" };
+  child.stdout!.setEncoding("utf8").on("data", (s) => (out.stdout += s));
+  child.stderr!.setEncoding("utf8").on("data", (s) => (out.stderr += s));
+  const closed = new Promise<[number | null, string | null]>((done) => child.on("close", (code, signal) => done([code, signal])));
+  return { child, out, closed };
+}
+
+/** Waits for `condition`, failing with `what` after a minute. */
+async function until(condition: () => boolean, what: string): Promise<void> {
+  for (const deadline = Date.now() + 60_000; !condition();) {
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
+/** A copy of the tiny model (links to its files) with some files replaced. */
+async function variant(t: TestContext, files: Record<string, string>): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), "r3gpu-cli-"));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  for (const f of await readdir(tinyDir)) if (!(f in files)) await symlink(join(tinyDir, f), join(dir, f));
+  for (const [f, text] of Object.entries(files)) await writeFile(join(dir, f), text);
+  return dir;
+}
+
+const QUERY_KEYS = ["text", "reasoning", "emitted_embed_token", "stop_reason", "truncated", "embedding", "timings"];
 
 /** Max abs error within 1e-4 x max|ref| (shared/golden/README.md). */
 function assertClose(got: ArrayLike<number>, want: ArrayLike<number>, what: string): void {
@@ -104,6 +138,89 @@ describe("chat", () => {
     const oneShot = await r3gpu(["chat", tinyDir, "--max-tokens", "4", "--context", "40", "--prompt", long]);
     assert.equal(oneShot.code, 1);
   });
+
+  test("/help, /clear and /exit are commands, not messages to the model", async () => {
+    const run = await r3gpu(["chat", tinyDir, "--max-tokens", "6"], "Hello!\n/help\n/hepl\n/clear\nHello!\n/exit\nnever read\n");
+    assert.equal(run.code, 0, run.stderr);
+    const first = await reply([{ role: "user", content: "Hello!" }], { maxNewTokens: 6 });
+    // After /clear the second "Hello!" is the first turn of a new conversation, so it gets the same reply.
+    assert.equal(run.stdout, `${first}\n${first}\n`);
+    assert.equal(run.stderr, "  /help   list these commands\n" +
+      "  /clear  forget the conversation so far (the system prompt stays)\n" +
+      "  /exit   end the chat (as do Ctrl-D and, at the prompt, Ctrl-C)\n" +
+      "Anything else is a message to the model. Ctrl-C stops a reply while it is generated.\n" +
+      "r3gpu chat: unknown command /hepl; did you mean /help? (/help lists them)\n" +
+      "(a new conversation)\n");
+  });
+
+  test("a reply ends at the tokenizer's EOS and at the chat template's end-of-turn token", async (t) => {
+    // The random model never writes <|im_end|>, so two copies of it name a token that it does write, the fourth of
+    // its reply to "Hello!", as the EOS (tokenizer_config.json) or as what the template ends an assistant turn with
+    // (a special token in tokenizer.json, and chat_template.jinja). The prompt of a first turn is the same in both.
+    const full = await engine.generate([{ role: "user", content: "Hello!" }], { maxNewTokens: 12 });
+    const { tokenizer } = engine;
+    const k = 3;
+    const stop = full.ids[k];
+    const stopText = tokenizer.decode([stop]);
+    assert.equal(tokenizer.tokenId(stopText), stop, `"${stopText}" is a vocabulary token`);
+    assert.ok(!full.ids.slice(0, k).includes(stop));
+    const want = tokenizer.decode(full.ids.slice(0, k)) + "\n";
+    assert.notEqual(full.text + "\n", want, "without the stop the reply goes on");
+
+    const config = JSON.parse(await readFile(join(tinyDir, "tokenizer_config.json"), "utf8"));
+    const eos = await variant(t, { "tokenizer_config.json": JSON.stringify({ ...config, eos_token: stopText }) });
+    const tokenizerJson = JSON.parse(await readFile(join(tinyDir, "tokenizer.json"), "utf8"));
+    tokenizerJson.added_tokens.push({ id: stop, content: stopText, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true });
+    const template = config.chat_template.replace("message.content + '<|im_end|>' + '\\n'",
+      `message.content + ('${stopText}' if message.role == 'assistant' else '<|im_end|>') + '\\n'`);
+    assert.notEqual(template, config.chat_template);
+    const turn = await variant(t, { "tokenizer.json": JSON.stringify(tokenizerJson), "chat_template.jinja": template });
+    for (const dir of [eos, turn]) {
+      const run = await r3gpu(["chat", dir, "--prompt", "Hello!", "--max-tokens", "12"]);
+      assert.equal(run.code, 0, run.stderr);
+      assert.equal(run.stdout, want, dir === eos ? "EOS" : "end of turn");
+    }
+  });
+
+  test("Ctrl-C (SIGINT) stops the reply and the chat reads on; a second one at the prompt ends it with 130", async () => {
+    const { child, out, closed } = start(["chat", tinyDir, "--max-tokens", "4000"]);
+    child.stdin!.write("Hello!\n");
+    await until(() => out.stdout.length > 0, "the reply to start");
+    child.kill("SIGINT");
+    await until(() => out.stderr.includes("(stopped; Ctrl-C at the prompt ends the chat)\n"), "the reply to stop");
+    const stopped = out.stdout;
+    assert.ok(stopped.endsWith("\n"));
+    assert.ok(engine.tokenizer.encode(stopped).length < 4000, "the reply stopped before its limit");
+    const head = stopped.slice(0, -1);
+    const greedy = await reply([{ role: "user", content: "Hello!" }], { maxNewTokens: 60 });
+    assert.ok(greedy.startsWith(head) || head.startsWith(greedy), "what streamed is the greedy reply");
+    child.stdin!.write("/help\n");
+    await until(() => out.stderr.includes("/clear"), "the answer to /help");
+    assert.equal(out.stdout, stopped, "nothing more of the reply after it stopped");
+    child.kill("SIGINT");
+    assert.deepEqual(await closed, [130, null]);
+    assert.doesNotMatch(out.stderr, /Warning/);
+  });
+
+  test("on a terminal: progress on stderr, Ctrl-C reaches both processes and only stops the reply", { skip: !existsSync("/usr/bin/script") && "no script(1) to make a terminal" }, async () => {
+    // script(1) runs the command on a pseudo-terminal, which turns Ctrl-C (\x03) into SIGINT for the whole foreground
+    // process group: the launcher and its child both get it, so the launcher must not pass it on, nor die of it.
+    const quote = (a: string) => `'${a.replace(/'/g, "'\\''")}'`;
+    const command = [process.execPath, cli, "chat", tinyDir, "--prompt", "Hello!", "--max-tokens", "4000"].map(quote).join(" ");
+    const term = spawn("script", ["-qfec", command, "/dev/null"], { cwd: repoRoot, stdio: ["pipe", "pipe", "pipe"] });
+    let screen = "";
+    term.stdout!.setEncoding("utf8").on("data", (s) => (screen += s));
+    const closed = new Promise((done) => term.on("close", done));
+    // The bar ends its line once the model is loaded; what follows is the reply.
+    const bar = /loading \[#+\] 100%[^\n]*\n/;
+    await until(() => bar.test(screen), "the load progress bar, drawn because stderr is a terminal");
+    await until(() => screen.length > bar.exec(screen)!.index + bar.exec(screen)![0].length + 20, "the reply to stream");
+    term.stdin!.write("\x03");
+    assert.equal(await closed, 130);
+    assert.match(screen, /\(stopped; Ctrl-C at the prompt ends the chat\)\r?\n\(\d+ tokens, [\d.]+ tok\/s, aborted\)/);
+    assert.doesNotMatch(screen, /Warning/);
+  });
+
 });
 
 describe("embed", () => {
@@ -112,11 +229,13 @@ describe("embed", () => {
     const run = await r3gpu(["embed", tinyDir, "--doc", doc.input]);
     assert.equal(run.code, 0, run.stderr);
     const out = JSON.parse(run.stdout);
-    assert.deepEqual(Object.keys(out), ["text", "embedding", "timings"]);
+    assert.deepEqual(Object.keys(out), ["text", "truncated", "embedding", "timings"]);
     assert.equal(out.text, doc.input);
+    assert.equal(out.truncated, false);
     assertClose(out.embedding, doc.hidden_normalized, "document 0");
     assert.deepEqual(Object.keys(out.timings), ["load_s", "embed_s"]);
     for (const v of Object.values(out.timings)) assert.ok(typeof v === "number" && v >= 0);
+    assert.equal(run.stderr, "", "no Dawn limit warnings: the launcher drops them, and there is nothing else to say");
   });
 
   test("--query --no-reasoning is the teacher-forced query embedding, reasoning null", async () => {
@@ -124,8 +243,9 @@ describe("embed", () => {
     const run = await r3gpu(["embed", tinyDir, "--query", query.input, "--no-reasoning"]);
     assert.equal(run.code, 0, run.stderr);
     const out = JSON.parse(run.stdout);
-    assert.deepEqual(Object.keys(out), ["text", "reasoning", "embedding", "timings"]);
+    assert.deepEqual(Object.keys(out), QUERY_KEYS);
     assert.equal(out.reasoning, null);
+    assert.deepEqual([out.emitted_embed_token, out.stop_reason, out.truncated], [null, null, false]);
     assertClose(out.embedding, query.hidden_normalized, "query 1");
   });
 
@@ -134,14 +254,115 @@ describe("embed", () => {
     const run = await r3gpu(["embed", tinyDir, "--query", query.input, "--max-new-tokens", "16"]);
     assert.equal(run.code, 0, run.stderr);
     const out = JSON.parse(run.stdout);
-    assert.deepEqual(Object.keys(out), ["text", "reasoning", "embedding", "timings"]);
+    assert.deepEqual(Object.keys(out), QUERY_KEYS);
     assert.equal(out.reasoning, query.greedy.text);
+    // The random model never writes <|embed_token|>: the suffix was appended after the 16 tokens, and nothing was cut.
+    assert.deepEqual([out.emitted_embed_token, out.stop_reason, out.truncated], [false, "length", false]);
     assert.deepEqual(Object.keys(out.timings), ["load_s", "reasoning_s", "reasoning_tokens", "embed_s"]);
     assert.equal(out.timings.reasoning_tokens, 16);
     const [want] = await r3.encode([query.prompt_text + query.greedy.text + r3.embedSuffix]);
     assertClose(out.embedding, want, "reasoned query 0");
     const norm = Math.hypot(...out.embedding);
     assert.ok(Math.abs(norm - 1) < 1e-5, `norm ${norm}`);
+  });
+});
+
+describe("embed: what the JSON says about a reasoned query", () => {
+  test("without --max-new-tokens the reasoning stops at the default cap, 256 tokens, and the suffix is appended", async () => {
+    const query = golden.queries[0];
+    const run = await r3gpu(["embed", tinyDir, "--query", query.input]);
+    assert.equal(run.code, 0, run.stderr);
+    assert.equal(run.stderr, "", "no warnings (Dawn's included): nothing was cut");
+    const out = JSON.parse(run.stdout);
+    assert.equal(DEFAULT_REASONING_TOKENS, 256);
+    assert.equal(out.timings.reasoning_tokens, 256);
+    assert.deepEqual([out.emitted_embed_token, out.stop_reason, out.truncated], [false, "length", false]);
+    assert.ok(out.reasoning.startsWith(query.greedy.text), "the golden 16 tokens, then more");
+  });
+
+  test("a query cut to fit --max-length says so, and what generate returns is never cut again", async () => {
+    const long = "word ".repeat(60).trim();
+    const run = await r3gpu(["embed", tinyDir, "--query", long, "--max-length", "48", "--max-new-tokens", "4"]);
+    assert.equal(run.code, 0, run.stderr);
+    const out = JSON.parse(run.stdout);
+    assert.deepEqual([out.emitted_embed_token, out.stop_reason, out.truncated], [false, "length", true]);
+    assert.match(run.stderr, /^warning: SearchR3: query 0 is \d+ tokens with its prompt, over the \d+ allowed \(maxLength 48\); cut the last \d+ of its 60 text tokens\n$/);
+    const doc = await r3gpu(["embed", tinyDir, "--doc", long, "--max-length", "48"]);
+    assert.equal(JSON.parse(doc.stdout).truncated, true);
+  });
+});
+
+describe("help, version, usage errors and model folders", () => {
+  test("CMD --help prints that command's help (every flag it reads, an example) on stdout and exits 0; so does -h", async () => {
+    for (const { spec } of COMMANDS) {
+      const run = await r3gpu([spec.name, "--help"]);
+      assert.equal(run.code, 0, `${spec.name}: ${run.stderr}`);
+      assert.equal(run.stdout, helpText(spec), spec.name);
+      assert.equal(run.stderr, "", spec.name);
+    }
+    const short = await r3gpu(["eval", tinyDir, "-h"]);
+    assert.equal(short.code, 0);
+    assert.match(short.stdout, /^usage: r3gpu eval MODEL_DIR --beir DIR \[flags\]$/m);
+    assert.match(short.stdout, /^  --max-new-tokens N /m);
+    assert.match(short.stdout, /^  npx r3gpu eval models\/tiny-qwen2 --beir /m);
+    const help = await r3gpu(["help", "chat"]);
+    assert.equal(help.stdout, helpText(COMMANDS.find((c) => c.spec.name === "chat")!.spec));
+  });
+
+  test("--version prints the package's version; no command prints the commands; a misspelt one is named", async () => {
+    const pkg = JSON.parse(await readFile(join(repoRoot, "package.json"), "utf8"));
+    assert.deepEqual(await r3gpu(["--version"]), { code: 0, stdout: `r3gpu ${pkg.version}\n`, stderr: "" });
+    const none = await r3gpu([]);
+    assert.equal(none.code, 2);
+    for (const { spec } of COMMANDS) assert.ok(none.stderr.includes(`  ${spec.name} `) && none.stderr.includes(spec.summary), spec.name);
+    const typo = await r3gpu(["embd", tinyDir]);
+    assert.equal(typo.code, 2);
+    assert.match(typo.stderr, /^r3gpu: unknown command "embd"; did you mean embed\?\n/);
+  });
+
+  test("a model folder that does not exist, is a file or has no config.json is named as just that (exit 1)", async (t) => {
+    const empty = await mkdtemp(join(tmpdir(), "r3gpu-cli-"));
+    t.after(() => rm(empty, { recursive: true, force: true }));
+    for (const [dir, problem] of [["no/such/dir", "no such folder"], ["README.md", "not a folder"],
+      [empty, "no config.json in this folder, so it is not a Hugging Face model folder"]]) {
+      const run = await r3gpu(["embed", dir, "--doc", "hi"]);
+      assert.deepEqual(run, { code: 1, stdout: "", stderr: `r3gpu embed: MODEL_DIR ${dir}: ${problem}\n` });
+    }
+  });
+
+  test("a negative number where a value is valid is a value, not a flag: a question of \"-1\"", async () => {
+    const run = await r3gpu(["search", tinyDir, "--db", join(tmpdir(), "r3gpu-no-such-db"), "-1"]);
+    assert.equal(run.code, 1);
+    assert.match(run.stderr, /r3gpu-no-such-db: no index here/);
+  });
+});
+
+describe("the launcher (bin/r3gpu.js runs the command in a child whose stderr it filters)", () => {
+  /** The pid of the launcher's child, the command itself (0 before it is started). */
+  const childOf = (pid: number) => Number(readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim());
+  /** Whether a process runs (an exited one may linger as a zombie until it is reaped). */
+  const running = (pid: number) => existsSync(`/proc/${pid}`) && !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
+
+  test("a signal sent to the launcher alone reaches the command; the launcher dies of what the command died of", async () => {
+    const { child, out, closed } = start(["chat", tinyDir]);
+    await until(() => childOf(child.pid!) > 0, "the command to start");
+    const command = childOf(child.pid!);
+    // A second leaves the launcher long past setting up its handlers, and chat, waiting for stdin, does not handle
+    // SIGHUP: it ends of it.
+    await sleep(1000);
+    child.kill("SIGHUP");
+    assert.deepEqual(await closed, [null, "SIGHUP"]);
+    assert.equal(running(command), false);
+    assert.equal(out.stderr, "");
+  });
+
+  test("a launcher killed with SIGKILL, which it cannot pass on, takes the command with it", async () => {
+    const { child, closed } = start(["chat", tinyDir]);
+    await until(() => childOf(child.pid!) > 0, "the command to start");
+    const command = childOf(child.pid!);
+    child.kill("SIGKILL");
+    assert.deepEqual(await closed, [null, "SIGKILL"]);
+    await until(() => !running(command), `the command (pid ${command}) to exit`);
   });
 });
 
@@ -175,29 +396,45 @@ describe("tokenize", () => {
   });
 });
 
-describe("usage errors exit 2 with the usage text", () => {
+describe("usage errors exit 2 with the command's usage", () => {
   const cases: [string[], RegExp][] = [
-    [["chat"], /chat takes MODEL_DIR/],
-    [["chat", tinyDir, "--bogus"], /Unknown option '--bogus'/],
+    [["chat"], /missing MODEL_DIR/],
+    [["chat", tinyDir, "--bogus"], /--bogus: unknown flag/],
     [["chat", tinyDir, "--temperature=-1"], /--temperature must be a number >= 0/],
     [["chat", tinyDir, "--top-p", "1.5"], /--top-p must be a number in \(0, 1\]/],
     [["chat", tinyDir, "--max-tokens", "0"], /--max-tokens must be an integer >= 1/],
     [["chat", tinyDir, "--prompt", " "], /--prompt is empty/],
-    [["embed", tinyDir], /embed takes MODEL_DIR and either --query/],
-    [["embed", tinyDir, "--query", "q", "--doc", "d"], /embed takes MODEL_DIR and either --query/],
-    [["embed", tinyDir, "--doc", "d", "--no-reasoning"], /--no-reasoning applies to --query only/],
+    [["embed", tinyDir], /give --query or --doc/],
+    [["embed", tinyDir, "--query", "q", "--doc", "d"], /--doc: does not apply with --query; give --query or --doc/],
+    [["embed", tinyDir, "--doc", "d", "--no-reasoning"], /--no-reasoning: applies only with --query/],
     [["embed", tinyDir, "--doc", "d", "--max-length", "x"], /--max-length must be an integer >= 2/],
-    [["tokenize"], /tokenize takes MODEL_DIR/],
-    [["download"], /download takes REPO_ID/],
+    [["tokenize"], /missing MODEL_DIR/],
+    [["download"], /missing REPO_ID/],
     [["download", "not a/repo id"], /is not a repository id/],
+    [["chat", tinyDir, "--promt", "hi"], /--promt: unknown flag; did you mean --prompt\?$/],
+    [["chat", tinyDir, "--temperature", "-1"], /--temperature must be a number >= 0, got "-1"$/],
+    [["chat", tinyDir, "--seed", "-5"], /--seed must be an integer from 0 to 4294967295, got "-5"$/],
+    [["chat", tinyDir, "--system", "--prompt", "hi"], /--system: needs a value \(TEXT\); for one that starts with "-", write --system=--prompt$/],
+    [["embed", tinyDir, "--doc", "a", "--doc", "b"], /--doc: given twice; it takes one value$/],
+    [["embed", tinyDir, "--doc", "d", "--max-new-tokens", "4"], /--max-new-tokens: applies only with --query$/],
+    [["search", tinyDir, "--db", "db", "q", "--no-reasoning", "--max-new-tokens", "4"], /--max-new-tokens: does not apply with --no-reasoning$/],
+    [["dump", tinyDir, "--ids", "1", "--new-tokens", ""], /--new-tokens must be an integer >= 0, got ""$/],
+    [["dump", tinyDir, "--ids", "1", "--new-tokens", "0x10"], /--new-tokens must be an integer >= 0, got "0x10"$/],
+    [["dump", tinyDir, "--ids", "1", "--new-tokens", "1e2"], /--new-tokens must be an integer >= 0, got "1e2"$/],
+    [["eval", tinyDir, "--bier", "x"], /--bier: unknown flag; did you mean --beir\?$/],
   ];
   for (const [args, message] of cases) {
     test(args.join(" ").replace(tinyDir, "MODEL_DIR"), async () => {
       const run = await r3gpu(args);
       assert.equal(run.code, 2, run.stderr);
       assert.match(run.stderr, new RegExp(`^r3gpu ${args[0]}: .*${message.source}`, "m"));
-      assert.match(run.stderr, /usage: r3gpu <command>/);
+      assert.match(run.stderr, new RegExp(`^usage: r3gpu ${args[0]} `, "m"));
       assert.equal(run.stdout, "");
+      // One line naming the problem, then the command's usage (not the program's).
+      const [line, blank, usage] = run.stderr.split("\n");
+      assert.match(line, new RegExp(`^r3gpu ${args[0]}: .*${message.source}`));
+      assert.deepEqual([blank, usage.startsWith(`usage: r3gpu ${args[0]} `)], ["", true]);
+      assert.doesNotMatch(run.stderr, /^commands:$/m);
     });
   }
 });

@@ -6,7 +6,7 @@ import { after, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { nodeGpu } from "../src/gpu/node.ts";
 import { nodeModelDir } from "../src/io/node.ts";
-import { SearchR3, type Truncation } from "../src/search/searchr3.ts";
+import { DEFAULT_REASONING_TOKENS, SearchR3, type Truncation } from "../src/search/searchr3.ts";
 import { cdist, cosineMatrix, cosineSimilarity, l2normalize } from "../src/search/similarity.ts";
 import { Engine } from "../src/text/engine.ts";
 import { TextTokenizer } from "../src/text/tokenizer.ts";
@@ -162,19 +162,35 @@ describe("Search-R3 behaviour", () => {
     assert.equal(r.text, queries[0].prompt_text + "avic");
   });
 
-  test("generation is limited so that prompt, reasoning and suffix fit in maxLength", async () => {
+  test("generation is limited so that prompt, reasoning and suffix fit in maxLength, as encode re-tokenizes them", async () => {
     const { s, warnings } = variant({ maxLength: 40 });
     const suffixTokens = tokenizer.encode(SUFFIX).length;
     const [r] = await s.generate([queries[0].input]);
     assert.equal(queries[0].prompt_ids!.length + r.generation.ids.length + suffixTokens, 40);
     assert.equal(r.stopReason, "length");
     assert.equal(r.emittedEmbedToken, false);
-    assert.ok(r.text.endsWith(SUFFIX));
-    assert.equal(warnings.length, 0);
-    // Re-encoded, the text is one token longer: the reasoning ends in "\r\n", which merges with the suffix's "\n".
-    assert.ok(r.reasoning.endsWith("\r\n"));
-    assert.deepEqual(s.prepare(r.text).ids.length, 40);
-    assert.equal(warnings[0].truncation.cut, 1);
+    // Re-encoded, what the model wrote would be one token longer: its reasoning ends in "\r\n", which merges with the
+    // suffix's "\n". So generate cuts the reasoning to the longest text that fits, and says so; encode cuts nothing.
+    assert.ok(r.generation.text.endsWith("':\r\n"));
+    assert.equal(tokenizer.encode(queries[0].prompt_text + r.generation.text + SUFFIX).length, 41);
+    assert.equal(r.reasoning, r.generation.text.slice(0, -1));
+    assert.equal(r.text, queries[0].prompt_text + r.reasoning + SUFFIX);
+    assert.deepEqual(r.truncations, [{ kind: "reasoning", index: 0, tokens: 41, maxLength: 40, cut: 1 }]);
+    assert.deepEqual(warnings.map((w) => w.message), [
+      "SearchR3: query 0 with its reasoning re-tokenizes to 41 tokens, over maxLength 40; cut the last 1 of the 5 tokens the model wrote",
+    ]);
+    assert.equal(s.prepare(r.text).ids.length, 39);
+    assert.equal(warnings.length, 1, "prepare cuts nothing");
+  });
+
+  test("without maxNewTokens, reasoning stops at DEFAULT_REASONING_TOKENS", async () => {
+    // 300 leaves room for more than 256 tokens beside the prompt and the suffix, so the cap is what stops it.
+    const { s } = variant({ maxLength: 300 });
+    const [r] = await s.generate([queries[0].input], { eosTokenIds: [] });
+    assert.equal(DEFAULT_REASONING_TOKENS, 256);
+    assert.equal(r.generation.ids.length, 256);
+    assert.deepEqual([r.stopReason, r.emittedEmbedToken, r.truncations], ["length", false, []]);
+    assert.ok(r.reasoning.startsWith(queries[0].greedy!.text));
   });
 
   test("a long document is truncated in its text, not its template, with a warning saying how much", async () => {

@@ -1,37 +1,25 @@
 // `r3gpu chat`: a conversation with a model, its replies streamed as they are generated. `--prompt` asks one
-// question; otherwise each line of stdin is a turn, until `/exit` or the end of input.
-import { createInterface } from "node:readline";
+// question; otherwise each line of stdin is a turn, until `/exit` or the end of input. A reply ends at the tokenizer's
+// EOS or the chat template's end-of-turn token (<|im_end|>), as in the server. Ctrl-C stops the reply being
+// generated; at the prompt, or while a stopped reply is still ending, it ends the chat.
+import { createInterface, type Interface } from "node:readline";
 import { nodeGpu } from "../gpu/node.ts";
 import { nodeModelDir } from "../io/node.ts";
 import type { ChatMessage } from "../text/chat.ts";
 import { Engine } from "../text/engine.ts";
-import type { GenerateOptions } from "../text/generate.ts";
-import { UsageError, integerFlag, numberFlag, parseCommand } from "./args.ts";
+import type { GenerateOptions, StopReason } from "../text/generate.ts";
+import { suggestion } from "./args.ts";
+import type { ChatArgs } from "./commands.ts";
 import { withLoadProgress } from "./progress.ts";
-
-const SAMPLING_OPTIONS = {
-  temperature: { type: "string" },
-  "top-k": { type: "string" },
-  "top-p": { type: "string" },
-  "repetition-penalty": { type: "string" },
-  seed: { type: "string" },
-  "max-tokens": { type: "string" },
-} as const;
-
-type SamplingValues = { [K in keyof typeof SAMPLING_OPTIONS]?: string };
+import { stderrIsTTY } from "./terminal.ts";
 
 /**
  * The generation options the sampling flags ask for. `--temperature 0` is greedy and a positive one samples; so do
  * `--top-k`, `--top-p` and `--seed` alone, which would mean nothing otherwise. Without any of them the model's
  * generation_config.json decides.
  */
-function samplingOptions(values: SamplingValues): GenerateOptions {
-  const temperature = numberFlag(values.temperature, "--temperature", "a number >= 0", (n) => n >= 0);
-  const topK = integerFlag(values["top-k"], "--top-k", 0);
-  const topP = numberFlag(values["top-p"], "--top-p", "a number in (0, 1]", (n) => n > 0 && n <= 1);
-  const repetitionPenalty = numberFlag(values["repetition-penalty"], "--repetition-penalty", "a number > 0", (n) => n > 0);
-  const seed = integerFlag(values.seed, "--seed", 0);
-  const maxNewTokens = integerFlag(values["max-tokens"], "--max-tokens", 1);
+function samplingOptions(flags: ChatArgs["flags"]): GenerateOptions {
+  const { temperature, "top-k": topK, "top-p": topP, "repetition-penalty": repetitionPenalty, seed, "max-tokens": maxNewTokens } = flags;
   let doSample: boolean | undefined;
   if (temperature !== undefined) doSample = temperature > 0;
   else if (topK !== undefined || topP !== undefined || seed !== undefined) doSample = true;
@@ -40,45 +28,87 @@ function samplingOptions(values: SamplingValues): GenerateOptions {
   return Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined));
 }
 
-export async function chat(args: string[]): Promise<number> {
-  const { positionals, values } = parseCommand(args, {
-    prompt: { type: "string" }, system: { type: "string" }, context: { type: "string", default: "4096" }, ...SAMPLING_OPTIONS,
-  }, 1, "chat takes MODEL_DIR");
-  const context = integerFlag(values.context, "--context", 2)!;
-  const sampling = samplingOptions(values);
-  if (values.prompt !== undefined && values.prompt.trim() === "") throw new UsageError("--prompt is empty");
+/**
+ * The ids that end an assistant turn: the tokenizer's EOS and the special token that the chat template writes after an
+ * assistant message (found by rendering one), which config.json's eos_token_id may not list (Qwen2.5 lists
+ * <|endoftext|>, while its template ends turns with <|im_end|>).
+ */
+function endOfTurnIds(engine: Engine): number[] {
+  const { tokenizer, chatTemplate } = engine;
+  const ids = new Set(tokenizer.eosTokenId === undefined ? [] : [tokenizer.eosTokenId]);
+  const content = "r3gpu-assistant-content";
+  const rendered = chatTemplate!.render([{ role: "user", content: "Hi" }, { role: "assistant", content }]);
+  const after = rendered.indexOf(content);
+  const [next] = after < 0 ? [] : tokenizer.encode(rendered.slice(after + content.length));
+  // A special token (one that decoding can skip), not text such as "\n" that a reply may well contain.
+  if (next !== undefined && tokenizer.decode([next], { skipSpecialTokens: true }) === "") ids.add(next);
+  return [...ids];
+}
 
+const SLASH_COMMANDS: Record<string, string> = {
+  "/help": "list these commands",
+  "/clear": "forget the conversation so far (the system prompt stays)",
+  "/exit": "end the chat (as do Ctrl-D and, at the prompt, Ctrl-C)",
+};
+const HELP = `${Object.entries(SLASH_COMMANDS).map(([c, what]) => `  ${c.padEnd(8)}${what}`).join("\n")}\n` +
+  "Anything else is a message to the model. Ctrl-C stops a reply while it is generated.";
+
+export async function chat({ positionals, flags }: ChatArgs): Promise<number> {
   const { device } = await nodeGpu();
-  const engine = await withLoadProgress((onProgress) => Engine.load(device, nodeModelDir(positionals[0]), { maxSeqLen: context, onProgress }));
-  if (!engine.chatTemplate) throw new Error(`${positionals[0]}: the tokenizer has no chat template, which chat needs`);
-  const conversation = new Conversation(engine, values.system, sampling);
+  const engine = await withLoadProgress((onProgress) =>
+    Engine.load(device, nodeModelDir(positionals.MODEL_DIR), { maxSeqLen: flags.context, onProgress }));
+  if (!engine.chatTemplate) throw new Error(`${positionals.MODEL_DIR}: the tokenizer has no chat template, which chat needs`);
+  const conversation = new Conversation(engine, flags.system, { ...samplingOptions(flags), stopIds: endOfTurnIds(engine) });
 
-  if (values.prompt !== undefined) {
-    await conversation.reply(values.prompt);
-    return 0;
-  }
-  const interactive = Boolean(process.stdin.isTTY);
-  const lines = createInterface({ input: process.stdin, output: interactive ? process.stdout : undefined, prompt: "> " });
-  if (interactive) {
-    console.error("type a message and press Enter; /exit or Ctrl-D ends the chat");
-    lines.prompt();
-  }
-  for await (const line of lines) {
-    const text = line.trim();
-    if (text === "/exit") break;
-    if (text !== "") {
-      try {
-        await conversation.reply(line);
-      } catch (e) {
-        // A turn that does not fit is dropped; the conversation goes on.
-        if (!(e instanceof TurnTooLong)) throw e;
-        console.error(`r3gpu chat: ${e.message}`);
-      }
+  let lines: Interface | undefined;
+  let code = 0;
+  const interrupt = () => {
+    if (conversation.stop()) return;
+    // Nothing to stop: Ctrl-C at the prompt, or a second one while the stopped reply ends, ends the chat (as a
+    // shell does for Ctrl-C, exit code 128 + SIGINT).
+    code = 130;
+    lines?.close();
+  };
+  process.on("SIGINT", interrupt);
+  try {
+    if (flags.prompt !== undefined) {
+      // Stopped, the one reply is all there is: the chat ends as interrupted.
+      return (await conversation.reply(flags.prompt)) === "aborted" ? 130 : 0;
     }
-    if (interactive) lines.prompt();
+    const interactive = Boolean(process.stdin.isTTY);
+    lines = createInterface({ input: process.stdin, output: interactive ? process.stdout : undefined, prompt: "> " });
+    // On a terminal readline reads Ctrl-C as a key, so no signal comes; it says so with this event instead.
+    lines.on("SIGINT", interrupt);
+    if (interactive) {
+      console.error("type a message and press Enter; /help lists the commands, /exit or Ctrl-D ends the chat");
+      lines.prompt();
+    }
+    for await (const line of lines) {
+      if (code !== 0) break;
+      const text = line.trim();
+      if (/^\/[a-z]+$/.test(text)) {
+        if (text === "/exit") break;
+        if (text === "/help") console.error(HELP);
+        else if (text === "/clear") {
+          conversation.clear();
+          console.error("(a new conversation)");
+        } else console.error(`r3gpu chat: unknown command ${text}${suggestion(text, Object.keys(SLASH_COMMANDS))} (/help lists them)`);
+      } else if (text !== "") {
+        try {
+          await conversation.reply(line);
+        } catch (e) {
+          // A turn that does not fit is dropped; the conversation goes on.
+          if (!(e instanceof TurnTooLong)) throw e;
+          console.error(`r3gpu chat: ${e.message}`);
+        }
+      }
+      if (interactive && code === 0) lines.prompt();
+    }
+    return code;
+  } finally {
+    lines?.close();
+    process.off("SIGINT", interrupt);
   }
-  lines.close();
-  return 0;
 }
 
 class TurnTooLong extends Error {}
@@ -87,6 +117,8 @@ class Conversation {
   private readonly messages: ChatMessage[] = [];
   /** Tokens kept free for the reply when old turns must go to make room. */
   private readonly replyRoom: number;
+  /** Set while a reply is generated. */
+  private generating?: AbortController;
 
   constructor(private readonly engine: Engine, system: string | undefined, private readonly options: GenerateOptions) {
     if (system !== undefined) this.messages.push({ role: "system", content: system });
@@ -94,19 +126,35 @@ class Conversation {
     this.replyRoom = Math.max(1, Math.min(maxNewTokens, Math.floor(engine.model.maxSeqLen / 2)));
   }
 
-  /** Streams the reply to `user` to stdout and adds both to the conversation. */
-  async reply(user: string): Promise<void> {
+  /** Streams the reply to `user` to stdout and adds both to the conversation (a stopped reply as far as it got). */
+  async reply(user: string): Promise<StopReason> {
     this.messages.push({ role: "user", content: user });
     const ids = this.fit();
-    const stream = this.engine.generateStream({ ids }, this.options);
+    this.generating = new AbortController();
+    const stream = this.engine.generateStream({ ids }, { ...this.options, signal: this.generating.signal });
     let next = await stream.next();
     for (; !next.done; next = await stream.next()) process.stdout.write(next.value);
+    this.generating = undefined;
     process.stdout.write("\n");
     const result = next.value;
     this.messages.push({ role: "assistant", content: result.text });
-    if (process.stderr.isTTY) {
+    if (result.stopReason === "aborted") console.error("(stopped; Ctrl-C at the prompt ends the chat)");
+    if (stderrIsTTY()) {
       console.error(`(${result.ids.length} tokens, ${result.decodeTokPerS.toFixed(1)} tok/s, ${result.stopReason})`);
     }
+    return result.stopReason;
+  }
+
+  /** Stops the reply being generated; false when there is none, or it is already stopping. */
+  stop(): boolean {
+    if (!this.generating || this.generating.signal.aborted) return false;
+    this.generating.abort();
+    return true;
+  }
+
+  /** Forgets every turn but the system prompt. */
+  clear(): void {
+    this.messages.splice(this.messages[0]?.role === "system" ? 1 : 0);
   }
 
   /** The prompt ids of the conversation, after dropping the oldest exchanges that leave no room for a reply. */

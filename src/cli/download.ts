@@ -2,15 +2,13 @@
 // commands take as MODEL_DIR. Resumable: run it again after an interruption.
 import { basename } from "node:path";
 import { DEFAULT_HUB_URL, downloadModel } from "../hub/download.ts";
-import { UsageError, parseCommand } from "./args.ts";
+import { UsageError } from "./args.ts";
+import type { DownloadArgs } from "./commands.ts";
 import { Progress } from "./progress.ts";
 
-export async function download(args: string[]): Promise<number> {
-  const { positionals, values } = parseCommand(args, {
-    revision: { type: "string", default: "main" }, dir: { type: "string" },
-  }, 1, "download takes REPO_ID");
-  const repo = positionals[0];
-  if (!/^([\w.-]+\/)?[\w.-]+$/.test(repo)) throw new UsageError(`"${repo}" is not a repository id such as ytgui/Search-R3.0-Small`);
+export async function download({ positionals, flags: values }: DownloadArgs): Promise<number> {
+  const repo = positionals.REPO_ID;
+  if (!/^([\w.-]+\/)?[\w.-]+$/.test(repo)) throw new UsageError(`REPO_ID "${repo}" is not a repository id such as ytgui/Search-R3.0-Small`);
   const dir = values.dir ?? basename(repo);
   const hubUrl = process.env.HF_ENDPOINT || DEFAULT_HUB_URL;
 

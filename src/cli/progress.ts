@@ -1,5 +1,6 @@
 // Progress on stderr: a redrawn bar on a terminal, nothing when stderr is not one (logs stay clean).
 import type { UploadProgress } from "../model/weights.ts";
+import { stderrIsTTY } from "./terminal.ts";
 
 /** Runs a model load with a bar of the weight bytes uploaded so far. */
 export async function withLoadProgress<T>(load: (onProgress: (p: UploadProgress) => void) => Promise<T>): Promise<T> {
@@ -14,7 +15,7 @@ export async function withLoadProgress<T>(load: (onProgress: (p: UploadProgress)
 export class Progress {
   private last = 0;
   private readonly start = performance.now();
-  private readonly tty = Boolean((globalThis as any).process?.stderr?.isTTY);
+  private readonly tty = stderrIsTTY();
 
   constructor(private label: string) {}
 

@@ -3,7 +3,6 @@ import { existsSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { parseArgs, type ParseArgsConfig } from "node:util";
 import { nodeGpu } from "../gpu/node.ts";
 import { nodeModelDir } from "../io/node.ts";
 import { readBeir, runQueries } from "../search/eval.ts";
@@ -13,29 +12,9 @@ import { indexSettings, modelIdentity, resolveChunking, searchR3Options } from "
 import { SearchIndex } from "../search/store.ts";
 import { evaluateRun } from "../search/metrics.ts";
 import { perQuerySvg } from "../search/plot.ts";
-import { SearchR3, type SearchR3Options } from "../search/searchr3.ts";
-import { UsageError } from "./args.ts";
+import { SearchR3, type Reasoning, type SearchR3Options, type Truncation } from "../search/searchr3.ts";
+import type { ChunkingFlags, EvalArgs, IndexArgs, SearchArgs } from "./commands.ts";
 import { Progress, withLoadProgress } from "./progress.ts";
-
-function parse<O extends NonNullable<ParseArgsConfig["options"]>>(args: string[], options: O, positionals: number, usage: string) {
-  let parsed;
-  try {
-    parsed = parseArgs({ args, options, allowPositionals: true, strict: true } as const);
-  } catch (e) {
-    throw new UsageError((e as Error).message);
-  }
-  if (parsed.positionals.length !== positionals) {
-    throw new UsageError(`${usage} (got ${parsed.positionals.length} positional argument(s))`);
-  }
-  return parsed;
-}
-
-function integer(value: string | undefined, flag: string, min: number): number | undefined {
-  if (value === undefined) return undefined;
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < min) throw new UsageError(`${flag} must be an integer >= ${min}, got "${value}"`);
-  return n;
-}
 
 /** Loads the model for SearchR3, after checking, where an index exists, that it is the index's model. */
 async function loadSearchR3(modelPath: string, options: SearchR3Options, db: string) {
@@ -48,34 +27,20 @@ async function loadSearchR3(modelPath: string, options: SearchR3Options, db: str
   return { r3, identity };
 }
 
-const CHUNKING_OPTIONS = {
-  "max-length": { type: "string", default: "1024" },
-  "chunk-tokens": { type: "string" },
-  overlap: { type: "string" },
-  batch: { type: "string", default: "64" },
-  "document-system": { type: "string" },
-  "query-system": { type: "string" },
-} as const;
-
-type ChunkingValues = { [K in keyof typeof CHUNKING_OPTIONS]?: string };
-
 /** Loads the model, opens (or creates) the index with the settings the flags give, and indexes `corpus` into it. */
-async function buildIndex(modelPath: string, corpus: string, db: string, values: ChunkingValues) {
-  const maxLength = integer(values["max-length"], "--max-length", 2)!;
-  const chunkTokens = integer(values["chunk-tokens"], "--chunk-tokens", 1);
-  const overlap = integer(values.overlap, "--overlap", 0);
-  const batchChunks = integer(values.batch, "--batch", 1);
+async function buildIndex(modelPath: string, corpus: string, db: string, flags: ChunkingFlags) {
+  const maxLength = flags["max-length"];
   if (!existsSync(corpus)) throw new Error(`${corpus}: no such corpus file or folder`);
   let truncated = 0;
   const { r3, identity } = await loadSearchR3(modelPath, {
-    maxLength, documentSystem: values["document-system"], querySystem: values["query-system"], onWarning: () => truncated++,
+    maxLength, documentSystem: flags["document-system"], querySystem: flags["query-system"], onWarning: () => truncated++,
   }, db);
-  const chunking = resolveChunking(r3, { chunkTokens, chunkOverlap: overlap });
+  const chunking = resolveChunking(r3, { chunkTokens: flags["chunk-tokens"], chunkOverlap: flags.overlap });
   const index = await SearchIndex.open(db, { create: indexSettings(r3, identity, chunking) });
 
   let bar: Progress | undefined;
   const report = await indexCorpus(r3, index, corpus, {
-    batchChunks,
+    batchChunks: flags.batch,
     onProgress: (p) => {
       bar ??= new Progress("indexing");
       const rate = (n: number) => (p.seconds > 0 ? n / p.seconds : 0);
@@ -94,43 +59,46 @@ function describeReport(r: IndexReport, db: string): string {
     `${r.replaced} replaced; ${db}: ${r.totalChunks} chunks, ${r.annIndex ? "ANN index" : "exact search"}`;
 }
 
-export async function index(args: string[]): Promise<number> {
-  const { positionals, values } = parse(args, { db: { type: "string" }, ...CHUNKING_OPTIONS }, 2,
-    "index takes MODEL_DIR and CORPUS");
-  if (values.db === undefined) throw new UsageError("index needs --db DB_DIR");
-  const { report } = await buildIndex(positionals[0], positionals[1], values.db, values);
-  console.log(describeReport(report, values.db));
+export async function index({ positionals, flags }: IndexArgs): Promise<number> {
+  const { report } = await buildIndex(positionals.MODEL_DIR, positionals.CORPUS, flags.db, flags);
+  console.log(describeReport(report, flags.db));
   return 0;
 }
 
-const QUERY_OPTIONS = {
-  "no-reasoning": { type: "boolean" },
-  "max-new-tokens": { type: "string" },
-  exact: { type: "boolean" },
-} as const;
+/** Whether the model wrote the embed token, and whether anything was cut: said after the reasoning. */
+function describeReasoning(r: Reasoning): string {
+  const end = r.emittedEmbedToken ? "the model wrote <|embed_token|>"
+    : `the model did not write <|embed_token|> (${r.stopReason}), so the suffix was appended`;
+  return `(${r.generation.ids.length} tokens of reasoning; ${end}${r.truncations.length > 0 ? "; text was cut to fit --max-length" : ""})`;
+}
 
-export async function search(args: string[]): Promise<number> {
-  const { positionals, values } = parse(args, {
-    db: { type: "string" }, k: { type: "string", short: "k", default: "10" }, json: { type: "boolean" }, ...QUERY_OPTIONS,
-  }, 2, "search takes MODEL_DIR and the question");
-  if (values.db === undefined) throw new UsageError("search needs --db DB_DIR");
-  const k = integer(values.k, "-k", 1)!;
-  const maxNewTokens = integer(values["max-new-tokens"], "--max-new-tokens", 0);
-  const reasoning = !values["no-reasoning"];
-  const settings = await SearchIndex.readSettings(values.db);
-  if (!settings) throw new Error(`${values.db}: no index here (build one with \`r3gpu index\`)`);
-  const { r3 } = await loadSearchR3(positionals[0], searchR3Options(settings), values.db);
-  const index = await SearchIndex.open(values.db);
+export async function search({ positionals, flags }: SearchArgs): Promise<number> {
+  const { db, k, json, exact, "max-new-tokens": maxNewTokens } = flags;
+  const reasoning = !flags["no-reasoning"];
+  const settings = await SearchIndex.readSettings(db);
+  if (!settings) throw new Error(`${db}: no index here (build one with \`r3gpu index\`)`);
+  // The query's truncations, whether or not it is reasoned about (encode warns of those of an unreasoned query).
+  const truncations: Truncation[] = [];
+  const { r3 } = await loadSearchR3(positionals.MODEL_DIR, {
+    ...searchR3Options(settings), onWarning: (message, t) => {
+      truncations.push(t);
+      console.error(`warning: ${message}`);
+    },
+  }, db);
+  const index = await SearchIndex.open(db);
 
-  const out = values.json ? process.stderr : process.stdout;
-  const result = await searchQuery(r3, index, positionals[1], {
-    k, reasoning, maxNewTokens, exact: values.exact, onText: (text) => out.write(text),
-  });
-  if (reasoning) out.write("\n\n");
-  if (values.json) {
+  const out = json ? process.stderr : process.stdout;
+  const query = positionals.QUESTION;
+  const result = await searchQuery(r3, index, query, { k, reasoning, maxNewTokens, exact, onText: (text) => out.write(text) });
+  if (result.reasoning) out.write(`\n\n${describeReasoning(result.reasoning)}\n\n`);
+  if (json) {
+    const r = result.reasoning;
     console.log(JSON.stringify({
-      query: positionals[1],
-      reasoning: result.reasoning?.reasoning ?? null,
+      query,
+      reasoning: r?.reasoning ?? null,
+      emitted_embed_token: r?.emittedEmbedToken ?? null,
+      stop_reason: r?.stopReason ?? null,
+      truncated: (r?.truncations ?? truncations).length > 0,
       results: result.hits.map((h, i) => ({ rank: i + 1, ...h })),
     }));
     return 0;
@@ -144,44 +112,47 @@ export async function search(args: string[]): Promise<number> {
   return 0;
 }
 
-export async function evaluate(args: string[]): Promise<number> {
-  const { positionals, values } = parse(args, {
-    beir: { type: "string" }, split: { type: "string", default: "test" }, limit: { type: "string" },
-    json: { type: "string" }, plot: { type: "string" }, db: { type: "string" }, ...CHUNKING_OPTIONS, ...QUERY_OPTIONS,
-  }, 1, "eval takes MODEL_DIR");
-  if (values.beir === undefined) throw new UsageError("eval needs --beir DIR");
-  const limit = integer(values.limit, "--limit", 1);
-  const maxNewTokens = integer(values["max-new-tokens"], "--max-new-tokens", 0);
-  const reasoning = !values["no-reasoning"];
-  const dataset = await readBeir(values.beir, values.split);
+export async function evaluate({ positionals, flags }: EvalArgs): Promise<number> {
+  const { beir, split, limit, json, exact, "max-new-tokens": maxNewTokens } = flags;
+  const reasoning = !flags["no-reasoning"];
+  const dataset = await readBeir(beir, split);
   const queries = dataset.queries.slice(0, limit);
 
   // Without --db the index lives only as long as the evaluation.
-  const db = values.db ?? (await mkdtemp(join(tmpdir(), "r3gpu-eval-")));
+  const db = flags.db ?? (await mkdtemp(join(tmpdir(), "r3gpu-eval-")));
   try {
-    const { r3, index, report } = await buildIndex(positionals[0], values.beir, db, values);
+    const { r3, index, report } = await buildIndex(positionals.MODEL_DIR, beir, db, flags);
     console.error(describeReport(report, db));
     const bar = new Progress("queries");
+    const reasoned = { emitted: 0, appended: 0, truncated: 0 };
     const run = await runQueries(r3, index, queries, {
-      reasoning, maxNewTokens, exact: values.exact, onQuery: (done, total) => bar.update(done, total),
+      reasoning, maxNewTokens, exact, onQuery: (done, total) => bar.update(done, total),
+      onReasoning: (r) => {
+        reasoned[r.emittedEmbedToken ? "emitted" : "appended"]++;
+        if (r.truncations.length > 0) reasoned.truncated++;
+      },
     });
     bar.done();
     const { metrics, perQuery } = evaluateRun(dataset.qrels, run);
     for (const [name, value] of Object.entries(metrics)) console.log(`${name.padEnd(12)}${value.toFixed(4)}`);
-    console.log(`(${Object.keys(perQuery).length} queries, split ${values.split}, ${report.documents} documents in ` +
+    console.log(`(${Object.keys(perQuery).length} queries, split ${split}, ${report.documents} documents in ` +
       `${report.totalChunks} chunks, query reasoning ${reasoning ? "on" : "off"})`);
-    if (values.json !== undefined) {
-      await writeFile(values.json, JSON.stringify({ metrics, run }) + "\n");
-      console.error(`wrote ${values.json}`);
+    if (reasoning) {
+      console.log(`(reasoning: the model wrote <|embed_token|> for ${reasoned.emitted} queries; the suffix was appended to ` +
+        `${reasoned.appended}, after at most ${maxNewTokens} tokens; ${reasoned.truncated} were cut to fit --max-length)`);
     }
-    const plot = values.plot ?? (values.json === undefined ? undefined : values.json.replace(/(\.json)?$/i, ".svg"));
+    if (json !== undefined) {
+      await writeFile(json, JSON.stringify({ metrics, run }) + "\n");
+      console.error(`wrote ${json}`);
+    }
+    const plot = flags.plot ?? (json === undefined ? undefined : json.replace(/(\.json)?$/i, ".svg"));
     if (plot !== undefined) {
       const ndcg = Object.fromEntries(Object.entries(perQuery).map(([qid, m]) => [qid, m["ndcg@10"]]));
-      await writeFile(plot, perQuerySvg(ndcg, { title: `${values.beir} (${values.split})`, measure: "nDCG@10" }));
+      await writeFile(plot, perQuerySvg(ndcg, { title: `${beir} (${split})`, measure: "nDCG@10" }));
       console.error(`wrote ${plot}`);
     }
   } finally {
-    if (values.db === undefined) await rm(db, { recursive: true, force: true });
+    if (flags.db === undefined) await rm(db, { recursive: true, force: true });
   }
   return 0;
 }

@@ -4,11 +4,10 @@ import { once } from "node:events";
 import { createInterface } from "node:readline";
 import { nodeModelDir } from "../io/node.ts";
 import { TextTokenizer } from "../text/tokenizer.ts";
-import { parseCommand } from "./args.ts";
+import type { TokenizeArgs } from "./commands.ts";
 
-export async function tokenize(args: string[]): Promise<number> {
-  const { positionals } = parseCommand(args, {}, 1, "tokenize takes MODEL_DIR (or a folder of tokenizer files)");
-  const tokenizer = await TextTokenizer.load(nodeModelDir(positionals[0]));
+export async function tokenize({ positionals }: TokenizeArgs): Promise<number> {
+  const tokenizer = await TextTokenizer.load(nodeModelDir(positionals.MODEL_DIR));
   let n = 0;
   for await (const line of createInterface({ input: process.stdin, crlfDelay: Infinity })) {
     n++;

@@ -49,14 +49,17 @@ export interface SearchR3LoadOptions extends SearchR3Options {
 
 /** What truncation did to one text. */
 export interface Truncation {
-  /** "rendered": a text that already ended with the embed token, used as is. */
-  kind: TextKind | "rendered";
+  /**
+   * "rendered": a text that already ended with the embed token, used as is; "reasoning": what the model wrote about a
+   * query, which re-tokenized to more than maxLength allows (see `generate`).
+   */
+  kind: TextKind | "rendered" | "reasoning";
   /** Index of the text in its batch. */
   index: number;
   /** Tokens of the whole sequence before truncation. */
   tokens: number;
   maxLength: number;
-  /** Tokens cut from the text. */
+  /** Tokens cut from the text (for "reasoning": of the tokens the model wrote, those not kept whole). */
   cut: number;
 }
 
@@ -81,9 +84,16 @@ export interface EncodeOptions {
 export interface ReasoningOptions extends GenerateOptions {
   /** Queries reasoned about at once (continuous batching). Default: the SearchR3's batchSize. */
   batchSize?: number;
+  /**
+   * The most tokens the model writes about each query before the embed token. Default DEFAULT_REASONING_TOKENS (256),
+   * and never more than maxLength leaves beside the prompt and the suffix.
+   */
+  maxNewTokens?: number;
   onProgress?: (done: number, total: number) => void;
   /** Receives the reasoning as it streams (never half of a UTF-8 character), with the query's index. */
   onText?: (chunk: string, index: number) => void;
+  /** Receives each query's reasoning once it is finished (queries reasoned about together finish in any order). */
+  onReasoning?: (reasoning: Reasoning, index: number) => void;
 }
 
 export interface Reasoning {
@@ -93,16 +103,25 @@ export interface Reasoning {
    * the context it was reasoned about.
    */
   text: string;
-  /** What the model wrote, without the embed token or the appended suffix. */
+  /** What the model wrote, without the embed token or the appended suffix (and cut as `truncations` say). */
   reasoning: string;
-  /** Whether the model emitted the embed token itself; if not, the embedSuffix was appended. */
+  /** Whether `text` ends with the embed token the model emitted itself; if not, the embedSuffix was appended. */
   emittedEmbedToken: boolean;
   stopReason: "embed-token" | StopReason;
+  /** The cuts that made the whole fit maxLength: of the query (kind "query"), of the reasoning (kind "reasoning"). */
+  truncations: Truncation[];
+  /** The generation as it ran: all the tokens and text the model wrote, before any cut. */
   generation: GenerateResult;
 }
 
 /** SearchR3.load's batch size (see SearchR3Options.batchSize): chosen by measurement, bench/NOTES.md "Batching". */
 export const DEFAULT_BATCH_SIZE = 8;
+
+/**
+ * Tokens the model may write about a query by default: a model that never writes the embed token stops here rather
+ * than at maxLength (about 1000 tokens, minutes on a CPU adapter). The Search-R3 model card's example uses 256.
+ */
+export const DEFAULT_REASONING_TOKENS = 256;
 
 const DEFAULTS = {
   maxLength: 1024,
@@ -189,14 +208,15 @@ export class SearchR3 {
 
   /**
    * Lets the model reason about each query (greedy unless the options or generation_config.json say otherwise)
-   * until it emits the embed token, or appends embedSuffix where it stopped without it (EOS or the length limit).
-   * The prompt plus the reasoning plus the suffix stay within maxLength tokens as generated: a long query is
-   * truncated as in `encode`, leaving room for the suffix, and generation stops at maxLength minus the suffix.
-   * `encode` re-tokenizes the text, which can come out a token longer where the suffix merges with the end of the
-   * reasoning (e.g. "\r\n" + "\n"); at the limit it then cuts that much, with a warning.
+   * until it emits the embed token, or appends embedSuffix where it stopped without it (EOS, `maxNewTokens`, default
+   * DEFAULT_REASONING_TOKENS = 256, or the length limit). The returned `text` is what `encode` embeds, and it
+   * re-tokenizes to at most maxLength tokens, so `encode` never cuts it: a long query is truncated as in `encode`,
+   * leaving room for the suffix; generation stops at maxLength minus the suffix; and where the text, re-tokenized,
+   * still comes out longer (see fitReasoning), the reasoning is cut until it fits, with a warning. `truncations` says
+   * what was cut.
    */
   async generate(queries: readonly string[], opts: ReasoningOptions = {}): Promise<Reasoning[]> {
-    const { onProgress, onText, batchSize, ...genOpts } = opts;
+    const { onProgress, onText, onReasoning, batchSize, ...genOpts } = opts;
     const prompts = queries.map((query, index) => this.fit(query, "query", index, this.reasoningSystem, "", this.maxLength - this.suffixTokens));
     let done = 0;
     return inBatches(queries.length, this.checkBatchSize(batchSize), async (index) => {
@@ -204,23 +224,65 @@ export class SearchR3 {
       const room = this.maxLength - prompt.ids.length - this.suffixTokens;
       const stream = this.engine.generateStream({ ids: prompt.ids }, {
         ...genOpts,
-        maxNewTokens: Math.min(genOpts.maxNewTokens ?? room, room),
+        maxNewTokens: Math.min(genOpts.maxNewTokens ?? DEFAULT_REASONING_TOKENS, room),
         stopIds: [...(genOpts.stopIds ?? []), this.embedTokenId],
       });
       let next = await stream.next();
       for (; !next.done; next = await stream.next()) onText?.(next.value, index);
       const generation = next.value;
       const emitted = generation.stopId === this.embedTokenId;
-      onProgress?.(++done, queries.length);
-      return {
+      const fitted = this.fitReasoning(prompt.text, generation, emitted, index);
+      const reasoning: Reasoning = {
         query: queries[index],
-        text: prompt.text + generation.text + (emitted ? this.embedToken : this.embedSuffix),
-        reasoning: generation.text,
-        emittedEmbedToken: emitted,
+        text: fitted.text,
+        reasoning: fitted.reasoning,
+        emittedEmbedToken: fitted.emitted,
         stopReason: emitted ? "embed-token" : generation.stopReason,
+        truncations: [prompt.truncation, fitted.truncation].filter((t) => t !== undefined),
         generation,
       };
+      onReasoning?.(reasoning, index);
+      onProgress?.(++done, queries.length);
+      return reasoning;
     });
+  }
+
+  /**
+   * Prompt, reasoning and ending (the model's embed token, or the suffix) as one text within maxLength tokens as
+   * `encode` will tokenize it. Generation counts the tokens the model writes, but `encode` re-tokenizes the text, and
+   * tokens do not all survive that round trip: many that the model can write re-encode as several (on the Qwen2.5
+   * vocabulary, Thai tokens such as "แจ้ง" as 2 and "เมื่อวันที่" as 7, since the tokenizer splits text at
+   * combining marks before it merges), and the suffix can merge with the reasoning's last characters ("\r\n" +
+   * "\n"). 989 tokens of a random model's reasoning re-encode as 1028. Where the whole is over maxLength, the reasoning
+   * is cut from its end, by characters, to the longest that fits with the suffix.
+   */
+  private fitReasoning(promptText: string, generation: GenerateResult, emitted: boolean, index: number) {
+    const { tokenizer } = this.engine;
+    const reasoning = generation.text;
+    const ending = emitted ? this.embedToken : this.embedSuffix;
+    const tokens = tokenizer.encode(promptText + reasoning + ending).length;
+    if (tokens <= this.maxLength) return { text: promptText + reasoning + ending, reasoning, emitted };
+
+    const chars = [...reasoning];
+    const fits = (n: number) => tokenizer.encode(promptText + chars.slice(0, n).join("") + this.embedSuffix).length <= this.maxLength;
+    // The prompt and the suffix alone fit (generate's budget), so 0 characters do; binary search for the most that do.
+    let [lo, hi] = [0, chars.length - 1];
+    while (lo < hi) {
+      const mid = Math.ceil((lo + hi) / 2);
+      if (fits(mid)) lo = mid;
+      else hi = mid - 1;
+    }
+    const kept = chars.slice(0, lo).join("");
+    // The cut counts the model's tokens that did not stay whole: those after the longest run of them within `kept`.
+    const written = generation.stopId === undefined ? generation.ids : generation.ids.slice(0, -1);
+    let whole = written.length;
+    while (whole > 0 && !kept.startsWith(tokenizer.decode(written.slice(0, whole)))) whole--;
+    const cut = written.length - whole;
+    const truncation: Truncation = { kind: "reasoning", index, tokens, maxLength: this.maxLength, cut };
+    this.warn(`SearchR3: query ${index} with its reasoning re-tokenizes to ${tokens} tokens, over maxLength ` +
+      `${this.maxLength}; cut the last ${cut} of the ${written.length} tokens the model wrote` +
+      (emitted ? `, and appended the suffix in place of its ${this.embedToken}` : ""), truncation);
+    return { text: promptText + kept + this.embedSuffix, reasoning: kept, emitted: false, truncation };
   }
 
   /**

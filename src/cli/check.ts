@@ -1,0 +1,62 @@
+// `r3gpu check` (the golden-value harness on a model folder) and `r3gpu dump` (hidden states, logits and greedy
+// tokens of given ids): the model itself, without a tokenizer.
+import { firstDivergence, runGoldenCheck, TENSOR_TOLERANCE, top5, type GoldenReport } from "../check/golden.ts";
+import { nodeGpu } from "../gpu/node.ts";
+import { readJson } from "../io/files.ts";
+import { nodeModelDir } from "../io/node.ts";
+import { Qwen2Model, type LoadOptions } from "../model/qwen2.ts";
+import type { CheckArgs, DumpArgs } from "./commands.ts";
+import { withLoadProgress } from "./progress.ts";
+import { stderrIsTTY } from "./terminal.ts";
+
+async function loadModel(dirPath: string, opts: LoadOptions = {}) {
+  const { device, info } = await nodeGpu();
+  const model = await withLoadProgress((onProgress) => Qwen2Model.load(device, nodeModelDir(dirPath), { ...opts, onProgress }));
+  return { info, model };
+}
+
+export async function check({ positionals }: CheckArgs): Promise<number> {
+  const dir = nodeModelDir(positionals.MODEL_DIR);
+  if (!(await dir.exists("golden.json"))) throw new Error(`${dir.name}: no golden.json to check against`);
+  const golden = await readJson(dir, "golden.json");
+  const longest = Math.max(...golden.sequences.map((s: any) => s.length + s.greedy.new_tokens.length));
+  const { model, info } = await loadModel(positionals.MODEL_DIR, { maxSeqLen: longest });
+  console.log(`model ${dir.name} on ${info.description || info.vendor || "WebGPU adapter"}`);
+  const report = await runGoldenCheck(model, dir, {
+    onSequence: (i, len) => stderrIsTTY() && process.stderr.write(`sequence ${i} (${len} tokens)...\r`),
+  });
+  printReport(report);
+  return report.ok ? 0 : 1;
+}
+
+function printReport(report: GoldenReport): void {
+  console.log(`\n${"seq".padEnd(4)}${"tensor".padEnd(20)}${"max abs err".padStart(13)}${"max|ref|".padStart(11)}${"rel".padStart(11)}  ok`);
+  for (const r of report.rows) {
+    console.log(`${String(r.sequence).padEnd(4)}${r.tensor.padEnd(20)}${r.maxAbsError.toExponential(3).padStart(13)}` +
+      `${r.maxAbsRef.toFixed(4).padStart(11)}${r.relError.toExponential(2).padStart(11)}  ${r.ok ? "yes" : "NO"}`);
+  }
+  console.log(`\ntolerance: max abs error <= ${TENSOR_TOLERANCE} x max|ref| per tensor\n`);
+  for (const s of report.sequences) {
+    console.log(`seq${s.sequence} (${s.length} tokens): top-5 ${s.top5.ok ? "match" : "DIFFER"}; greedy ` +
+      `${s.greedy.ok ? "agrees" : "DIFFERS"} on ${s.greedy.compared}/${s.greedy.want.length} steps (${s.greedy.note})`);
+  }
+  const first = firstDivergence(report);
+  console.log(first ? `\nFAIL: first divergence: ${first}` : "\nPASS: every tensor within tolerance, greedy continuations agree");
+}
+
+export async function dump({ positionals, flags }: DumpArgs): Promise<number> {
+  const { ids, "new-tokens": newTokens } = flags;
+  const { model } = await loadModel(positionals.MODEL_DIR, { maxSeqLen: ids.length + newTokens });
+  const H = model.config.hiddenSize;
+  const { next, captured, logits } = await model.prefill(ids, { capture: ["final_norm"], logits: true });
+  const hidden = captured.get("final_norm")!;
+  const top = top5(logits!);
+  const greedy: number[] = [];
+  if (newTokens > 0) {
+    greedy.push(next);
+    while (greedy.length < newTokens) greedy.push(await model.step());
+  }
+  const rows = Array.from({ length: ids.length }, (_, t) => Array.from(hidden.subarray(t * H, (t + 1) * H)));
+  console.log(JSON.stringify({ ids, final_norm_hidden: rows, last_logits_top5: { ids: top, logits: top.map((i) => logits![i]) }, greedy }));
+  return 0;
+}

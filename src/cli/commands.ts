@@ -1,0 +1,291 @@
+// Every r3gpu command, declared once: its arguments, flags (a shared flag is declared once and reused), help and
+// example. Parsing, validation, --help and usage errors come from these declarations (args.ts); each command's
+// implementation is imported only when it runs, so that --help and usage errors do not load the GPU or LanceDB.
+// Adding a flag to a command is one line in its `flags`; its value then arrives typed in `args.flags`.
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { PEERS } from "../bench/peers.ts";
+import { GGUF_DTYPES } from "../llamacpp/export.ts";
+import { isQwen25Shape, QWEN25_SHAPES, type Qwen25Shape } from "../model/shapes.ts";
+import { DEFAULT_REASONING_TOKENS } from "../search/searchr3.ts";
+import {
+  boolean, choice, defineCommand, integer, integerList, number, repeatable, required, text, UsageError, valueFlag,
+  type Args, type ArgsOf, type CommandSpec,
+} from "./args.ts";
+
+const SHAPES = Object.keys(QWEN25_SHAPES) as Qwen25Shape[];
+
+const MODEL_DIR = {
+  name: "MODEL_DIR", kind: "model", help: "a Hugging Face Qwen2 model folder (config.json, model.safetensors, tokenizer files)",
+} as const;
+const SEARCH_MODEL_DIR = {
+  name: "MODEL_DIR", kind: "model", help: "a Search-R3 model folder: a Qwen2 model whose tokenizer adds <|embed_token|>",
+} as const;
+
+// ---- shared flags ----
+
+const MAX_LENGTH = integer("the longest token sequence that an embedding reads, its prompt included", { min: 2, default: 1024 });
+const NO_REASONING = boolean("embed the query as it is, much faster than letting the model reason about it first");
+// At least 1, as the server's max_new_tokens (none at all is --no-reasoning); positions are 32-bit on the GPU, so no
+// generation is longer than 2^32 - 1.
+const MAX_NEW_TOKENS = integer(
+  "the most tokens the model writes while reasoning about a query; where it stops without writing <|embed_token|>, " +
+  "\"The final embedding is: <|embed_token|>\" is appended, always within --max-length",
+  { min: 1, max: 2 ** 32 - 1, default: DEFAULT_REASONING_TOKENS },
+);
+const DB = text("the LanceDB index folder", { metavar: "DB_DIR" });
+
+const CHUNKING = {
+  "max-length": MAX_LENGTH,
+  "chunk-tokens": integer("tokens per chunk of a document", { min: 1, defaultText: "what --max-length leaves beside the document prompt" }),
+  overlap: integer("tokens that consecutive chunks share", { min: 0, defaultText: "1/8 of --chunk-tokens" }),
+  batch: integer("chunks embedded and committed together", { min: 1, default: 64 }),
+  "document-system": text("the system prompt of documents", { defaultText: "\"Please represent the document.\"" }),
+  "query-system": text("the system prompt of queries", { defaultText: "\"Please represent user queries.\"" }),
+};
+
+const QUERY = {
+  "no-reasoning": NO_REASONING,
+  "max-new-tokens": { ...MAX_NEW_TOKENS, conflicts: ["no-reasoning"] },
+  exact: boolean("scan every chunk instead of querying the ANN index"),
+};
+
+const SAMPLING = {
+  "max-tokens": integer("the most tokens of a reply", { min: 1, defaultText: "generation_config.json's max_new_tokens, else 256" }),
+  temperature: number("0 decodes greedily, above 0 samples", { min: 0 }),
+  "top-k": integer("sample from the K likeliest tokens only; 0 keeps all", { min: 0, metavar: "K", defaultText: "50" }),
+  "top-p": number("sample from the likeliest tokens whose probabilities add up to P", { min: 0, max: 1, above: true, metavar: "P", defaultText: "1" }),
+  "repetition-penalty": number("above 1 makes tokens already in the conversation less likely", { min: 0, above: true, metavar: "R", defaultText: "1" }),
+  seed: integer("the sampling seed, for repeatable replies", { min: 0, max: 2 ** 32 - 1, metavar: "S", defaultText: "random" }),
+};
+
+// ---- the commands ----
+
+export const CHECK = defineCommand({
+  name: "check",
+  summary: "run the model on MODEL_DIR/golden.json and compare every tensor with the reference",
+  notes: "Prints the max abs and relative error per tensor, top-5 and greedy agreement; exits 1 when anything is out of tolerance.",
+  positionals: [MODEL_DIR],
+  flags: {},
+  examples: ["check models/tiny-qwen2"],
+});
+
+export const DUMP = defineCommand({
+  name: "dump",
+  summary: "print final-norm hidden states, the top-5 last logits and greedy tokens of token ids, as one JSON line",
+  positionals: [MODEL_DIR],
+  flags: {
+    ids: required(integerList("the prompt's token ids", { min: 0, item: "token id", metavar: "ID,ID,..." })),
+    "new-tokens": integer("greedy tokens to generate after the prompt", { min: 0, default: 0 }),
+  },
+  examples: ["dump models/tiny-qwen2 --ids 9707,11,1879 --new-tokens 4"],
+});
+
+export const EXPORT_GGUF = defineCommand({
+  name: "export-gguf",
+  summary: "write a GGUF file for llama.cpp: a model folder, or the seeded random weights of a published shape",
+  notes: "Matrices are written in --dtype, norms and biases in f32.",
+  positionals: [{ ...MODEL_DIR, unless: "shape" }, { name: "OUT.gguf", help: "the file to write" }],
+  flags: {
+    shape: choice(SHAPES, "a Qwen2.5 shape, with seeded random weights, instead of MODEL_DIR"),
+    seed: { ...integer("the seed of --shape's weights", { min: 0, max: 2 ** 32 - 1, default: 1 }), requires: ["shape"] },
+    dtype: choice(GGUF_DTYPES, "the type of the matrices", { default: "f16" }),
+  },
+  examples: ["export-gguf models/tiny-qwen2 /tmp/tiny.gguf", "export-gguf --shape qwen2.5-0.5b /tmp/qwen2.5-0.5b.gguf --dtype bf16"],
+});
+
+export const SERVE = defineCommand({
+  name: "serve",
+  summary: "an OpenAI-compatible HTTP server: /v1/embeddings, /v1/chat/completions, /v1/models, /health, /search with --db",
+  notes: "Runs until SIGTERM or Ctrl-C, then finishes the requests in flight; a second signal exits at once.",
+  positionals: [MODEL_DIR],
+  flags: {
+    db: text("answer /search from this index (built with `r3gpu index`)", { metavar: "DB_DIR" }),
+    host: text("the address to listen on; 127.0.0.1 lets only this machine connect", { default: "127.0.0.1", metavar: "HOST" }),
+    port: integer("the port; 0 picks a free one", { min: 0, max: 65535, default: 8080 }),
+    "api-key": text("every route but /health then needs `Authorization: Bearer KEY` (better: the R3GPU_API_KEY variable, " +
+      "which `ps` does not show)", { metavar: "KEY" }),
+    "model-id": text("the model's name in the API", { metavar: "NAME", defaultText: "MODEL_DIR's folder name" }),
+    "max-length": MAX_LENGTH,
+    context: integer("the KV cache, prompt plus completion, in tokens; at least --max-length", { min: 2, defaultText: "4096" }),
+    truncate: boolean("cut embedding inputs longer than --max-length instead of refusing them"),
+    "max-queue": integer("requests that may wait while one runs; more get 503", { min: 0, default: 64 }),
+    "max-inputs": integer("strings per embeddings request", { min: 1, default: 256 }),
+    "max-body": integer("the largest request body", { min: 1, default: 4 << 20, metavar: "BYTES" }),
+    "max-new-tokens": MAX_NEW_TOKENS,
+    quiet: boolean("leave out the line logged per request"),
+  },
+  examples: ["serve models/tiny-qwen2 --port 8080"],
+});
+
+/** A benchmark shape's name, or a model folder with a config.json. */
+function shapeOrModel(value: string, flag: string): string {
+  if (isQwen25Shape(value) || existsSync(join(value, "config.json"))) return value;
+  throw new UsageError(`${flag} must be one of ${SHAPES.join(", ")} or a model folder with a config.json, got "${value}"`);
+}
+
+export const BENCH = defineCommand({
+  name: "bench",
+  summary: "the adapter's roofline, per-kernel and end-to-end figures of a model (see bench/NOTES.md)",
+  positionals: [],
+  flags: {
+    shape: repeatable(valueFlag(`a shape with random weights (${SHAPES.join(", ")}) or a model folder`,
+      { metavar: "S|MODEL_DIR" }, shapeOrModel), ["qwen2.5-0.5b"]),
+    quick: boolean("fewer and shorter measurements"),
+    json: text("also write the report as JSON to FILE", { metavar: "FILE" }),
+    check: boolean("exit 1 when a target is missed"),
+    peer: repeatable(choice(PEERS, "run the same model in another engine beside r3gpu")),
+    "peer-timeout": { ...number("the longest a peer may run, in seconds", { min: 0, above: true, metavar: "S" }), requires: ["peer"] },
+    batch: integerList("also measure batched decode and packed prefill at these batch sizes", { min: 1, item: "batch size", metavar: "N,N,..." }),
+  },
+  examples: ["bench --quick", "bench --shape models/tiny-qwen2 --quick --json /tmp/bench.json --peer llama.cpp"],
+});
+
+export const PROFILE = defineCommand({
+  name: "profile",
+  summary: "one decode step and one prefill, split by kernel family",
+  positionals: [{ ...MODEL_DIR, unless: "shape" }],
+  flags: {
+    shape: choice(SHAPES, "a Qwen2.5 shape with random weights, instead of MODEL_DIR"),
+    tokens: integer("the prompt tokens of the prefill", { min: 1, default: 128 }),
+  },
+  examples: ["profile models/tiny-qwen2 --tokens 64", "profile --shape qwen2.5-0.5b"],
+});
+
+export const INDEX = defineCommand({
+  name: "index",
+  summary: "embed a corpus into a LanceDB index, in chunks; resumable, re-embeds changed documents",
+  notes: "CORPUS is a folder of .txt/.md files, a JSONL file of {\"id\", \"text\", \"title\"?} or a BEIR folder " +
+    "(corpus.jsonl). An index refuses documents embedded with another model or other settings.",
+  positionals: [SEARCH_MODEL_DIR, { name: "CORPUS", help: "the documents: a folder, a JSONL file or a BEIR folder" }],
+  flags: { db: required(DB), ...CHUNKING },
+  examples: ["index models/tiny-qwen2 test/fixtures/beir-tiny --db /tmp/tiny-db"],
+});
+
+export const SEARCH = defineCommand({
+  name: "search",
+  summary: "stream the model's reasoning about a question, then print the k best documents of an index",
+  positionals: [SEARCH_MODEL_DIR, { name: "QUESTION", help: "what to search for" }],
+  flags: {
+    db: required(DB),
+    k: integer("how many documents to print", { min: 1, default: 10, short: "k" }),
+    json: boolean("print one JSON object instead (the reasoning then streams to stderr)"),
+    ...QUERY,
+  },
+  examples: ['search models/tiny-qwen2 --db /tmp/tiny-db "meet walk best track?" -k 5'],
+});
+
+export const EVAL = defineCommand({
+  name: "eval",
+  summary: "index a BEIR dataset, run its queries and print nDCG@10, Recall@100 and MRR@10",
+  positionals: [SEARCH_MODEL_DIR],
+  flags: {
+    beir: required(text("the BEIR folder: corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv", { metavar: "DIR" })),
+    split: text("the qrels split", { default: "test", metavar: "SPLIT" }),
+    limit: integer("run only the first N queries", { min: 1, defaultText: "all" }),
+    json: text("write {\"metrics\", \"run\"} to FILE, and a plot of per-query nDCG@10 beside it", { metavar: "FILE" }),
+    plot: text("write the plot of per-query nDCG@10 here (SVG)", { metavar: "FILE.svg" }),
+    db: text("keep the index in DB_DIR", { metavar: "DB_DIR", defaultText: "a temporary folder, removed after" }),
+    ...CHUNKING,
+    ...QUERY,
+  },
+  examples: ["eval models/tiny-qwen2 --beir test/fixtures/beir-tiny --no-reasoning --json /tmp/eval.json"],
+});
+
+export const CHAT = defineCommand({
+  name: "chat",
+  summary: "chat with the model, its replies streamed as they are generated",
+  notes: "--prompt asks once; otherwise each line of stdin is a turn, until /exit or the end of input. /help lists " +
+    "the commands, /clear starts a new conversation. Ctrl-C stops a reply; at the prompt, or a second time, it exits. " +
+    "Without the sampling flags generation_config.json decides; --top-k, --top-p or --seed alone samples.",
+  positionals: [MODEL_DIR],
+  flags: {
+    prompt: text("ask this once, print the reply and exit"),
+    system: text("the system prompt"),
+    context: integer("the KV cache in tokens; the oldest exchanges are dropped when a conversation outgrows it", { min: 2, default: 4096 }),
+    ...SAMPLING,
+  },
+  examples: ['chat models/tiny-qwen2 --prompt "Hello!" --max-tokens 16', "chat models/tiny-qwen2 --temperature 0.7 --seed 1"],
+});
+
+export const EMBED = defineCommand({
+  name: "embed",
+  summary: "print the Search-R3 embedding of a query or a document as one JSON line",
+  notes: "A query is reasoned about first (streamed to stderr on a terminal) until the model writes <|embed_token|>. " +
+    "The JSON holds \"text\", \"reasoning\" (queries), \"emitted_embed_token\" (whether the model wrote " +
+    "<|embed_token|> itself), \"stop_reason\", \"truncated\" (whether any text was cut to fit --max-length), " +
+    "\"embedding\" (L2-normalized) and \"timings\".",
+  positionals: [SEARCH_MODEL_DIR],
+  flags: {
+    query: text("the query to embed"),
+    doc: text("the document to embed"),
+    "no-reasoning": { ...NO_REASONING, requires: ["query"] },
+    "max-length": MAX_LENGTH,
+    "max-new-tokens": { ...MAX_NEW_TOKENS, requires: ["query"], conflicts: ["no-reasoning"] },
+  },
+  oneOf: ["query", "doc"],
+  examples: ['embed models/tiny-qwen2 --query "what python library is useful for data analysis?" --max-new-tokens 16',
+    'embed models/tiny-qwen2 --doc "The giant panda is a bear species endemic to China."'],
+});
+
+export const TOKENIZE = defineCommand({
+  name: "tokenize",
+  summary: "JSON lines {\"text\"} on stdin to {\"ids\", \"decoded\"} lines on stdout",
+  positionals: [{ name: "MODEL_DIR", kind: "folder", help: "a model folder, or a folder of just its tokenizer files" }],
+  flags: {},
+  examples: ["tokenize models/tiny-qwen2 <<< '{\"text\": \"Hello, world!\"}'"],
+});
+
+export const DOWNLOAD = defineCommand({
+  name: "download",
+  summary: "fetch a model from the Hugging Face hub (HF_ENDPOINT, HF_TOKEN); resumable, checks sizes and hashes",
+  positionals: [{ name: "REPO_ID", help: "the repository, such as ytgui/Search-R3.0-Small" }],
+  flags: {
+    revision: text("the branch, tag or commit", { default: "main", metavar: "REV" }),
+    dir: text("the folder to write", { metavar: "DIR", defaultText: "the repository's name" }),
+  },
+  examples: ["download ytgui/Search-R3.0-Small --dir models/Search-R3.0-Small"],
+});
+
+export type CheckArgs = ArgsOf<typeof CHECK>;
+export type DumpArgs = ArgsOf<typeof DUMP>;
+export type ExportGgufArgs = ArgsOf<typeof EXPORT_GGUF>;
+export type ServeArgs = ArgsOf<typeof SERVE>;
+export type BenchArgs = ArgsOf<typeof BENCH>;
+export type ProfileArgs = ArgsOf<typeof PROFILE>;
+export type IndexArgs = ArgsOf<typeof INDEX>;
+export type SearchArgs = ArgsOf<typeof SEARCH>;
+export type EvalArgs = ArgsOf<typeof EVAL>;
+export type ChatArgs = ArgsOf<typeof CHAT>;
+export type EmbedArgs = ArgsOf<typeof EMBED>;
+export type TokenizeArgs = ArgsOf<typeof TOKENIZE>;
+export type DownloadArgs = ArgsOf<typeof DOWNLOAD>;
+/** The chunking flags, which index and eval share. */
+export type ChunkingFlags = Args<typeof CHUNKING>["flags"];
+
+export interface Command {
+  spec: CommandSpec;
+  run: (args: Args) => Promise<number>;
+}
+
+/** Pairs a declaration with its implementation, which is imported when the command runs. */
+function command<S extends CommandSpec<any, any>>(spec: S, run: (args: ArgsOf<S>) => Promise<number>): Command {
+  return { spec, run: run as (args: Args) => Promise<number> };
+}
+
+/** In the order of the program's help. */
+export const COMMANDS: readonly Command[] = [
+  command(CHECK, async (a) => (await import("./check.ts")).check(a)),
+  command(DUMP, async (a) => (await import("./check.ts")).dump(a)),
+  command(EXPORT_GGUF, async (a) => (await import("./gguf.ts")).exportGguf(a)),
+  command(SERVE, async (a) => (await import("./serve.ts")).serve(a)),
+  command(BENCH, async (a) => (await import("./bench.ts")).bench(a)),
+  command(PROFILE, async (a) => (await import("./bench.ts")).profile(a)),
+  command(INDEX, async (a) => (await import("./search.ts")).index(a)),
+  command(SEARCH, async (a) => (await import("./search.ts")).search(a)),
+  command(EVAL, async (a) => (await import("./search.ts")).evaluate(a)),
+  command(CHAT, async (a) => (await import("./chat.ts")).chat(a)),
+  command(EMBED, async (a) => (await import("./embed.ts")).embed(a)),
+  command(TOKENIZE, async (a) => (await import("./tokenize.ts")).tokenize(a)),
+  command(DOWNLOAD, async (a) => (await import("./download.ts")).download(a)),
+];
