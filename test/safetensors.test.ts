@@ -1,10 +1,11 @@
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { execFileSync } from "node:child_process";
+import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import type { ByteSource } from "../src/io/files.ts";
+import { MAX_TEXT_BYTES, readJson, type ByteSource } from "../src/io/files.ts";
 import { nodeModelDir, openNodeFile } from "../src/io/node.ts";
 import { openModelWeights, openSafetensors, readTensor, streamTensor } from "../src/model/safetensors.ts";
 
@@ -382,4 +383,96 @@ test("reads the shared golden tiny-public files", async () => {
   assert.equal(values.length, 7);
   const json = JSON.parse(await readFile(path.join(tiny, "golden.json"), "utf8"));
   assert.deepEqual(Array.from(values), json.sequences[1].input_ids);
+});
+
+/** A file with this header text and `dataLength` zero bytes of data, its header not padded. */
+function rawFile(headerText: string, dataLength: number): Uint8Array {
+  const json = Buffer.from(headerText, "utf8");
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(json.length));
+  return Buffer.concat([len, json, Buffer.alloc(dataLength)]);
+}
+
+test("rejects a header that starts with a byte-order mark or a space, as the reference reader does", async () => {
+  const header = '{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}';
+  await assertRejects(rawFile(`\uFEFF${header}`, 4), /header starts with a UTF-8 byte-order mark/);
+  await assertRejects(rawFile(` ${header}`, 4), /header does not start with "\{"/);
+  // Trailing spaces are the format's padding.
+  const file = await writeTemp(rawFile(`${header}   `, 4));
+  assert.equal((await openSafetensors(await openNodeFile(file))).tensors.get("a")!.byteLength, 4);
+});
+
+test("rejects a key given twice, which JSON.parse would resolve silently to the last", async () => {
+  const a = '"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}';
+  await assertRejects(rawFile(`{${a},${a}}`, 4), /header has the key "a" twice/);
+  await assertRejects(rawFile('{"a":{"dtype":"F64","dtype":"F32","shape":[1],"data_offsets":[0,4]}}', 4),
+    /header has the key "dtype" twice in "a"/);
+  // The same key in two different objects is no repetition; escaped quotes in keys are read as JSON reads them.
+  const file = await writeTemp(rawFile('{"b\\"c":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"__metadata__":{"dtype":"x"}}', 4));
+  assert.deepEqual([...(await openSafetensors(await openNodeFile(file))).tensors.keys()], ['b"c']);
+});
+
+test("rejects data that belongs to no tensor: a gap between tensors, at the start, or after the last", async () => {
+  const entry = (name: string, begin: number) => `"${name}":{"dtype":"F32","shape":[1],"data_offsets":[${begin},${begin + 4}]}`;
+  await assertRejects(rawFile(`{${entry("a", 0)},${entry("b", 8)}}`, 12),
+    /4 bytes of the data section at \[4,8\] belong to no tensor \(a gap after "a", before "b"\)/);
+  await assertRejects(rawFile(`{${entry("a", 4)}}`, 8), /4 bytes of the data section at \[0,4\] belong to no tensor \(a gap at the start, before "a"\)/);
+  await assertRejects(rawFile(`{${entry("a", 0)}}`, 6), /2 bytes after the last tensor's data belong to no tensor/);
+});
+
+test("a header that is not JSON is refused without echoing its bytes", async () => {
+  const file = await writeTemp(rawFile("{secret-value-42}", 0));
+  await assert.rejects(async () => openSafetensors(await openNodeFile(file)), (e: Error) => {
+    assert.match(e.message, /header is not valid JSON/);
+    assert.doesNotMatch(e.message, /secret/);
+    return true;
+  });
+});
+
+test("openModelWeights refuses shard paths that leave the model folder, and links within it are followed", async () => {
+  const shard = buildSafetensors({ a: { dtype: "F32", shape: [1], data: f32([7]) } });
+  const root = await mkdtemp(path.join(await tmpRoot, "escape-"));
+  const dir = path.join(root, "model");
+  await mkdir(dir);
+  await writeFile(path.join(root, "outside.safetensors"), shard);
+  const index = (to: string) => writeFile(path.join(dir, "model.safetensors.index.json"), JSON.stringify({ weight_map: { a: to } }));
+  for (const to of ["../outside.safetensors", path.join(root, "outside.safetensors"), "/etc/passwd", "sub/../../outside.safetensors",
+    "", "C:\\outside.safetensors", "..\\outside.safetensors"]) {
+    await index(to);
+    await assert.rejects(openModelWeights(nodeModelDir(dir)), (e: Error) => {
+      assert.match(e.message, new RegExp(`model\\.safetensors\\.index\\.json: weight_map entry "a" names the shard "${escapeRegExp(to)}", which is not a file inside the model folder`));
+      // Nothing of /etc/passwd (which starts "root:") is read, so nothing of it can be reported.
+      assert.doesNotMatch(e.message, /root:|header length/);
+      return true;
+    });
+  }
+  // The Hugging Face cache links a snapshot's files to blobs outside it: a link is followed, a path is not.
+  await symlink(path.join(root, "outside.safetensors"), path.join(dir, "linked.safetensors"));
+  await index("linked.safetensors");
+  assert.deepEqual(Array.from(await readTensor((await openModelWeights(nodeModelDir(dir))).get("a")!)), [7]);
+});
+
+test("a directory, a FIFO or a device in place of a file is refused by name, without waiting", async () => {
+  const dir = await mkdtemp(path.join(await tmpRoot, "special-"));
+  await mkdir(path.join(dir, "model.safetensors"));
+  // Node's own error for reading a directory (EISDIR) names no file.
+  await assert.rejects(openNodeFile(path.join(dir, "model.safetensors")), new RegExp(`${escapeRegExp(path.join(dir, "model.safetensors"))}: is a directory, not a regular file`));
+  await assert.rejects(nodeModelDir(dir).readText("model.safetensors"), /model\.safetensors: is a directory/);
+  // Opening a FIFO for reading waits for a writer: without O_NONBLOCK this would hang.
+  execFileSync("mkfifo", [path.join(dir, "config.json")]);
+  await assert.rejects(nodeModelDir(dir).readText("config.json"), /config\.json: is a FIFO, not a regular file/);
+  await symlink("/dev/zero", path.join(dir, "tokenizer.json"));
+  await assert.rejects(nodeModelDir(dir).readText("tokenizer.json"), /tokenizer\.json: is a device, not a regular file/);
+  await assert.rejects(openNodeFile(path.join(dir, "tokenizer.json")), /tokenizer\.json: is a device/);
+});
+
+test("readText reads at most its size bound, and refuses text that is not UTF-8", async () => {
+  const dir = await mkdtemp(path.join(await tmpRoot, "text-"));
+  await writeFile(path.join(dir, "config.json"), '{"a": "0123456789"}');
+  const models = nodeModelDir(dir);
+  assert.equal(await models.readText("config.json", 19), '{"a": "0123456789"}');
+  await assert.rejects(models.readText("config.json", 18), /config\.json: 19 bytes is more than the 18 bytes read from a text file/);
+  assert.equal(MAX_TEXT_BYTES, 128 * 1024 * 1024);
+  await writeFile(path.join(dir, "bad.json"), Buffer.from([0x7b, 0xff, 0x7d]));
+  await assert.rejects(readJson(models, "bad.json"), /bad\.json: not valid UTF-8 text/);
 });
