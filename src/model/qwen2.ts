@@ -14,7 +14,7 @@ import {
   activation, Argmax, Attention, Embedding, Linear, RmsNorm, RopeKv, SwiGlu,
   type Cost, type GpuMatrix, type Op, type Step,
 } from "../gpu/ops.ts";
-import { loadConfig, type Qwen2Config } from "./config.ts";
+import { checkConfigAgainstTensors, loadConfig, type Qwen2Config } from "./config.ts";
 import { ropeTable } from "./rope.ts";
 import { openModelWeights } from "./safetensors.ts";
 import { RandomWeights, SafetensorsWeights, type UploadProgress, type WeightSource } from "./weights.ts";
@@ -108,6 +108,7 @@ export class Qwen2Model {
     const cfg = await loadConfig(dir);
     const tensors = await openModelWeights(dir);
     try {
+      checkConfigAgainstTensors(cfg, tensors, dir.name);
       const k = new Kernels(device);
       const weights = new SafetensorsWeights(k, bindingLimit(device, opts), tensors, dir.name, weightNames(cfg), opts.onProgress);
       return await Qwen2Model.build(k, cfg, weights, opts);
