@@ -6,6 +6,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from "node:ht
 import type { AddressInfo } from "node:net";
 import { SearchR3 } from "../search/searchr3.ts";
 import type { Engine, GenerateOptions, GenerateResult } from "../text/generate.ts";
+import { TokenizerInputError } from "../text/tokenizer.ts";
 import { ApiError, badRequest, EventStream, readJsonBody, sendError, sendJson } from "./http.ts";
 import { GpuQueue, JobAbortedError, QueueFullError } from "./queue.ts";
 import { parseChatRequest, parseEmbeddingsRequest, parseSearchRequest, type ChatRequest } from "./requests.ts";
@@ -259,7 +260,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       const err = e instanceof QueueFullError
         ? new ApiError(503, `The server is busy: ${queue.maxWaiting} requests are already waiting for the GPU. Retry later.`,
           "server_error", null, "queue_full", { "retry-after": String(e.retryAfterSeconds) })
-        : e instanceof ApiError ? e : internalError(e, log);
+        : e instanceof ApiError ? e : e instanceof TokenizerInputError ? badRequest(e.message, null, "input_too_long") : internalError(e, log);
       if (res.headersSent) res.destroy();
       else sendError(res, err);
     }
