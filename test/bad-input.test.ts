@@ -4,11 +4,12 @@
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { nodeGpu } from "../src/gpu/node.ts";
 import { nodeModelDir } from "../src/io/node.ts";
+import { parseConfig } from "../src/model/config.ts";
 import { Qwen2Model } from "../src/model/qwen2.ts";
 import { embeddedModelDir, repoRoot } from "./shared-paths.ts";
 
@@ -43,6 +44,25 @@ function withHeader(edit: (h: any) => void, rawHeader?: string): Uint8Array {
   return Buffer.concat([len, json, data]);
 }
 
+/** The tiny model's file without one tensor: its entry and its bytes, the others moved up to leave no gap. */
+function withoutTensor(name: string): Uint8Array {
+  const { __metadata__: metadata, ...tensors } = structuredClone(header);
+  delete tensors[name];
+  const parts: Buffer[] = [];
+  let at = 0;
+  const kept = Object.entries<any>(tensors).sort(([, a], [, b]) => a.data_offsets[0] - b.data_offsets[0]);
+  for (const [, t] of kept) {
+    const [begin, end] = t.data_offsets;
+    parts.push(data.subarray(begin, end));
+    t.data_offsets = [at, at + end - begin];
+    at += end - begin;
+  }
+  const json = Buffer.from(JSON.stringify({ __metadata__: metadata, ...Object.fromEntries(kept) }), "utf8");
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(json.length));
+  return Buffer.concat([len, json, ...parts]);
+}
+
 async function loadFails(dir: string, pattern: RegExp): Promise<void> {
   await assert.rejects(Qwen2Model.load(device, nodeModelDir(dir)), pattern);
 }
@@ -68,7 +88,7 @@ const cases: [string, () => string, RegExp][] = [
     h["model.norm.weight"].shape = [32];
   })), /model\.safetensors.*model\.norm\.weight.*disagrees with dtype × shape/],
   ["unknown dtype", () => corruptModel(withHeader((h) => { h[embed].dtype = "Q4_K"; })), /model\.safetensors.*embed_tokens.*dtype "Q4_K"/],
-  ["missing tensor", () => corruptModel(withHeader((h) => { delete h["model.layers.1.mlp.up_proj.weight"]; })),
+  ["missing tensor", () => corruptModel(withoutTensor("model.layers.1.mlp.up_proj.weight")),
     /tensor "model\.layers\.1\.mlp\.up_proj\.weight" is missing/],
   ["tensor of the wrong shape for config.json", () => corruptModel(original, { intermediate_size: 178 }),
     /model\.layers\.0\.mlp\.gate_proj\.weight" has shape \[176,64\], but config\.json implies \[178,64\]/],
@@ -78,11 +98,72 @@ const cases: [string, () => string, RegExp][] = [
   ["sliding window in config.json", () => corruptModel(original, { use_sliding_window: true }), /config\.json: use_sliding_window/],
   ["another model_type", () => corruptModel(original, { model_type: "llama" }), /config\.json: model_type "llama"/],
   ["heads that do not divide", () => corruptModel(original, { num_key_value_heads: 3 }), /num_attention_heads 4 is not a multiple of num_key_value_heads 3/],
+  // Each name of 10^9 layers was once built before any check: 2.2 GB at 10^6 layers, std::bad_alloc at 10^9.
+  ["num_hidden_layers past every model", () => corruptModel(original, { num_hidden_layers: 1e9 }),
+    /config\.json: num_hidden_layers 1000000000 is larger than the supported 1024/],
+  ["num_hidden_layers past the layers in the files", () => corruptModel(original, { num_hidden_layers: 500 }),
+    /config\.json has num_hidden_layers 500, but the safetensors files hold no tensor of layer 2 \("model\.layers\.2\."\)/],
+  // The model would have run with one of its two layers: a wrong answer, not an error.
+  ["layers in the files past num_hidden_layers", () => corruptModel(original, { num_hidden_layers: 1 }),
+    /the safetensors files hold tensors of layer 1 \("model\.layers\.1\."\), but config\.json has num_hidden_layers 1/],
+  // The logits buffer was sized from vocab_size before the embedding was looked at.
+  ["vocab_size past the embedding's rows", () => corruptModel(original, { vocab_size: 1 << 24 }),
+    /tensor "model\.embed_tokens\.weight" has shape \[151936,64\], but config\.json implies \[16777216,64\] \(vocab_size 16777216, hidden_size 64\)/],
+  ["num_key_value_heads disagreeing with layer 0", () => corruptModel(original, { num_key_value_heads: 4 }),
+    /tensor "model\.layers\.0\.self_attn\.k_proj\.weight" has shape \[32,64\], but config\.json implies \[64,64\] \(num_key_value_heads 4 × head_dim 16, hidden_size 64\)/],
+  // A string "false" is truthy: the model was taken as tied.
+  ["tie_word_embeddings as a string", () => corruptModel(original, { tie_word_embeddings: "false" }),
+    /config\.json: tie_word_embeddings must be true or false, got "false"/],
+  ["use_sliding_window as a string", () => corruptModel(original, { use_sliding_window: "true" }),
+    /config\.json: use_sliding_window must be true or false, got "true"/],
+  ["untied embeddings without lm_head.weight", () => corruptModel(original, { tie_word_embeddings: false }),
+    /config\.json has tie_word_embeddings false \(or leaves it out\), but the safetensors files hold no "lm_head\.weight"/],
+  ["eos_token_id past the vocabulary", () => corruptModel(original, { eos_token_id: 2 ** 40 }),
+    /config\.json: eos_token_id 1099511627776 must be a token id or a list of them, each from 0 to vocab_size - 1 \(151935\)/],
+  ["a head_dim that hidden_size does not give", () => corruptModel(original, { num_attention_heads: 5, num_key_value_heads: 5 }),
+    /config\.json: hidden_size 64 is not a multiple of num_attention_heads 5, and no head_dim is given/],
+  ["config.json that links to /dev/zero", () => {
+    const dir = corruptModel(original);
+    rmSync(join(dir, "config.json"));
+    symlinkSync("/dev/zero", join(dir, "config.json"));
+    return dir;
+  }, /config\.json: is a device, not a regular file/],
+  ["model.safetensors that is a directory", () => {
+    const dir = corruptModel(original);
+    rmSync(join(dir, "model.safetensors"));
+    mkdirSync(join(dir, "model.safetensors"));
+    return dir;
+  }, /model\.safetensors: is a directory, not a regular file/],
 ];
 
 for (const [name, make, pattern] of cases) {
   test(`bad input: ${name}`, async () => loadFails(make(), pattern));
 }
+
+test("bad input: config.json numbers that JSON.parse reads as Infinity, and fields of the wrong type", () => {
+  const cfg = readFileSync(join(source, "config.json"), "utf8");
+  const parse = (text: string) => parseConfig(JSON.parse(text), "m/config.json");
+  assert.throws(() => parse(cfg.replace('"rope_theta": 1000000.0', '"rope_theta": 1e999')),
+    /m\/config\.json: rope_theta must be a finite number in \(0, 1e\+30\), got Infinity/);
+  assert.throws(() => parse(cfg.replace('"rms_norm_eps": 1e-06', '"rms_norm_eps": 2')), /rms_norm_eps must be a finite number in \(0, 1\), got 2/);
+  assert.throws(() => parse(cfg.replace('"hidden_size": 64', '"hidden_size": "64"')), /hidden_size must be a positive integer, got "64"/);
+  assert.throws(() => parse(cfg.replace('"model_type": "qwen2"', '"model_type": ["qwen2"]')), /model_type \["qwen2"\] is not supported/);
+  assert.throws(() => parseConfig(JSON.parse(cfg), "m/config.json", [], "m/generation_config.json"), /m\/generation_config\.json: not a JSON object/);
+  assert.throws(() => parseConfig(JSON.parse(cfg), "m/config.json", { eos_token_id: ["2"] }, "m/generation_config.json"),
+    /m\/generation_config\.json: eos_token_id \["2"\] must be a token id/);
+  // Fields of the right type are read as before; JSON null means absent.
+  const ok = parseConfig({ ...JSON.parse(cfg), use_sliding_window: null, tie_word_embeddings: true, head_dim: null });
+  assert.deepEqual([ok.tieWordEmbeddings, ok.headDim, ok.ropeTheta, ok.eosTokenIds], [true, 16, 1e6, [151643]]);
+});
+
+test("bad input: a config.json of 10^6 layers fails cleanly in a process with a 128 MB heap", () => {
+  // The bound is the child's own heap limit, not a number the code reports: before the fix this ran out of memory.
+  const dir = corruptModel(original, { num_hidden_layers: 1e6 });
+  const run = spawnSync(process.execPath, ["--max-old-space-size=128", join(repoRoot, "bin", "r3gpu.js"), "check", dir],
+    { encoding: "utf8", timeout: 60_000 });
+  assert.equal(run.status, 1, run.stderr);
+  assert.match(run.stderr, /config\.json: num_hidden_layers 1000000 is larger than the supported 1024/);
+});
 
 const model = await Qwen2Model.load(device, nodeModelDir(source), { maxSeqLen: 16 });
 

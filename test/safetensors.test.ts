@@ -1,12 +1,13 @@
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { execFileSync } from "node:child_process";
+import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import type { ByteSource } from "../src/io/files.ts";
+import { MAX_TEXT_BYTES, readJson, type ByteSource } from "../src/io/files.ts";
 import { nodeModelDir, openNodeFile } from "../src/io/node.ts";
-import { openModelWeights, openSafetensors, readTensor, streamTensor } from "../src/model/safetensors.ts";
+import { openModelWeights, openSafetensors, readTensor, streamTensor, type TensorInfo } from "../src/model/safetensors.ts";
 
 const repoRoot = fileURLToPath(new URL("../..", import.meta.url));
 const goldenDir = process.env.R3GPU_GOLDEN_DIR ?? path.resolve(repoRoot, "../shared/golden");
@@ -78,6 +79,11 @@ const tmpRoot = mkdtemp(path.join(tmpdir(), "r3gpu-safetensors-"));
 let fileCounter = 0;
 after(async () => rm(await tmpRoot, { recursive: true, force: true }));
 
+/** Closes the files that a map of tensors reads from, as a loader does when it is done with them. */
+async function closeAll(tensors: Map<string, TensorInfo>): Promise<void> {
+  await Promise.all([...new Set([...tensors.values()].map((t) => t.source))].map((s) => s.close()));
+}
+
 async function writeTemp(bytes: Uint8Array, name = `t${fileCounter++}.safetensors`, dir?: string): Promise<string> {
   const file = path.join(dir ?? (await tmpRoot), name);
   await writeFile(file, bytes);
@@ -124,6 +130,7 @@ function validFile(): Uint8Array {
 test("a valid file round-trips every dtype exactly", async () => {
   const file = await writeTemp(validFile());
   const st = await openSafetensors(await openNodeFile(file));
+  after(() => st.source.close());
   assert.deepEqual(st.metadata, { format: "pt" });
   assert.deepEqual([...st.tensors.keys()].sort(), ["empty", "w.bf16", "w.f16", "w.f32", "w.i32"]);
 
@@ -173,6 +180,7 @@ test("streamTensor yields the tensor's bytes in order, in chunks of at most chun
     }),
   );
   const st = await openSafetensors(await openNodeFile(file));
+  after(() => st.source.close());
   const chunks: { at: number; bytes: Uint8Array }[] = [];
   await streamTensor(
     st.tensors.get("t")!,
@@ -289,6 +297,7 @@ test("zero-size tensors may share an offset with other tensors", async () => {
     ),
   );
   const st = await openSafetensors(await openNodeFile(file));
+  after(() => st.source.close());
   assert.equal(st.tensors.get("z")!.byteLength, 0);
 });
 
@@ -314,6 +323,7 @@ test("openModelWeights merges the shards of an index", async () => {
     },
   );
   const weights = await openModelWeights(nodeModelDir(dir));
+  after(() => closeAll(weights));
   assert.deepEqual([...weights.keys()].sort(), ["a", "b", "c"]);
   assert.equal(weights.get("c")!.source.name, path.join(dir, SHARD2));
   assert.deepEqual(Array.from(await readTensor(weights.get("a")!)), [1, 2]);
@@ -325,6 +335,7 @@ test("openModelWeights opens a single model.safetensors", async () => {
   const dir = await mkdtemp(path.join(await tmpRoot, "single-"));
   await writeTemp(validFile(), "model.safetensors", dir);
   const weights = await openModelWeights(nodeModelDir(dir));
+  after(() => closeAll(weights));
   assert.equal(weights.size, 5);
   assert.deepEqual(Array.from(await readTensor(weights.get("w.i32")!)), I32_VALUES);
 });
@@ -370,11 +381,13 @@ test("openModelWeights reports a bad shard by its file name, and a directory wit
 test("reads the shared golden tiny-public files", async () => {
   const tiny = path.join(goldenDir, "tiny-public");
   const model = await openModelWeights(nodeModelDir(tiny));
+  after(() => closeAll(model));
   const embed = model.get("model.embed_tokens.weight")!;
   assert.equal(embed.dtype, "BF16");
   assert.deepEqual(embed.shape, [151936, 64]);
 
   const golden = await openSafetensors(await openNodeFile(path.join(tiny, "golden.safetensors")));
+  after(() => golden.source.close());
   const ids = golden.tensors.get("seq1.input_ids")!;
   assert.equal(ids.dtype, "I32");
   const values = await readTensor(ids);
@@ -382,4 +395,102 @@ test("reads the shared golden tiny-public files", async () => {
   assert.equal(values.length, 7);
   const json = JSON.parse(await readFile(path.join(tiny, "golden.json"), "utf8"));
   assert.deepEqual(Array.from(values), json.sequences[1].input_ids);
+});
+
+/** A file with this header text and `dataLength` zero bytes of data, its header not padded. */
+function rawFile(headerText: string, dataLength: number): Uint8Array {
+  const json = Buffer.from(headerText, "utf8");
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(json.length));
+  return Buffer.concat([len, json, Buffer.alloc(dataLength)]);
+}
+
+test("rejects a header that starts with a byte-order mark or a space, as the reference reader does", async () => {
+  const header = '{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}';
+  await assertRejects(rawFile(`\uFEFF${header}`, 4), /header starts with a UTF-8 byte-order mark/);
+  await assertRejects(rawFile(` ${header}`, 4), /header does not start with "\{"/);
+  // Trailing spaces are the format's padding.
+  const file = await writeTemp(rawFile(`${header}   `, 4));
+  const st = await openSafetensors(await openNodeFile(file));
+  after(() => st.source.close());
+  assert.equal(st.tensors.get("a")!.byteLength, 4);
+});
+
+test("rejects a key given twice, which JSON.parse would resolve silently to the last", async () => {
+  const a = '"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}';
+  await assertRejects(rawFile(`{${a},${a}}`, 4), /header has the key "a" twice/);
+  await assertRejects(rawFile('{"a":{"dtype":"F64","dtype":"F32","shape":[1],"data_offsets":[0,4]}}', 4),
+    /header has the key "dtype" twice in "a"/);
+  // The same key in two different objects is no repetition; escaped quotes in keys are read as JSON reads them.
+  const file = await writeTemp(rawFile('{"b\\"c":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"__metadata__":{"dtype":"x"}}', 4));
+  const st = await openSafetensors(await openNodeFile(file));
+  after(() => st.source.close());
+  assert.deepEqual([...st.tensors.keys()], ['b"c']);
+});
+
+test("rejects data that belongs to no tensor: a gap between tensors, at the start, or after the last", async () => {
+  const entry = (name: string, begin: number) => `"${name}":{"dtype":"F32","shape":[1],"data_offsets":[${begin},${begin + 4}]}`;
+  await assertRejects(rawFile(`{${entry("a", 0)},${entry("b", 8)}}`, 12),
+    /4 bytes of the data section at \[4,8\] belong to no tensor \(a gap after "a", before "b"\)/);
+  await assertRejects(rawFile(`{${entry("a", 4)}}`, 8), /4 bytes of the data section at \[0,4\] belong to no tensor \(a gap at the start, before "a"\)/);
+  await assertRejects(rawFile(`{${entry("a", 0)}}`, 6), /2 bytes after the last tensor's data belong to no tensor/);
+});
+
+test("a header that is not JSON is refused without echoing its bytes", async () => {
+  const file = await writeTemp(rawFile("{secret-value-42}", 0));
+  await assert.rejects(async () => openSafetensors(await openNodeFile(file)), (e: Error) => {
+    assert.match(e.message, /header is not valid JSON/);
+    assert.doesNotMatch(e.message, /secret/);
+    return true;
+  });
+});
+
+test("openModelWeights refuses shard paths that leave the model folder, and links within it are followed", async () => {
+  const shard = buildSafetensors({ a: { dtype: "F32", shape: [1], data: f32([7]) } });
+  const root = await mkdtemp(path.join(await tmpRoot, "escape-"));
+  const dir = path.join(root, "model");
+  await mkdir(dir);
+  await writeFile(path.join(root, "outside.safetensors"), shard);
+  const index = (to: string) => writeFile(path.join(dir, "model.safetensors.index.json"), JSON.stringify({ weight_map: { a: to } }));
+  for (const to of ["../outside.safetensors", path.join(root, "outside.safetensors"), "/etc/passwd", "sub/../../outside.safetensors",
+    "", "C:\\outside.safetensors", "..\\outside.safetensors"]) {
+    await index(to);
+    await assert.rejects(openModelWeights(nodeModelDir(dir)), (e: Error) => {
+      assert.match(e.message, new RegExp(`model\\.safetensors\\.index\\.json: weight_map entry "a" names the shard "${escapeRegExp(to)}", which is not a file inside the model folder`));
+      // Nothing of /etc/passwd (which starts "root:") is read, so nothing of it can be reported.
+      assert.doesNotMatch(e.message, /root:|header length/);
+      return true;
+    });
+  }
+  // The Hugging Face cache links a snapshot's files to blobs outside it: a link is followed, a path is not.
+  await symlink(path.join(root, "outside.safetensors"), path.join(dir, "linked.safetensors"));
+  await index("linked.safetensors");
+  const linked = await openModelWeights(nodeModelDir(dir));
+  after(() => closeAll(linked));
+  assert.deepEqual(Array.from(await readTensor(linked.get("a")!)), [7]);
+});
+
+test("a directory, a FIFO or a device in place of a file is refused by name, without waiting", async () => {
+  const dir = await mkdtemp(path.join(await tmpRoot, "special-"));
+  await mkdir(path.join(dir, "model.safetensors"));
+  // Node's own error for reading a directory (EISDIR) names no file.
+  await assert.rejects(openNodeFile(path.join(dir, "model.safetensors")), new RegExp(`${escapeRegExp(path.join(dir, "model.safetensors"))}: is a directory, not a regular file`));
+  await assert.rejects(nodeModelDir(dir).readText("model.safetensors"), /model\.safetensors: is a directory/);
+  // Opening a FIFO for reading waits for a writer: without O_NONBLOCK this would hang.
+  execFileSync("mkfifo", [path.join(dir, "config.json")]);
+  await assert.rejects(nodeModelDir(dir).readText("config.json"), /config\.json: is a FIFO, not a regular file/);
+  await symlink("/dev/zero", path.join(dir, "tokenizer.json"));
+  await assert.rejects(nodeModelDir(dir).readText("tokenizer.json"), /tokenizer\.json: is a device, not a regular file/);
+  await assert.rejects(openNodeFile(path.join(dir, "tokenizer.json")), /tokenizer\.json: is a device/);
+});
+
+test("readText reads at most its size bound, and refuses text that is not UTF-8", async () => {
+  const dir = await mkdtemp(path.join(await tmpRoot, "text-"));
+  await writeFile(path.join(dir, "config.json"), '{"a": "0123456789"}');
+  const models = nodeModelDir(dir);
+  assert.equal(await models.readText("config.json", 19), '{"a": "0123456789"}');
+  await assert.rejects(models.readText("config.json", 18), /config\.json: 19 bytes is more than the 18 bytes read from a text file/);
+  assert.equal(MAX_TEXT_BYTES, 128 * 1024 * 1024);
+  await writeFile(path.join(dir, "bad.json"), Buffer.from([0x7b, 0xff, 0x7d]));
+  await assert.rejects(readJson(models, "bad.json"), /bad\.json: not valid UTF-8 text/);
 });

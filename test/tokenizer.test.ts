@@ -1,10 +1,16 @@
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { describe, test } from "node:test";
+import { after, describe, test } from "node:test";
+import { raw, stringify } from "../fuzz/mutators/json.ts";
+import { CATASTROPHIC_PATTERNS, PUBLISHED_PATTERNS } from "../fuzz/mutators/tokenizer.ts";
+import { miniTokenizer } from "../fuzz/seeds.ts";
 import { nodeModelDir } from "../src/io/node.ts";
-import { StreamDecoder, TextTokenizer, type DecodeOptions } from "../src/text/tokenizer.ts";
-import { goldenDir, qwenTokenizerDir } from "./shared-paths.ts";
+import { DEFAULT_MAX_INPUT_CHARS, StreamDecoder, TextTokenizer, TokenizerInputError, type DecodeOptions } from "../src/text/tokenizer.ts";
+import { goldenDir, qwenTokenizerDir, repoRoot } from "./shared-paths.ts";
 
 interface Case {
   text: string;
@@ -164,4 +170,115 @@ function byteLevelChar(b: number): string {
   let n = 0;
   for (let x = 0; x < b; x++) if (!printable(x)) n++;
   return String.fromCharCode(256 + n);
+}
+
+describe("hostile tokenizer files", () => {
+  const made: string[] = [];
+  after(() => made.forEach((d) => rmSync(d, { recursive: true, force: true })));
+
+  /** A folder with the fuzz seed tokenizer (512 ids, Qwen2.5's pre-tokenizer and template), edited. */
+  function miniDir(edit: (tokenizer: Record<string, any>, config: Record<string, any>) => void = () => {}): string {
+    const dir = mkdtempSync(join(tmpdir(), "r3gpu-tokenizer-"));
+    made.push(dir);
+    const { tokenizer, config } = miniTokenizer();
+    edit(tokenizer, config);
+    writeFileSync(join(dir, "tokenizer.json"), stringify(tokenizer));
+    writeFileSync(join(dir, "tokenizer_config.json"), JSON.stringify(config));
+    return dir;
+  }
+  const load = (dir: string, opts = {}) => TextTokenizer.load(nodeModelDir(dir), opts);
+  const rejects = (dir: string, file: string, pattern: RegExp) =>
+    assert.rejects(load(dir), (e: Error) => {
+      assert.ok(e.message.startsWith(join(dir, file)), e.message);
+      assert.match(e.message, pattern);
+      return true;
+    });
+
+  test("the seed itself loads and encodes", async () => {
+    const tok = await load(miniDir());
+    assert.equal(tok.vocabSize, 535);
+    assert.deepEqual(tok.encode("<|im_end|>"), [514]);
+    assert.equal(tok.decode(tok.encode("Hello, wörld")), "Hello, wörld");
+  });
+
+  // The library sizes an array by the largest id and loops over it: these hung it.
+  test("an id of 2^31 in the vocabulary, or an added-token id of 10^9, is refused at once", { timeout: 20_000 }, async () => {
+    await rejects(miniDir((t) => (t.model.vocab.a = 2 ** 31)), "tokenizer.json",
+      /vocabulary token "a" has id 2147483648, far past the 535 tokens of the vocabulary \(ids must stay below 1326\)/);
+    await rejects(miniDir((t) => (t.added_tokens[0].id = 1e9)), "tokenizer.json",
+      /added token "<\|endoftext\|>" has id 1000000000, far past the 535 tokens/);
+    await rejects(miniDir((t) => (t.added_tokens[1].id = -1)), "tokenizer.json", /added token "<\|im_start\|>" has id -1, not a non-negative integer/);
+  });
+
+  test("ids past the model's embedding are refused against config.json's vocab_size", async () => {
+    const tok = await load(miniDir());
+    tok.checkFitsModel(535, "m");
+    assert.throws(() => tok.checkFitsModel(520, "m"), /tokenizer\.json: token id 534 is past the vocab_size 520 of m\/config\.json/);
+  });
+
+  test("a pre-tokenizer pattern that backtracks exponentially is refused, naming the file and the pattern", { timeout: 20_000 }, async () => {
+    for (const pattern of CATASTROPHIC_PATTERNS) {
+      await rejects(miniDir((t) => (t.pre_tokenizer.pretokenizers[0].pattern = { Regex: pattern })), "tokenizer.json",
+        new RegExp(`pre_tokenizer Split: pattern ${escapeRegExp(JSON.stringify(pattern))} repeats a group that holds a repetition or an alternation`));
+    }
+    // Published tokenizers' patterns load (Qwen2.5's is the seed's own), and split as they should.
+    for (const pattern of PUBLISHED_PATTERNS) {
+      const tok = await load(miniDir((t) => (t.pre_tokenizer.pretokenizers[0].pattern = { Regex: pattern })));
+      assert.equal(tok.decode(tok.encode("It's 2024, ok?")), "It's 2024, ok?");
+    }
+  });
+
+  test("components nested 5000 deep, or rules that could lengthen text 1001-fold, are refused", async () => {
+    // Written as text: JSON.stringify itself runs out of stack on it.
+    await rejects(miniDir((t) => {
+      t.pre_tokenizer = raw('{"type":"Sequence","pretokenizers":['.repeat(5000) + JSON.stringify(t.pre_tokenizer) + "]}".repeat(5000));
+    }), "tokenizer.json", /pre_tokenizer is nested more than 32 levels deep/);
+    await rejects(miniDir((t) => (t.normalizer = { type: "Replace", pattern: { Regex: "." }, content: "x".repeat(1000) })), "tokenizer.json",
+      /normalizer Replace: its rules could make a text 1001 times longer \(at most 16 is taken\)/);
+    // Metaspace's usual replacement of " " by "▁" lengthens nothing.
+    const tok = await load(miniDir((t) => (t.normalizer = { type: "Replace", pattern: { String: " " }, content: "▁" })));
+    assert.ok(tok.encode("a b").length > 0);
+  });
+
+  test("errors of the library and fields of the wrong type name the file", async () => {
+    await rejects(miniDir((t) => (t.normalizer = { type: "Nope" })), "tokenizer.json", /Unknown Normalizer type: Nope/);
+    await rejects(miniDir((t) => (t.model.merges = 5)), "tokenizer.json", /./);
+    await rejects(miniDir((t) => (t.pre_tokenizer.pretokenizers[0].pattern = {})), "tokenizer.json", /pre_tokenizer Split: pattern must be/);
+    await rejects(miniDir((t) => (t.added_tokens[2].content = 7)), "tokenizer.json", /added token must be a string of at most 1024 characters, got 7/);
+    await rejects(miniDir((_, c) => (c.additional_special_tokens = "x")), "tokenizer_config.json", /additional_special_tokens must be a list, got "x"/);
+    await rejects(miniDir((_, c) => (c.clean_up_tokenization_spaces = "false")), "tokenizer_config.json",
+      /clean_up_tokenization_spaces must be true or false, got "false"/);
+    await rejects(miniDir((_, c) => (c.chat_template = [{ name: "default", template: 5 }])), "tokenizer_config.json", /chat_template lists/);
+  });
+
+  test("encode refuses a text over maxInputChars, and a word too long for BPE, quickly", async () => {
+    const tok = await load(miniDir(), { maxInputChars: 100 });
+    assert.equal(tok.maxInputChars, 100);
+    assert.deepEqual(tok.encode("a".repeat(100)).length > 0, true);
+    assert.throws(() => tok.encode("a".repeat(101)), /^Error: encode: the text has 101 characters, more than the 100 the tokenizer takes$/);
+    // One word of a million letters took 17 s and 0.8 GB in BPE; it is refused before BPE sees it.
+    const big = await load(miniDir());
+    const started = Date.now();
+    assert.throws(() => big.encode("a".repeat(1_000_000)), (e: Error) => {
+      assert.ok(e instanceof TokenizerInputError);
+      assert.match(e.message, /^encode: the text holds a run of 1000000 characters that the pre-tokenizer does not split .* more than the 20000/);
+      return true;
+    });
+    assert.ok(Date.now() - started < 5_000, `refusing took ${Date.now() - started} ms`);
+    assert.equal(DEFAULT_MAX_INPUT_CHARS, 1 << 20);
+    await assert.rejects(load(miniDir(), { maxInputChars: 0 }), /maxInputChars must be a positive integer, got 0/);
+  });
+
+  test("r3gpu tokenize refuses an over-long line by its number, in a process with a 256 MB heap", () => {
+    const input = `${JSON.stringify({ text: "ok" })}\n${JSON.stringify({ text: "a".repeat(1_000_000) })}\n`;
+    const run = spawnSync(process.execPath, ["--max-old-space-size=256", join(repoRoot, "bin", "r3gpu.js"), "tokenize", miniDir()],
+      { input, encoding: "utf8", timeout: 60_000 });
+    assert.equal(run.status, 1, run.stderr);
+    assert.equal(JSON.parse(run.stdout.trim()).decoded, "ok");
+    assert.match(run.stderr, /stdin line 2: encode: the text holds a run of 1000000 characters/);
+  });
+});
+
+function escapeRegExp(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 }

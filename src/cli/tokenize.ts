@@ -19,7 +19,12 @@ export async function tokenize({ positionals }: TokenizeArgs): Promise<number> {
       throw new Error(`stdin line ${n}: ${(e as Error).message}`);
     }
     if (typeof text !== "string") throw new Error(`stdin line ${n}: expected a JSON object with a string "text"`);
-    const ids = tokenizer.encode(text);
+    let ids: number[];
+    try {
+      ids = tokenizer.encode(text);
+    } catch (e) {
+      throw new Error(`stdin line ${n}: ${(e as Error).message}`);
+    }
     // Waiting for the pipe to drain keeps a large input from piling up in memory.
     if (!process.stdout.write(JSON.stringify({ ids, decoded: tokenizer.decode(ids) }) + "\n")) await once(process.stdout, "drain");
   }

@@ -1,7 +1,7 @@
 // Browser file access behind the ModelDir interface: the files of a picked folder, or a base URL read with HTTP
 // Range requests. Both read a file one slice at a time, so a multi-GB safetensors file is never copied whole
 // into JS memory (no ArrayBuffer could hold one past 2 or 4 GiB anyway) on its way to the GPU.
-import type { ByteSource, ModelDir } from "./files.ts";
+import { decodeText, MAX_TEXT_BYTES, textTooLarge, type ByteSource, type ModelDir } from "./files.ts";
 
 function endOfFile(name: string, offset: number, length: number, size: number): Error {
   return new Error(`${name}: unexpected end of file reading ${length} bytes at byte ${offset} (file has ${size} bytes)`);
@@ -38,7 +38,11 @@ export function filesModelDir(name: string, files: ReadonlyMap<string, Blob>): M
   return {
     name,
     exists: async (file) => files.has(file),
-    readText: async (file) => get(file).text(),
+    async readText(file, maxBytes = MAX_TEXT_BYTES) {
+      const blob = get(file);
+      if (blob.size > maxBytes) throw textTooLarge(`${name}/${file}`, blob.size, maxBytes);
+      return decodeText(`${name}/${file}`, await blobSource(blob, `${name}/${file}`).read(0, blob.size));
+    },
     open: async (file) => blobSource(get(file), `${name}/${file}`),
   };
 }
@@ -91,6 +95,37 @@ async function fetchRange(url: URL, first: number, last: number): Promise<{ byte
   return { bytes: await res.arrayBuffer(), total: Number(range[3]) };
 }
 
+/** A whole text file over HTTP, stopped as soon as it proves larger than `maxBytes` (Content-Length can be absent). */
+async function fetchText(url: URL, maxBytes: number): Promise<string> {
+  const res = await fetchOk(url);
+  const declared = Number(res.headers.get("Content-Length") ?? 0);
+  if (declared > maxBytes) {
+    await res.body?.cancel();
+    throw textTooLarge(url.href, declared, maxBytes);
+  }
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  // A 204 has no body.
+  const reader = res.body?.getReader();
+  for (;;) {
+    const { done, value } = (await reader?.read()) ?? { done: true };
+    if (done) break;
+    size += value.byteLength;
+    if (size > maxBytes) {
+      await reader!.cancel();
+      throw textTooLarge(url.href, size, maxBytes);
+    }
+    chunks.push(value);
+  }
+  const bytes = new Uint8Array(size);
+  let at = 0;
+  for (const c of chunks) {
+    bytes.set(c, at);
+    at += c.byteLength;
+  }
+  return decodeText(url.href, bytes);
+}
+
 /** A file over HTTP, read with one Range request per slice. */
 export async function urlSource(url: URL): Promise<ByteSource> {
   const { total: size } = await fetchRange(url, 0, 0);
@@ -120,7 +155,7 @@ export function urlModelDir(base: string | URL): ModelDir {
       const res = await fetch(url(file), { method: "HEAD" });
       return res.ok;
     },
-    readText: async (file) => (await fetchOk(url(file))).text(),
+    readText: (file, maxBytes = MAX_TEXT_BYTES) => fetchText(url(file), maxBytes),
     open: (file) => urlSource(url(file)),
   };
 }

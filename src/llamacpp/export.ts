@@ -3,7 +3,8 @@
 // seeded random weights of a benchmark shape (the same values Qwen2Model.random puts on the GPU).
 // Matrices are written in the chosen dtype; vectors (norms, biases) always as F32, as llama.cpp's converter does.
 import type { ModelDir } from "../io/files.ts";
-import { loadConfig, type Qwen2Config } from "../model/config.ts";
+import { checkConfigAgainstTensors, type Qwen2Config } from "../model/config.ts";
+import { openModelFolder } from "../model/folder.ts";
 import { randomMatrixBf16, randomVectorF32 } from "../model/random-host.ts";
 import { openModelWeights, streamTensor, type TensorInfo } from "../model/safetensors.ts";
 import { convertWeights, type ConvertStats, type FloatDType } from "./convert.ts";
@@ -122,7 +123,7 @@ class SafetensorsHostWeights implements HostWeights {
 
 /** Exports a Hugging Face Qwen2 folder (config.json, safetensors, tokenizer.json if present). */
 export async function exportModelDir(dir: ModelDir, sink: ByteSink, opts: ExportOptions = {}): Promise<ExportResult> {
-  const cfg = await loadConfig(dir);
+  const cfg = (await openModelFolder(dir)).config;
   const warnings: string[] = [];
   let vocab: GgufVocab;
   if (await dir.exists("tokenizer.json")) {
@@ -134,6 +135,7 @@ export async function exportModelDir(dir: ModelDir, sink: ByteSink, opts: Export
   }
   const tensors = await openModelWeights(dir);
   try {
+    checkConfigAgainstTensors(cfg, tensors, dir.name);
     const name = dir.name.split(/[\\/]/).filter(Boolean).pop() ?? "qwen2";
     return await writeQwen2Gguf(sink, cfg, vocab, new SafetensorsHostWeights(tensors, dir.name), opts, name, warnings);
   } finally {

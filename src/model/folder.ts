@@ -17,7 +17,8 @@ export async function openModelFolder(dir: ModelDir): Promise<ModelFolder> {
   if (!(await dir.exists("config.json"))) throw new Error(`${dir.name}: no config.json (not a Hugging Face model directory?)`);
   const configJson = await readJson(dir, "config.json");
   const generationConfig = (await dir.exists("generation_config.json")) ? await readJson(dir, "generation_config.json") : {};
-  return { dir, configJson, generationConfig, config: parseConfig(configJson, `${dir.name}/config.json`, generationConfig) };
+  const config = parseConfig(configJson, `${dir.name}/config.json`, generationConfig, `${dir.name}/generation_config.json`);
+  return { dir, configJson, generationConfig, config };
 }
 
 /** `source` as a folder: read now when given as a plain ModelDir. */

@@ -29,7 +29,7 @@ import { RmsNorm } from "../ops/rmsnorm.ts";
 import { RopeKv, type AttentionBuffers, type AttentionDims } from "../ops/rope-kv.ts";
 import { SwiGlu } from "../ops/swiglu.ts";
 import { planSteps, type SequenceInput, type StepPlan } from "./batch.ts";
-import type { Qwen2Config } from "./config.ts";
+import { checkConfigAgainstTensors, type Qwen2Config } from "./config.ts";
 import { asModelFolder, type ModelFolder } from "./folder.ts";
 import { loadQwen2Weights, qwen2Tensors, type Projection, type Qwen2LayerWeights } from "./qwen2-weights.ts";
 import { ropeTable } from "./rope.ts";
@@ -247,6 +247,7 @@ export class Qwen2Model {
     const cfg = folder.config;
     const tensors = await openModelWeights(folder.dir);
     try {
+      checkConfigAgainstTensors(cfg, tensors, folder.dir.name);
       const names = qwen2Tensors(cfg).map(([name]) => name);
       return await Qwen2Model.build(device, cfg, folder.dir.name, opts, (kernels, buffers, maxBinding) =>
         new SafetensorsWeights(kernels, buffers, maxBinding, tensors, folder.dir.name, names, opts.onProgress));

@@ -1,7 +1,7 @@
 // Safetensors reader: https://huggingface.co/docs/safetensors (8-byte LE header length, JSON header,
 // raw little-endian data). Only the header is read eagerly; tensor data is read on demand so multi-GB
 // weights can be streamed to the GPU without being held in memory.
-import { readJson, type ByteSource, type ModelDir } from "../io/files.ts";
+import { jsonErrorMessage, readJson, showValue, type ByteSource, type ModelDir } from "../io/files.ts";
 
 export type DType = "BF16" | "F16" | "F32" | "I32";
 
@@ -47,8 +47,56 @@ function isPlainObject(x: unknown): x is Record<string, unknown> {
   return typeof x === "object" && x !== null && !Array.isArray(x);
 }
 
-/** Parses and fully validates the header; reads only the header bytes. */
+/**
+ * The first key that appears twice in one object of `json` (valid JSON), with the top-level key it lies under:
+ * JSON.parse keeps the last silently, where the reference reader refuses the file.
+ */
+function firstDuplicateKey(json: string): { key: string; within?: string } | undefined {
+  // The keys seen in each open object (null for an array).
+  const open: (Set<string> | null)[] = [];
+  let expectKey = false;
+  let outer: string | undefined;
+  for (let i = 0; i < json.length; i++) {
+    const c = json[i];
+    if (c === '"') {
+      let j = i + 1;
+      while (json[j] !== '"') j += json[j] === "\\" ? 2 : 1;
+      const keys = open.at(-1);
+      if (expectKey && keys) {
+        const key: string = JSON.parse(json.slice(i, j + 1));
+        if (keys.has(key)) return { key, within: open.length > 1 ? outer : undefined };
+        keys.add(key);
+        if (open.length === 1) outer = key;
+        expectKey = false;
+      }
+      i = j;
+    } else if (c === "{" || c === "[") {
+      open.push(c === "{" ? new Set() : null);
+      expectKey = c === "{";
+    } else if (c === "}" || c === "]") {
+      open.pop();
+    } else if (c === ",") {
+      expectKey = open.at(-1) != null;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Parses and fully validates the header; reads only the header bytes. The file is the caller's to close once it is
+ * done with the tensors; a header that is refused closes it here, since no one else holds it then (callers pass a
+ * source they have just opened), and an unclosed handle is closed by the garbage collector, with a warning.
+ */
 export async function openSafetensors(source: ByteSource): Promise<SafetensorsFile> {
+  try {
+    return await readHeader(source);
+  } catch (e) {
+    await source.close();
+    throw e;
+  }
+}
+
+async function readHeader(source: ByteSource): Promise<SafetensorsFile> {
   const fail: (msg: string) => never = (msg) => failIn(source, msg);
 
   if (source.size < 8) fail(`file of ${source.size} bytes is too short for a safetensors header (truncated?)`);
@@ -62,6 +110,9 @@ export async function openSafetensors(source: ByteSource): Promise<SafetensorsFi
   const dataSize = source.size - dataStart;
 
   const headerBytes = await source.read(8, n);
+  if (headerBytes[0] === 0xef && headerBytes[1] === 0xbb && headerBytes[2] === 0xbf) {
+    fail("header starts with a UTF-8 byte-order mark, which the format does not allow");
+  }
   let text: string;
   try {
     text = new TextDecoder("utf-8", { fatal: true }).decode(headerBytes);
@@ -73,9 +124,13 @@ export async function openSafetensors(source: ByteSource): Promise<SafetensorsFi
   try {
     header = JSON.parse(text);
   } catch (e) {
-    fail(`header is not valid JSON (${(e as Error).message})`);
+    fail(`header is not valid JSON (${jsonErrorMessage(e)})`);
   }
+  const duplicate = firstDuplicateKey(text);
+  if (duplicate) fail(`header has the key "${duplicate.key}" twice${duplicate.within ? ` in "${duplicate.within}"` : ""}`);
   if (!isPlainObject(header)) fail("header is not a JSON object");
+  // As in the reference reader: the JSON begins at once (trailing spaces pad the header to 8 bytes).
+  if (headerBytes[0] !== 0x7b) fail('header does not start with "{"');
 
   const metadata: Record<string, string> = {};
   const tensors = new Map<string, TensorInfo>();
@@ -94,13 +149,13 @@ export async function openSafetensors(source: ByteSource): Promise<SafetensorsFi
     const bad: (msg: string) => never = (msg) => failIn(source, `tensor "${name}": ${msg}`);
     if (!isPlainObject(entry)) bad("entry is not an object");
     const { dtype, shape, data_offsets: offsets } = entry;
-    if (typeof dtype !== "string") bad(`missing or non-string dtype (got ${JSON.stringify(dtype)})`);
+    if (typeof dtype !== "string") bad(`missing or non-string dtype (got ${showValue(dtype)})`);
     if (!isDType(dtype)) bad(`unsupported dtype "${dtype}" (supported: ${SUPPORTED})`);
     if (!Array.isArray(shape) || !shape.every(isNonNegativeInt)) {
-      bad(`shape must be an array of non-negative integers (got ${JSON.stringify(shape)})`);
+      bad(`shape must be an array of non-negative integers (got ${showValue(shape)})`);
     }
     if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every(isNonNegativeInt) || offsets[0] > offsets[1]) {
-      bad(`data_offsets must be two non-negative integers [begin, end] with begin <= end (got ${JSON.stringify(offsets)})`);
+      bad(`data_offsets must be two non-negative integers [begin, end] with begin <= end (got ${showValue(offsets)})`);
     }
     const [begin, end] = offsets;
 
@@ -120,27 +175,51 @@ export async function openSafetensors(source: ByteSource): Promise<SafetensorsFi
     if (end > begin) ranges.push({ name, begin, end });
   }
 
-  // Once sorted by start, any overlap between non-empty ranges also shows up between neighbours.
+  // As the reference writer lays them out, non-empty tensors must tile the data section exactly: a gap or trailing
+  // bytes are data that no tensor describes. Once sorted by start, any overlap also shows up between neighbours.
   ranges.sort((a, b) => a.begin - b.begin);
-  for (let i = 1; i < ranges.length; i++) {
-    const [p, r] = [ranges[i - 1], ranges[i]];
-    if (r.begin < p.end) {
-      fail(`tensors "${p.name}" [${p.begin},${p.end}] and "${r.name}" [${r.begin},${r.end}] have overlapping data offsets`);
+  let end = 0;
+  let last: (typeof ranges)[number] | undefined;
+  for (const r of ranges) {
+    if (r.begin < end) {
+      fail(`tensors "${last!.name}" [${last!.begin},${last!.end}] and "${r.name}" [${r.begin},${r.end}] have overlapping data offsets`);
     }
+    if (r.begin > end) {
+      fail(`${r.begin - end} bytes of the data section at [${end},${r.begin}] belong to no tensor ` +
+        `(a gap ${last ? `after "${last.name}"` : "at the start"}, before "${r.name}")`);
+    }
+    end = r.end;
+    last = r;
   }
+  if (end < dataSize) fail(`${dataSize - end} bytes after the last tensor's data belong to no tensor`);
 
   return { source, tensors, metadata };
+}
+
+async function openShard(dir: ModelDir, file: string): Promise<SafetensorsFile> {
+  return openSafetensors(await dir.open(file));
+}
+
+/**
+ * The index names shards by paths relative to the model folder; one that is absolute or climbs out with ".." could
+ * make the loader read, and report on, any file the process can read.
+ */
+function checkShardPath(indexName: string, tensor: string, shard: string): void {
+  const segments = shard.split("/");
+  if (/^[A-Za-z]:|[\\\0]/.test(shard) || segments.some((s) => s === "" || s === "..")) {
+    throw new Error(`${indexName}: weight_map entry "${tensor}" names the shard "${shard}", which is not a file inside the model folder`);
+  }
 }
 
 /**
  * Opens model.safetensors, or every shard listed in model.safetensors.index.json ("weight_map": tensor name
  * -> shard file); returns one merged map. Errors name the file. A tensor listed in the index but missing
- * from its shard is an error; a name appearing in two shards is an error.
+ * from its shard is an error; a name appearing in two shards is an error. On an error no file is left open.
  */
 export async function openModelWeights(dir: ModelDir): Promise<Map<string, TensorInfo>> {
   if (!(await dir.exists(INDEX_FILE))) {
     if (!(await dir.exists(SINGLE_FILE))) throw new Error(`${dir.name}: neither ${SINGLE_FILE} nor ${INDEX_FILE} found`);
-    return (await openSafetensors(await dir.open(SINGLE_FILE))).tensors;
+    return (await openShard(dir, SINGLE_FILE)).tensors;
   }
 
   const indexName = `${dir.name}/${INDEX_FILE}`;
@@ -150,27 +229,37 @@ export async function openModelWeights(dir: ModelDir): Promise<Map<string, Tenso
   const listed = new Map<string, string[]>();
   for (const [name, shard] of Object.entries(weightMap)) {
     if (typeof shard !== "string") throw new Error(`${indexName}: weight_map entry "${name}" is not a file name`);
-    listed.set(shard, [...(listed.get(shard) ?? []), name]);
+    checkShardPath(indexName, name, shard);
+    const names = listed.get(shard);
+    if (names) names.push(name);
+    else listed.set(shard, [name]);
   }
 
   const shardNames = [...listed.keys()].sort();
-  const shards = await Promise.all(shardNames.map(async (f) => openSafetensors(await dir.open(f))));
-
-  const merged = new Map<string, TensorInfo>();
-  shardNames.forEach((shardName, i) => {
-    const { source, tensors } = shards[i];
-    for (const name of listed.get(shardName)!) {
-      if (!tensors.has(name)) {
-        throw new Error(`${indexName}: tensor "${name}" is listed in ${shardName}, but ${source.name} does not contain it`);
+  const opened = await Promise.allSettled(shardNames.map((f) => openShard(dir, f)));
+  const shards = opened.flatMap((r) => (r.status === "fulfilled" ? [r.value] : []));
+  try {
+    const failed = opened.find((r) => r.status === "rejected");
+    if (failed) throw failed.reason;
+    const merged = new Map<string, TensorInfo>();
+    shardNames.forEach((shardName, i) => {
+      const { source, tensors } = shards[i];
+      for (const name of listed.get(shardName)!) {
+        if (!tensors.has(name)) {
+          throw new Error(`${indexName}: tensor "${name}" is listed in ${shardName}, but ${source.name} does not contain it`);
+        }
       }
-    }
-    for (const [name, info] of tensors) {
-      const prev = merged.get(name);
-      if (prev) throw new Error(`${dir.name}: tensor "${name}" appears in both ${prev.source.name} and ${source.name}`);
-      merged.set(name, info);
-    }
-  });
-  return merged;
+      for (const [name, info] of tensors) {
+        const prev = merged.get(name);
+        if (prev) throw new Error(`${dir.name}: tensor "${name}" appears in both ${prev.source.name} and ${source.name}`);
+        merged.set(name, info);
+      }
+    });
+    return merged;
+  } catch (e) {
+    await Promise.all(shards.map((s) => s.source.close()));
+    throw e;
+  }
 }
 
 /** Reads a whole tensor (for small tensors like golden values) into a typed array: F32 -> Float32Array, I32 -> Int32Array, BF16/F16 -> Float32Array (widened). */

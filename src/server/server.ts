@@ -9,6 +9,7 @@ import { l2normalize } from "../search/similarity.ts";
 import { SearchR3, type Reasoning } from "../search/searchr3.ts";
 import type { Engine } from "../text/engine.ts";
 import type { GenerateOptions, GenerateResult } from "../text/generate.ts";
+import { TokenizerInputError } from "../text/tokenizer.ts";
 import { ApiError, badRequest, EventStream, readJsonBody, sendError, sendJson } from "./http.ts";
 import { CONTENT_TYPE, Counter, Gauge, Histogram, Registry } from "./metrics.ts";
 import { GpuQueue, JobAbortedError, QueueFullError, type Work } from "./queue.ts";
@@ -421,7 +422,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       const err = e instanceof QueueFullError
         ? new ApiError(503, `The server is busy: ${queue.maxWaiting} requests are already waiting for the GPU. Retry later.`,
           "server_error", null, "queue_full", { "retry-after": String(e.retryAfterSeconds) })
-        : e instanceof ApiError ? e : internalError(e, log);
+        : e instanceof ApiError ? e : e instanceof TokenizerInputError ? badRequest(e.message, null, "input_too_long") : internalError(e, log);
       if (res.headersSent) res.destroy();
       else sendError(res, err);
     }

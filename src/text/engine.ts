@@ -43,7 +43,10 @@ export class Engine {
   static async load(device: GPUDevice, source: ModelDir | ModelFolder, opts: EngineLoadOptions = {}): Promise<Engine> {
     const { tokenizer: given, ...loadOpts } = opts;
     const folder = await asModelFolder(source);
-    const [model, tokenizer] = await Promise.all([Qwen2Model.load(device, folder, loadOpts), given ?? TextTokenizer.load(folder.dir)]);
+    const tokenizer = given ?? await TextTokenizer.load(folder.dir);
+    // Before the weights load: token ids past the embedding table would index outside it.
+    tokenizer.checkFitsModel(folder.config.vocabSize, folder.dir.name);
+    const model = await Qwen2Model.load(device, folder, loadOpts);
     const chatTemplate = tokenizer.chatTemplate === undefined ? undefined : ChatTemplate.fromTokenizer(tokenizer);
     return new Engine(model, tokenizer, chatTemplate, generationDefaults(folder.generationConfig));
   }
