@@ -5,7 +5,7 @@ import { nodeModelDir } from "../io/node.ts";
 import { Recorder } from "../gpu/recorder.ts";
 import { sequenceStep, type StepOp } from "../ops/op.ts";
 import type { Qwen2Config } from "../model/config.ts";
-import { Qwen2Model } from "../model/qwen2.ts";
+import { Qwen2Model, type LoadOptions } from "../model/qwen2.ts";
 import { isQwen25Shape, QWEN25_SHAPES } from "../model/shapes.ts";
 import type { UploadProgress } from "../model/weights.ts";
 import { mulberry32 } from "../util/prng.ts";
@@ -26,13 +26,13 @@ export interface LoadFigures {
 
 /** Opens `shape` (a key of QWEN25_SHAPES or a model folder) with room for maxSeqLen tokens, timing the load. */
 export async function openModel(device: GPUDevice, shape: string, maxSeqLen: number,
-  onProgress?: (p: UploadProgress) => void, maxBatch = 1): Promise<{ model: Qwen2Model; load: LoadFigures }> {
+  onProgress?: (p: UploadProgress) => void, maxBatch = 1, kernels: Pick<LoadOptions, "kernels" | "tune"> = {}): Promise<{ model: Qwen2Model; load: LoadFigures }> {
   const t0 = performance.now();
   if (isQwen25Shape(shape)) {
-    const model = await Qwen2Model.random(device, QWEN25_SHAPES[shape], RANDOM_SEED, { maxSeqLen, maxBatch });
+    const model = await Qwen2Model.random(device, QWEN25_SHAPES[shape], RANDOM_SEED, { maxSeqLen, maxBatch, ...kernels });
     return { model, load: { source: "random", seconds: (performance.now() - t0) / 1000, weight_bytes: model.weightBytes } };
   }
-  const model = await Qwen2Model.load(device, nodeModelDir(shape), { maxSeqLen, maxBatch, onProgress });
+  const model = await Qwen2Model.load(device, nodeModelDir(shape), { maxSeqLen, maxBatch, onProgress, ...kernels });
   const seconds = (performance.now() - t0) / 1000;
   return {
     model,

@@ -68,6 +68,7 @@ function modelLines(shape: string, m: ModelReport): string[] {
     "",
     `${shape}: ${loadText(m.load)}; weights ${f(m.load.weight_bytes / GB)} GB, GPU buffers ${f(m.gpu_buffer_bytes / GB)} GB, ` +
       `host peak RSS ${f(m.host_peak_rss_bytes / GB)} GB`,
+    `  kernel variants (${m.kernel_variants_from}): ${Object.entries(m.kernel_variants).map(([slot, v]) => `${slot}=${v}`).join(", ")}`,
     ...table(["end to end", "tok/s", "time to first token s", "GFLOP/s", "of peak"],
       m.prefill.map((p) => [`prefill ${p.tokens} tokens`, g(p.tok_s), g(p.ttft_s), g(p.gflops), f(p.fraction_of_peak, 3)])),
     ...table(["", "tok/s", "s/token", "floor s", "GB/token", "dispatches", "x floor"],

@@ -6,7 +6,9 @@ import { createRequire } from "node:module";
 import { Kernels } from "../gpu/kernel.ts";
 import { describeAdapter } from "../gpu/device.ts";
 import type { Qwen2Config } from "../model/config.ts";
+import type { LoadOptions } from "../model/qwen2.ts";
 import type { UploadProgress } from "../model/weights.ts";
+import type { KernelChoice } from "../ops/kernel-variants.ts";
 import {
   measureBatchedDecode, measureDecode, measurePackedPrefill, measurePrefill, openModel, profileStep,
   type BatchedDecodeFigures, type PackedPrefillFigures,
@@ -66,6 +68,9 @@ export interface BatchedFigures {
 export interface ModelReport {
   config: Qwen2Config;
   load: LoadFigures;
+  /** The kernel variant of each op slot, and whether it was measured at this load, taken from the tuning cache or fixed. */
+  kernel_variants: KernelChoice;
+  kernel_variants_from: "measured" | "cache" | "defaults";
   /** Sequences the model was loaded for (KV-cache slots), and the bytes of its KV cache. */
   max_batch: number;
   kv_cache_bytes: number;
@@ -132,6 +137,8 @@ export interface BenchOptions {
   peerTimeoutS?: number;
   /** Batch sizes for batched decode and packed prefill (`--batch 1,4,8,16`); none without it. */
   batches?: number[];
+  /** How the models choose their kernel variants (forced, tuned at load). */
+  kernels?: Pick<LoadOptions, "kernels" | "tune">;
 }
 
 /**
@@ -168,6 +175,8 @@ function watchErrors(device: GPUDevice): (phase: string) => void {
 interface Measured {
   config: Qwen2Config;
   load: LoadFigures;
+  kernel_variants: KernelChoice;
+  kernel_variants_from: "measured" | "cache" | "defaults";
   max_batch: number;
   kv_cache_bytes: number;
   batched?: BatchedFigures;
@@ -180,11 +189,12 @@ interface Measured {
 }
 
 async function measureModel(device: GPUDevice, shape: string, mode: BenchMode, timer: GpuTimer, batches: number[],
-  log: (line: string) => void, check: (phase: string) => void, onLoadProgress?: (p: UploadProgress) => void): Promise<Measured> {
+  log: (line: string) => void, check: (phase: string) => void, onLoadProgress?: (p: UploadProgress) => void,
+  kernels?: Pick<LoadOptions, "kernels" | "tune">): Promise<Measured> {
   const longest = Math.max(...mode.prompts, ...(batches.length > 0 ? [BATCH_CONTEXT, 2 * PACKED_LENGTH] : []));
   const maxBatch = Math.max(1, ...batches, ...(batches.length > 0 ? [PACKED_DOCUMENTS] : []));
   log(`${shape}: loading${maxBatch > 1 ? ` with ${maxBatch} KV-cache slots` : ""}`);
-  const { model, load } = await openModel(device, shape, longest + mode.decodeSteps, onLoadProgress, maxBatch);
+  const { model, load } = await openModel(device, shape, longest + mode.decodeSteps, onLoadProgress, maxBatch, kernels);
   try {
     check(`${shape} load`);
     const first = mode.prompts[0];
@@ -218,7 +228,7 @@ async function measureModel(device: GPUDevice, shape: string, mode: BenchMode, t
     }
     const skipped = PROMPTS.filter((n) => !mode.prompts.includes(n)).map((n) => `prefill ${n} tokens and decode after it (--quick)`);
     return {
-      config: model.config, load, max_batch: model.maxBatch, kv_cache_bytes: model.kvCacheBytes, batched,
+      config: model.config, load, kernel_variants: model.kernelChoice, kernel_variants_from: model.tuneReport?.source ?? "defaults", max_batch: model.maxBatch, kv_cache_bytes: model.kvCacheBytes, batched,
       gpu_buffer_bytes: model.gpuBytes, host_peak_rss_bytes: process.resourceUsage().maxRSS * 1024,
       prefill, decode, kernels: { decode: decodeKernels, prefill: prefillKernels }, skipped,
     };
@@ -260,7 +270,7 @@ export async function runBench(adapter: GPUAdapter, device: GPUDevice, opts: Ben
   // Models before the roofline, so that each model's peak host memory does not include the stream
   // buffers (which live in host memory on a CPU adapter).
   const measured = new Map<string, Measured>();
-  for (const shape of opts.shapes) measured.set(shape, await measureModel(device, shape, mode, timer, opts.batches ?? [], log, check, opts.onLoadProgress));
+  for (const shape of opts.shapes) measured.set(shape, await measureModel(device, shape, mode, timer, opts.batches ?? [], log, check, opts.onLoadProgress, opts.kernels));
 
   const streamBytes = defaultStreamBytes();
   log(`roofline: streaming ${(streamBytes / 2 ** 20).toFixed(0)} MiB, multiply-add loop, empty dispatches`);
@@ -317,14 +327,14 @@ export interface ProfileReport {
  * step after it, split by kernel.
  */
 export async function runProfile(adapter: GPUAdapter, device: GPUDevice, shape: string, tokens: number,
-  opts: Pick<BenchOptions, "log" | "onLoadProgress"> = {}): Promise<ProfileReport> {
+  opts: Pick<BenchOptions, "log" | "onLoadProgress" | "kernels"> = {}): Promise<ProfileReport> {
   const log = elapsedLog(opts.log);
   const check = watchErrors(device);
   const timer = new GpuTimer(device);
   const kernels = benchMode(true).kernels;
   const decodeSteps = 3;
   log(`${shape}: loading`);
-  const { model, load } = await openModel(device, shape, tokens + decodeSteps, opts.onLoadProgress);
+  const { model, load } = await openModel(device, shape, tokens + decodeSteps, opts.onLoadProgress, 1, opts.kernels);
   try {
   check(`${shape} load`);
   const T = Math.min(tokens, model.prefillChunk);

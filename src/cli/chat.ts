@@ -10,7 +10,7 @@ import { Engine } from "../text/engine.ts";
 import type { GenerateOptions, StopReason } from "../text/generate.ts";
 import { suggestion } from "./args.ts";
 import type { ChatArgs } from "./commands.ts";
-import { withLoadProgress } from "./progress.ts";
+import { withLoadProgress } from "./load.ts";
 import { stderrIsTTY } from "./terminal.ts";
 
 /**
@@ -55,8 +55,8 @@ const HELP = `${Object.entries(SLASH_COMMANDS).map(([c, what]) => `  ${c.padEnd(
 
 export async function chat({ positionals, flags }: ChatArgs): Promise<number> {
   const { device } = await nodeGpu();
-  const engine = await withLoadProgress((onProgress) =>
-    Engine.load(device, nodeModelDir(positionals.MODEL_DIR), { maxSeqLen: flags.context, onProgress }));
+  const engine = await withLoadProgress(flags, (load) =>
+    Engine.load(device, nodeModelDir(positionals.MODEL_DIR), { maxSeqLen: flags.context, ...load }));
   if (!engine.chatTemplate) throw new Error(`${positionals.MODEL_DIR}: the tokenizer has no chat template, which chat needs`);
   const conversation = new Conversation(engine, flags.system, { ...samplingOptions(flags), stopIds: endOfTurnIds(engine) });
 

@@ -5,22 +5,22 @@ import { nodeGpu } from "../gpu/node.ts";
 import { readJson } from "../io/files.ts";
 import { nodeModelDir } from "../io/node.ts";
 import { Qwen2Model, type LoadOptions } from "../model/qwen2.ts";
-import type { CheckArgs, DumpArgs } from "./commands.ts";
-import { withLoadProgress } from "./progress.ts";
+import type { CheckArgs, DumpArgs, KernelFlags } from "./commands.ts";
+import { withLoadProgress } from "./load.ts";
 import { stderrIsTTY } from "./terminal.ts";
 
-async function loadModel(dirPath: string, opts: LoadOptions = {}) {
+async function loadModel(dirPath: string, flags: KernelFlags, opts: LoadOptions = {}) {
   const { device, info } = await nodeGpu();
-  const model = await withLoadProgress((onProgress) => Qwen2Model.load(device, nodeModelDir(dirPath), { ...opts, onProgress }));
+  const model = await withLoadProgress(flags, (load) => Qwen2Model.load(device, nodeModelDir(dirPath), { ...opts, ...load }));
   return { info, model };
 }
 
-export async function check({ positionals }: CheckArgs): Promise<number> {
+export async function check({ positionals, flags }: CheckArgs): Promise<number> {
   const dir = nodeModelDir(positionals.MODEL_DIR);
   if (!(await dir.exists("golden.json"))) throw new Error(`${dir.name}: no golden.json to check against`);
   const golden = await readJson(dir, "golden.json");
   const longest = Math.max(...golden.sequences.map((s: any) => s.length + s.greedy.new_tokens.length));
-  const { model, info } = await loadModel(positionals.MODEL_DIR, { maxSeqLen: longest });
+  const { model, info } = await loadModel(positionals.MODEL_DIR, flags, { maxSeqLen: longest });
   console.log(`model ${dir.name} on ${info.description || info.vendor || "WebGPU adapter"}`);
   const report = await runGoldenCheck(model, dir, {
     onSequence: (i, len) => stderrIsTTY() && process.stderr.write(`sequence ${i} (${len} tokens)...\r`),
@@ -46,7 +46,7 @@ function printReport(report: GoldenReport): void {
 
 export async function dump({ positionals, flags }: DumpArgs): Promise<number> {
   const { ids, "new-tokens": newTokens } = flags;
-  const { model } = await loadModel(positionals.MODEL_DIR, { maxSeqLen: ids.length + newTokens });
+  const { model } = await loadModel(positionals.MODEL_DIR, flags, { maxSeqLen: ids.length + newTokens });
   const H = model.config.hiddenSize;
   const { next, captured, logits } = await model.prefill(ids, { capture: ["final_norm"], logits: true });
   const hidden = captured.get("final_norm")!;

@@ -35,6 +35,14 @@ const MAX_NEW_TOKENS = integer(
 );
 const DB = text("the LanceDB index folder", { metavar: "DB_DIR" });
 
+/** How a command that loads a model chooses its kernel variants (src/tune/): measured at load unless told. */
+const KERNELS = {
+  kernels: text("force kernel variants, SLOT=VARIANT,... (slots linear.decode, linear.prefill, attention.decode, " +
+    "attention.prefill; `r3gpu tune` lists the variants); R3GPU_KERNELS does the same, the flag winning", { metavar: "LIST" }),
+  "no-tune": boolean("use the static kernel defaults for the adapter's class instead of measuring the variants at load"),
+  precision: choice(["f32", "f16"], "f16 lets variants that compute in half precision compete, at their own tolerance", { default: "f32" }),
+};
+
 const CHUNKING = {
   "max-length": MAX_LENGTH,
   "chunk-tokens": integer("tokens per chunk of a document", { min: 1, defaultText: "what --max-length leaves beside the document prompt" }),
@@ -66,7 +74,7 @@ export const CHECK = defineCommand({
   summary: "run the model on MODEL_DIR/golden.json and compare every tensor with the reference",
   notes: "Prints the max abs and relative error per tensor, top-5 and greedy agreement; exits 1 when anything is out of tolerance.",
   positionals: [MODEL_DIR],
-  flags: {},
+  flags: { ...KERNELS },
   examples: ["check models/tiny-qwen2"],
 });
 
@@ -75,6 +83,7 @@ export const DUMP = defineCommand({
   summary: "print final-norm hidden states, the top-5 last logits and greedy tokens of token ids, as one JSON line",
   positionals: [MODEL_DIR],
   flags: {
+    ...KERNELS,
     ids: required(integerList("the prompt's token ids", { min: 0, item: "token id", metavar: "ID,ID,..." })),
     "new-tokens": integer("greedy tokens to generate after the prompt", { min: 0, default: 0 }),
   },
@@ -100,6 +109,7 @@ export const SERVE = defineCommand({
   notes: "Runs until SIGTERM or Ctrl-C, then finishes the requests in flight; a second signal exits at once.",
   positionals: [MODEL_DIR],
   flags: {
+    ...KERNELS,
     db: text("answer /search from this index (built with `r3gpu index`)", { metavar: "DB_DIR" }),
     host: text("the address to listen on; 127.0.0.1 lets only this machine connect", { default: "127.0.0.1", metavar: "HOST" }),
     port: integer("the port; 0 picks a free one", { min: 0, max: 65535, default: 8080 }),
@@ -129,6 +139,7 @@ export const BENCH = defineCommand({
   summary: "the adapter's roofline, per-kernel and end-to-end figures of a model (see bench/NOTES.md)",
   positionals: [],
   flags: {
+    ...KERNELS,
     shape: repeatable(valueFlag(`a shape with random weights (${SHAPES.join(", ")}) or a model folder`,
       { metavar: "S|MODEL_DIR" }, shapeOrModel), ["qwen2.5-0.5b"]),
     quick: boolean("fewer and shorter measurements"),
@@ -146,10 +157,31 @@ export const PROFILE = defineCommand({
   summary: "one decode step and one prefill, split by kernel family",
   positionals: [{ ...MODEL_DIR, unless: "shape" }],
   flags: {
+    ...KERNELS,
     shape: choice(SHAPES, "a Qwen2.5 shape with random weights, instead of MODEL_DIR"),
     tokens: integer("the prompt tokens of the prefill", { min: 1, default: 128 }),
   },
   examples: ["profile models/tiny-qwen2 --tokens 64", "profile --shape qwen2.5-0.5b"],
+});
+
+export const TUNE = defineCommand({
+  name: "tune",
+  summary: "the kernel workbench: every variant of every op at a model's shapes, timed, checked, the fastest chosen",
+  notes: "Prints time, GB/s, GFLOP/s and the fraction of the roofline (measured in the same run) of each variant, " +
+    "whether it is correct (against today's kernels) and chosen; the choice goes to the tuning cache, which later " +
+    "loads of the same model shape on this adapter use. --kernel adds a kernel of yours (WGSL with the same " +
+    "bindings and uniforms as the slot's built-in family; see the README's \"Writing a kernel\"), checked against " +
+    "the golden values too.",
+  positionals: [{ ...MODEL_DIR, unless: "shape" }],
+  flags: {
+    shape: choice(SHAPES, "a Qwen2.5 shape with random weights, instead of MODEL_DIR"),
+    json: text("also write the table as JSON to FILE", { metavar: "FILE" }),
+    kernel: repeatable(text("a kernel of yours for a slot, SLOT=FILE.wgsl (its name: the file's, without .wgsl)", { metavar: "SLOT=FILE" })),
+    precision: KERNELS.precision,
+    batch: integer("decode steps of this many sequences are measured (the decode slot's rows)", { min: 1, max: 16, default: 1 }),
+    context: integer("the KV cache in tokens (decode attention is measured at up to 1024 keys)", { min: 16, default: 1024 }),
+  },
+  examples: ["tune --shape qwen2.5-0.5b --json /tmp/tune.json", "tune models/tiny-qwen2 --kernel linear.decode=examples/kernels/linear_fma.wgsl"],
 });
 
 export const INDEX = defineCommand({
@@ -158,7 +190,7 @@ export const INDEX = defineCommand({
   notes: "CORPUS is a folder of .txt/.md files, a JSONL file of {\"id\", \"text\", \"title\"?} or a BEIR folder " +
     "(corpus.jsonl). An index refuses documents embedded with another model or other settings.",
   positionals: [SEARCH_MODEL_DIR, { name: "CORPUS", help: "the documents: a folder, a JSONL file or a BEIR folder" }],
-  flags: { db: required(DB), ...CHUNKING },
+  flags: { db: required(DB), ...CHUNKING, ...KERNELS },
   examples: ["index models/tiny-qwen2 test/fixtures/beir-tiny --db /tmp/tiny-db"],
 });
 
@@ -167,6 +199,7 @@ export const SEARCH = defineCommand({
   summary: "stream the model's reasoning about a question, then print the k best documents of an index",
   positionals: [SEARCH_MODEL_DIR, { name: "QUESTION", help: "what to search for" }],
   flags: {
+    ...KERNELS,
     db: required(DB),
     k: integer("how many documents to print", { min: 1, default: 10, short: "k" }),
     json: boolean("print one JSON object instead (the reasoning then streams to stderr)"),
@@ -180,6 +213,7 @@ export const EVAL = defineCommand({
   summary: "index a BEIR dataset, run its queries and print nDCG@10, Recall@100 and MRR@10",
   positionals: [SEARCH_MODEL_DIR],
   flags: {
+    ...KERNELS,
     beir: required(text("the BEIR folder: corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv", { metavar: "DIR" })),
     split: text("the qrels split", { default: "test", metavar: "SPLIT" }),
     limit: integer("run only the first N queries", { min: 1, defaultText: "all" }),
@@ -200,6 +234,7 @@ export const CHAT = defineCommand({
     "Without the sampling flags generation_config.json decides; --top-k, --top-p or --seed alone samples.",
   positionals: [MODEL_DIR],
   flags: {
+    ...KERNELS,
     prompt: text("ask this once, print the reply and exit"),
     system: text("the system prompt"),
     context: integer("the KV cache in tokens; the oldest exchanges are dropped when a conversation outgrows it", { min: 2, default: 4096 }),
@@ -217,6 +252,7 @@ export const EMBED = defineCommand({
     "\"embedding\" (L2-normalized) and \"timings\".",
   positionals: [SEARCH_MODEL_DIR],
   flags: {
+    ...KERNELS,
     query: text("the query to embed"),
     doc: text("the document to embed"),
     "no-reasoning": { ...NO_REASONING, requires: ["query"] },
@@ -254,6 +290,7 @@ export type ServeArgs = ArgsOf<typeof SERVE>;
 export type BenchArgs = ArgsOf<typeof BENCH>;
 export type ProfileArgs = ArgsOf<typeof PROFILE>;
 export type IndexArgs = ArgsOf<typeof INDEX>;
+export type TuneArgs = ArgsOf<typeof TUNE>;
 export type SearchArgs = ArgsOf<typeof SEARCH>;
 export type EvalArgs = ArgsOf<typeof EVAL>;
 export type ChatArgs = ArgsOf<typeof CHAT>;
@@ -262,6 +299,8 @@ export type TokenizeArgs = ArgsOf<typeof TOKENIZE>;
 export type DownloadArgs = ArgsOf<typeof DOWNLOAD>;
 /** The chunking flags, which index and eval share. */
 export type ChunkingFlags = Args<typeof CHUNKING>["flags"];
+/** The kernel flags of every command that loads a model. */
+export type KernelFlags = Args<typeof KERNELS>["flags"];
 
 export interface Command {
   spec: CommandSpec;
@@ -281,6 +320,7 @@ export const COMMANDS: readonly Command[] = [
   command(SERVE, async (a) => (await import("./serve.ts")).serve(a)),
   command(BENCH, async (a) => (await import("./bench.ts")).bench(a)),
   command(PROFILE, async (a) => (await import("./bench.ts")).profile(a)),
+  command(TUNE, async (a) => (await import("./tune.ts")).tune(a)),
   command(INDEX, async (a) => (await import("./search.ts")).index(a)),
   command(SEARCH, async (a) => (await import("./search.ts")).search(a)),
   command(EVAL, async (a) => (await import("./search.ts")).evaluate(a)),

@@ -3,7 +3,7 @@ import { nodeGpu } from "../gpu/node.ts";
 import { nodeModelDir } from "../io/node.ts";
 import { SearchR3, type Truncation } from "../search/searchr3.ts";
 import type { EmbedArgs } from "./commands.ts";
-import { withLoadProgress } from "./progress.ts";
+import { withLoadProgress } from "./load.ts";
 import { stderrIsTTY } from "./terminal.ts";
 
 export async function embed({ positionals, flags }: EmbedArgs): Promise<number> {
@@ -15,8 +15,8 @@ export async function embed({ positionals, flags }: EmbedArgs): Promise<number> 
   let t = performance.now();
   const { device } = await nodeGpu();
   const truncations: Truncation[] = [];
-  const r3 = await withLoadProgress((onProgress) => SearchR3.load(device, nodeModelDir(positionals.MODEL_DIR), {
-    maxLength, model: { onProgress }, onWarning: (message, truncation) => {
+  const r3 = await withLoadProgress(flags, (load) => SearchR3.load(device, nodeModelDir(positionals.MODEL_DIR), {
+    maxLength, model: load, onWarning: (message, truncation) => {
       truncations.push(truncation);
       console.error(`warning: ${message}`);
     },

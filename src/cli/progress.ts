@@ -1,16 +1,5 @@
 // Progress on stderr: a redrawn bar on a terminal, nothing when stderr is not one (logs stay clean).
-import type { UploadProgress } from "../model/weights.ts";
 import { stderrIsTTY } from "./terminal.ts";
-
-/** Runs a model load with a bar of the weight bytes uploaded so far. */
-export async function withLoadProgress<T>(load: (onProgress: (p: UploadProgress) => void) => Promise<T>): Promise<T> {
-  const bar = new Progress("loading");
-  try {
-    return await load((p) => bar.update(p.bytes, p.totalBytes, "B"));
-  } finally {
-    bar.done();
-  }
-}
 
 export class Progress {
   private last = 0;

@@ -13,28 +13,29 @@ import { SearchIndex } from "../search/store.ts";
 import { evaluateRun } from "../search/metrics.ts";
 import { perQuerySvg } from "../search/plot.ts";
 import { SearchR3, type Reasoning, type SearchR3Options, type Truncation } from "../search/searchr3.ts";
-import type { ChunkingFlags, EvalArgs, IndexArgs, SearchArgs } from "./commands.ts";
-import { Progress, withLoadProgress } from "./progress.ts";
+import type { ChunkingFlags, EvalArgs, IndexArgs, KernelFlags, SearchArgs } from "./commands.ts";
+import { withLoadProgress } from "./load.ts";
+import { Progress } from "./progress.ts";
 
 /** Loads the model for SearchR3, after checking, where an index exists, that it is the index's model. */
-async function loadSearchR3(modelPath: string, options: SearchR3Options, db: string) {
+async function loadSearchR3(modelPath: string, options: SearchR3Options, db: string, flags: KernelFlags) {
   const dir = nodeModelDir(modelPath);
   const identity = await modelIdentity(dir);
   // Checked before the weights load, which can take a while.
   if (await SearchIndex.readSettings(db)) (await SearchIndex.open(db)).checkModel(identity);
   const { device } = await nodeGpu();
-  const r3 = await withLoadProgress((onProgress) => SearchR3.load(device, dir, { ...options, model: { onProgress } }));
+  const r3 = await withLoadProgress(flags, (load) => SearchR3.load(device, dir, { ...options, model: load }));
   return { r3, identity };
 }
 
 /** Loads the model, opens (or creates) the index with the settings the flags give, and indexes `corpus` into it. */
-async function buildIndex(modelPath: string, corpus: string, db: string, flags: ChunkingFlags) {
+async function buildIndex(modelPath: string, corpus: string, db: string, flags: ChunkingFlags & KernelFlags) {
   const maxLength = flags["max-length"];
   if (!existsSync(corpus)) throw new Error(`${corpus}: no such corpus file or folder`);
   let truncated = 0;
   const { r3, identity } = await loadSearchR3(modelPath, {
     maxLength, documentSystem: flags["document-system"], querySystem: flags["query-system"], onWarning: () => truncated++,
-  }, db);
+  }, db, flags);
   const chunking = resolveChunking(r3, { chunkTokens: flags["chunk-tokens"], chunkOverlap: flags.overlap });
   const index = await SearchIndex.open(db, { create: indexSettings(r3, identity, chunking) });
 
@@ -84,7 +85,7 @@ export async function search({ positionals, flags }: SearchArgs): Promise<number
       truncations.push(t);
       console.error(`warning: ${message}`);
     },
-  }, db);
+  }, db, flags);
   const index = await SearchIndex.open(db);
 
   const out = json ? process.stderr : process.stdout;

@@ -7,7 +7,7 @@ import { startServer } from "../server/server.ts";
 import { Engine } from "../text/engine.ts";
 import { UsageError } from "./args.ts";
 import type { ServeArgs } from "./commands.ts";
-import { withLoadProgress } from "./progress.ts";
+import { withLoadProgress } from "./load.ts";
 
 export async function serve({ positionals, flags: values }: ServeArgs): Promise<number> {
   const { port, "max-length": maxLength, context, "max-queue": maxQueue, "max-inputs": maxInputs, "max-body": maxBodyBytes,
@@ -24,11 +24,11 @@ export async function serve({ positionals, flags: values }: ServeArgs): Promise<
   const dirPath = resolve(positionals.MODEL_DIR);
   const modelDir = nodeModelDir(dirPath);
   const { device, info } = await nodeGpu();
-  const engine = await withLoadProgress((onProgress) => Engine.load(device, modelDir, {
+  const engine = await withLoadProgress(values, (load) => Engine.load(device, modelDir, {
     // The KV cache serves chat as well as embeddings and search: 4096 tokens unless asked otherwise, and never
     // fewer than an embedding may take.
     maxSeqLen: Math.max(context ?? 4096, maxLength, database?.maxLength ?? 0),
-    onProgress,
+    ...load,
   }));
   const search = await database?.backend(engine, modelDir);
   const modelId = values["model-id"] ?? basename(dirPath);

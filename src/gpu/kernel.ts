@@ -23,6 +23,8 @@ export interface KernelDecl<B extends string = string, U extends string = string
   name: string;
   /** shaders/<shader>.wgsl */
   shader: string;
+  /** The WGSL itself, where it does not come from shaders/ (a user's kernel given to `r3gpu tune --kernel`). */
+  code?: string;
   bindings: Record<B, BindingSpec>;
   uniforms: Record<U, ScalarType>;
   /** Invocations per workgroup: the shader's `@workgroup_size(WG)`. */
@@ -112,7 +114,7 @@ export class Kernels {
     const flags = new Set(variant.flags ?? []);
     const constants = { ...SHADER_CONSTANTS, WG: decl.workgroupSize, ...decl.constants };
     const libs = decl.weights ? [SHADERS[`lib/weights_${variant.dtype!.toLowerCase()}`], SHADERS["lib/weight_layout"]] : [];
-    const code = SHADERS[decl.shader];
+    const code = decl.code ?? SHADERS[decl.shader];
     if (code === undefined) throw new Error(`kernel ${decl.name}: no shaders/${decl.shader}.wgsl`);
     return assemble([wgslConstants(constants), ...libs, preprocess(code, flags, decl.shader)]);
   }

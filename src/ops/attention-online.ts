@@ -21,9 +21,9 @@ export const ATTENTION = defineKernel({
 export const MAX_HEAD_DIM = ATTENTION.workgroupSize * MAX_DPT;
 
 class OnlineAttention extends SingleKernelOp<typeof ATTENTION> {
-  constructor(private readonly c: AttentionContext) {
+  constructor(private readonly c: AttentionContext, kernel: typeof ATTENTION) {
     const { b, dims: d } = c;
-    super(c.kernels, c.label, "attention", ATTENTION, { tokens: b.tokens, q: b.q, k_cache: b.kCache, v_cache: b.vCache, out: c.out });
+    super(c.kernels, c.label, "attention", kernel, { tokens: b.tokens, q: b.q, k_cache: b.kCache, v_cache: b.vCache, out: c.out });
     this.call.uniforms.set({ n_heads: d.nHeads, n_kv: d.nKv, D: d.headDim, slot_len: b.slotLen, scale: 1 / Math.sqrt(d.headDim) });
   }
 
@@ -37,11 +37,11 @@ class OnlineAttention extends SingleKernelOp<typeof ATTENTION> {
   }
 }
 
-const online = (slot: AttentionVariant["slot"]): AttentionVariant => ({
-  slot, name: "online", precision: "f32", requires: [], maxHeadDim: MAX_HEAD_DIM,
-  about: "a workgroup per (token, query head) over all of the token's keys, online softmax in blocks of 64",
-  create: (c) => new OnlineAttention(c),
-});
+/** A variant dispatched as the online kernel is (a user's kernel of the same contract too: see user-kernel.ts). */
+export function onlineVariant(slot: AttentionVariant["slot"], name: string, about: string, kernel = ATTENTION): AttentionVariant {
+  return { slot, name, precision: "f32", requires: [], maxHeadDim: MAX_HEAD_DIM, about, create: (c) => new OnlineAttention(c, kernel) };
+}
 
-export const ONLINE_DECODE = online("attention.decode");
-export const ONLINE_PREFILL = online("attention.prefill");
+const ABOUT = "a workgroup per (token, query head) over all of the token's keys, online softmax in blocks of 64";
+export const ONLINE_DECODE = onlineVariant("attention.decode", "online", ABOUT);
+export const ONLINE_PREFILL = onlineVariant("attention.prefill", "online", ABOUT);

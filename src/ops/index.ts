@@ -9,7 +9,7 @@ export { GatherRows, GATHER_ROWS } from "./gather.ts";
 export { Linear, LINEAR_BINDINGS, LINEAR_UNIFORMS, type LinearOptions, type LinearVariant, type LinearKernel } from "./linear.ts";
 export { LINEAR_ROWS, ROWS_DECODE, ROWS_PREFILL } from "./linear-rows.ts";
 export {
-  ALL_VARIANTS, ATTENTION_VARIANTS, DEFAULT_KERNELS, LINEAR_VARIANTS, parseKernelList, resolveKernels, supportedVariants,
+  allVariants, ATTENTION_VARIANTS, DEFAULT_KERNELS, LINEAR_VARIANTS, parseKernelList, resolveKernels, supportedVariants,
   type KernelChoice, type ModelKernels,
 } from "./kernel-variants.ts";
 export { DECODE_MAX_ROWS, isSupported, OP_SLOTS, pickVariant, type OpSlot, type Precision, type VariantInfo } from "./variant.ts";

@@ -5,9 +5,14 @@ import type { LinearVariant } from "./linear.ts";
 import { ROWS_DECODE, ROWS_PREFILL } from "./linear-rows.ts";
 import { isSupported, OP_SLOTS, pickVariant, type OpSlot, type VariantInfo } from "./variant.ts";
 
-export const LINEAR_VARIANTS: readonly LinearVariant[] = [ROWS_DECODE, ROWS_PREFILL];
-export const ATTENTION_VARIANTS: readonly AttentionVariant[] = [ONLINE_DECODE, ONLINE_PREFILL];
-export const ALL_VARIANTS: readonly VariantInfo[] = [...LINEAR_VARIANTS, ...ATTENTION_VARIANTS];
+// Mutable: a user's kernel (`r3gpu tune --kernel`) joins the candidates for the life of the process.
+export const LINEAR_VARIANTS: LinearVariant[] = [ROWS_DECODE, ROWS_PREFILL];
+export const ATTENTION_VARIANTS: AttentionVariant[] = [ONLINE_DECODE, ONLINE_PREFILL];
+
+/** Every variant of every slot, the user's included. */
+export function allVariants(): VariantInfo[] {
+  return [...LINEAR_VARIANTS, ...ATTENTION_VARIANTS];
+}
 
 /** A variant name per op slot. */
 export type KernelChoice = Record<OpSlot, string>;
@@ -41,7 +46,7 @@ export function parseKernelList(text: string, where = "R3GPU_KERNELS"): Partial<
     if (!OP_SLOTS.includes(slot as OpSlot) || !name || extra !== undefined) {
       throw new Error(`${where}: "${entry}" is not slot=variant; the slots are ${OP_SLOTS.join(", ")}`);
     }
-    const known = ALL_VARIANTS.filter((v) => v.slot === slot).map((v) => v.name);
+    const known = allVariants().filter((v) => v.slot === slot).map((v) => v.name);
     if (!known.includes(name)) throw new Error(`${where}: ${slot} has no variant "${name}" (it has ${known.join(", ")})`);
     out[slot as OpSlot] = name;
   }
@@ -50,5 +55,5 @@ export function parseKernelList(text: string, where = "R3GPU_KERNELS"): Partial<
 
 /** The variants of `slot` this device can run. */
 export function supportedVariants(device: GPUDevice, slot: OpSlot): VariantInfo[] {
-  return ALL_VARIANTS.filter((v) => v.slot === slot && isSupported(v, device));
+  return allVariants().filter((v) => v.slot === slot && isSupported(v, device));
 }

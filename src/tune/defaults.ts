@@ -2,7 +2,7 @@
 // A CPU driver keeps today's kernels, which were tuned on one; for GPUs the preferences follow the known-good designs
 // (split-K matrix-vector products, tiled matrix products, flash-decoding): estimates until measured on each card,
 // which the tuner does.
-import { ALL_VARIANTS, DEFAULT_KERNELS, type KernelChoice } from "../ops/kernel-variants.ts";
+import { allVariants, DEFAULT_KERNELS, type KernelChoice } from "../ops/kernel-variants.ts";
 import { isSupported, OP_SLOTS, type OpSlot } from "../ops/variant.ts";
 
 /** Most preferred first, per slot, for a GPU; the first that exists and the device supports is taken. */
@@ -23,7 +23,7 @@ export function staticKernels(device: GPUDevice, adapterInfo: Parameters<typeof 
   if (isCpuAdapter(adapterInfo)) return { ...DEFAULT_KERNELS };
   const out = { ...DEFAULT_KERNELS };
   for (const slot of OP_SLOTS) {
-    const pick = GPU_PREFERENCES[slot].find((name) => ALL_VARIANTS.some((v) => v.slot === slot && v.name === name && v.precision === "f32" && isSupported(v, device)));
+    const pick = GPU_PREFERENCES[slot].find((name) => allVariants().some((v) => v.slot === slot && v.name === name && v.precision === "f32" && isSupported(v, device)));
     if (pick) out[slot] = pick;
   }
   return out;
