@@ -3,9 +3,10 @@ import type { AttentionVariant } from "./attention.ts";
 import { ONLINE_DECODE, ONLINE_PREFILL } from "./attention-online.ts";
 import type { LinearVariant } from "./linear.ts";
 import { ROWS_DECODE, ROWS_PREFILL } from "./linear-rows.ts";
+import { SPLITK_DECODE, SPLITK_SUBGROUP_DECODE } from "./linear-splitk.ts";
 import { isSupported, OP_SLOTS, pickVariant, type OpSlot, type VariantInfo } from "./variant.ts";
 
-export const LINEAR_VARIANTS: readonly LinearVariant[] = [ROWS_DECODE, ROWS_PREFILL];
+export const LINEAR_VARIANTS: readonly LinearVariant[] = [ROWS_DECODE, ROWS_PREFILL, SPLITK_DECODE, SPLITK_SUBGROUP_DECODE];
 export const ATTENTION_VARIANTS: readonly AttentionVariant[] = [ONLINE_DECODE, ONLINE_PREFILL];
 export const ALL_VARIANTS: readonly VariantInfo[] = [...LINEAR_VARIANTS, ...ATTENTION_VARIANTS];
 
