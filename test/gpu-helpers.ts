@@ -1,7 +1,7 @@
 // Small helpers for tests that run kernels on a real WebGPU device (Dawn; lavapipe on a CPU-only
 // machine): one shared device per test file, storage buffers from typed arrays, read-back, weight
-// matrices in a stored dtype (optionally split by rows into parts), host-side dtype rounding, and a
-// seeded PRNG so that random inputs are reproducible.
+// matrices in a stored dtype (optionally split by rows into parts), host-side dtype rounding, a
+// seeded PRNG so that random inputs are reproducible, and the float64 references shared by test files.
 import { Kernels, type WeightDType } from "../src/gpu/kernel.ts";
 import { WEIGHT_LAYOUT } from "../src/gpu/layout.ts";
 import { DTYPE_BYTES, type GpuMatrix } from "../src/gpu/matrix.ts";
@@ -245,7 +245,34 @@ export function gpuMatrix(device: GPUDevice, name: string, values: ArrayLike<num
 }
 
 // ---------------------------------------------------------------------------------------------
-// Comparison
+// References and comparison
+
+/** The float32 unit roundoff u = 2^-24: the error bounds of the references are multiples of it. */
+export const F32_ROUNDOFF = 2 ** -24;
+
+/**
+ * Reference y rows computed from the rows xRows of x [T, K], and the error bound of each output:
+ * (K + 3) u * (sum_k |x w| + |bias| + |y0|), the gamma bound for K products and two more adds.
+ */
+export function linearRef(x: Float32Array, W: Float32Array, K: number, N: number, xRows: number[],
+  bias: Float32Array | undefined, y0: Float32Array | undefined): { y: Float64Array; bound: Float64Array } {
+  const y = new Float64Array(xRows.length * N);
+  const bound = new Float64Array(xRows.length * N);
+  xRows.forEach((m, r) => {
+    for (let n = 0; n < N; n++) {
+      let s = 0, mag = 0;
+      for (let kk = 0; kk < K; kk++) {
+        const p = x[m * K + kk] * W[n * K + kk];
+        s += p;
+        mag += Math.abs(p);
+      }
+      const b = bias ? bias[n] : 0, a = y0 ? y0[r * N + n] : 0;
+      y[r * N + n] = s + b + a;
+      bound[r * N + n] = (K + 3) * F32_ROUNDOFF * (mag + Math.abs(b) + Math.abs(a)) + 1e-30;
+    }
+  });
+  return { y, bound };
+}
 
 export interface CloseReport {
   /** Largest |actual - expected|. */

@@ -22,11 +22,11 @@ import { ropeTable } from "../src/model/rope.ts";
 import { SafetensorsWeights } from "../src/model/weights.ts";
 import type { TensorInfo } from "../src/model/safetensors.ts";
 import {
-  assertClose, encodeWeights, fromBf16Bits, fromF16Bits, gpuMatrix, mulberry32, normalF32, quantize, readF32, readU32,
-  testGpu, testKernels, uniformF32, upload, uploadF32, uploadU32, zeros,
+  assertClose, encodeWeights, F32_ROUNDOFF, fromBf16Bits, fromF16Bits, gpuMatrix, linearRef, mulberry32, normalF32, quantize,
+  readF32, readU32, testGpu, testKernels, uniformF32, upload, uploadF32, uploadU32, zeros,
 } from "./gpu-helpers.ts";
 
-const U = 2 ** -24; // float32 unit roundoff
+const U = F32_ROUNDOFF;
 const DTYPES: WeightDType[] = ["BF16", "F16", "F32"];
 
 const { device } = await testGpu();
@@ -220,30 +220,6 @@ interface LinearCase {
   lastRowOnly?: boolean;
   maxPartRows?: number;
   seed: number;
-}
-
-/**
- * Reference y rows computed from the rows xRows of x [T, K], and the error bound of each output:
- * (K + 3) u * (sum_k |x w| + |bias| + |y0|), the gamma bound for K products and two more adds.
- */
-function linearRef(x: Float32Array, W: Float32Array, K: number, N: number, xRows: number[],
-  bias: Float32Array | undefined, y0: Float32Array | undefined): { y: Float64Array; bound: Float64Array } {
-  const y = new Float64Array(xRows.length * N);
-  const bound = new Float64Array(xRows.length * N);
-  xRows.forEach((m, r) => {
-    for (let n = 0; n < N; n++) {
-      let s = 0, mag = 0;
-      for (let kk = 0; kk < K; kk++) {
-        const p = x[m * K + kk] * W[n * K + kk];
-        s += p;
-        mag += Math.abs(p);
-      }
-      const b = bias ? bias[n] : 0, a = y0 ? y0[r * N + n] : 0;
-      y[r * N + n] = s + b + a;
-      bound[r * N + n] = (K + 3) * U * (mag + Math.abs(b) + Math.abs(a)) + 1e-30;
-    }
-  });
-  return { y, bound };
 }
 
 async function checkLinear(c: LinearCase, variant: LinearVariant): Promise<void> {

@@ -35,6 +35,11 @@ export interface KernelDecl<B extends string = string, U extends string = string
   overrides?: Record<string, "u32" | "f32" | "bool">;
   /** Preprocessor flags the shader tests with #if, besides those of optional bindings. */
   flags?: string[];
+  /**
+   * Flags of `flags` that are set in every pipeline of this declaration: members of one family that share a
+   * shader and differ in an #if block (e.g. SUBGROUPS, whose `enable subgroups;` only some adapters accept).
+   */
+  defines?: string[];
   /** Reads weight matrices: compiled per dtype with shaders/lib/weights_<dtype>.wgsl and lib/weight_layout.wgsl. */
   weights?: boolean;
 }
@@ -111,7 +116,7 @@ export class Kernels {
   /** The WGSL module of a kernel variant: constants, weight access (for weight kernels), then the shader. */
   source(decl: KernelDecl, variant: Variant = {}): string {
     if (decl.weights && !variant.dtype) throw new Error(`kernel ${decl.name} reads weights: give a dtype`);
-    const flags = new Set(variant.flags ?? []);
+    const flags = new Set([...(decl.defines ?? []), ...(variant.flags ?? [])]);
     const constants = { ...SHADER_CONSTANTS, WG: decl.workgroupSize, ...decl.constants };
     const libs = decl.weights ? [SHADERS[`lib/weights_${variant.dtype!.toLowerCase()}`], SHADERS["lib/weight_layout"]] : [];
     const code = decl.code ?? SHADERS[decl.shader];

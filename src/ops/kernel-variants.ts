@@ -3,10 +3,11 @@ import type { AttentionVariant } from "./attention.ts";
 import { ONLINE_DECODE, ONLINE_PREFILL } from "./attention-online.ts";
 import type { LinearVariant } from "./linear.ts";
 import { ROWS_DECODE, ROWS_PREFILL } from "./linear-rows.ts";
+import { SPLITK_DECODE, SPLITK_SUBGROUP_DECODE } from "./linear-splitk.ts";
 import { isSupported, OP_SLOTS, pickVariant, type OpSlot, type VariantInfo } from "./variant.ts";
 
 // Mutable: a user's kernel (`r3gpu tune --kernel`) joins the candidates for the life of the process.
-export const LINEAR_VARIANTS: LinearVariant[] = [ROWS_DECODE, ROWS_PREFILL];
+export const LINEAR_VARIANTS: LinearVariant[] = [ROWS_DECODE, ROWS_PREFILL, SPLITK_DECODE, SPLITK_SUBGROUP_DECODE];
 export const ATTENTION_VARIANTS: AttentionVariant[] = [ONLINE_DECODE, ONLINE_PREFILL];
 
 /** Every variant of every slot, the user's included. */
