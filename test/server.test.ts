@@ -390,6 +390,59 @@ describe("server", () => {
   });
 });
 
+// A model of 4 KV-cache slots: chats decode together (3 at once, one slot kept for embeddings) and concurrent
+// embedding requests share forward passes; everything as the same requests give one at a time.
+describe("batching", () => {
+  let batched: Engine;
+  let url: string;
+  before(async () => {
+    batched = await Engine.load(device, nodeModelDir(tinyDir), { maxSeqLen: 4096, maxBatch: 4 });
+    url = (await startServer({ engine: batched, modelDir: tinyDir, tokenizerThread, modelId: MODEL, port: 0, log: () => {} })
+      .then((s) => { servers.push(s); return s; })).url;
+  });
+  after(() => batched.destroy());
+
+  const metric = async (name: string) => {
+    const text = await (await fetch(`${url}/metrics`)).text();
+    return Number(new RegExp(`^${name} (\\S+)$`, "m").exec(text)![1]);
+  };
+
+  test("16 concurrent embedding requests share forward passes and each gets its own golden embedding", async () => {
+    const before = await metric("r3gpu_embedding_batches");
+    const replies = await Promise.all(Array.from({ length: 16 }, (_, i) => post(url, "/v1/embeddings", { input: documents[i % 3].input })));
+    replies.forEach((r, i) => {
+      assert.equal(r.status, 200);
+      assertEmbedding(r.body.data[0].embedding, documents[i % 3].hidden_normalized, `request ${i}`);
+    });
+    const batches = (await metric("r3gpu_embedding_batches")) - before;
+    assert.ok(batches >= 1 && batches < 16, `${batches} forward batches for 16 requests`);
+  });
+
+  test("chats decode together, each as it does alone", async () => {
+    const prompts = ["Hi", "Tell me a story.", "What is 2+2?"];
+    const replies = prompts.map((content, i) => post(url, "/v1/chat/completions", { messages: [{ role: "user", content }], max_tokens: 30 + 10 * i, temperature: 0 }));
+    await until("the chats to run together", async () => (await get(url, "/health")).body.queue.running >= 2);
+    for (const [i, r] of (await Promise.all(replies)).entries()) {
+      assert.equal(r.status, 200);
+      assert.equal(r.body.choices[0].message.content, (await expectedChat(prompts[i], { maxNewTokens: 30 + 10 * i, doSample: false })).text, prompts[i]);
+    }
+  });
+
+  test("an embedding does not wait for a long generation; a client that leaves drops out of the batch", async () => {
+    const long = new AbortController();
+    const stream = await longStream(url, long.signal);
+    const t0 = Date.now();
+    const r = await post(url, "/v1/embeddings", { input: documents[1].input });
+    assert.equal(r.status, 200);
+    assertEmbedding(r.body.data[0].embedding, documents[1].hidden_normalized, "beside the generation");
+    assert.equal((await get(url, "/health")).body.queue.running, 1, "the generation still runs");
+    assert.ok(Date.now() - t0 < 5000, `the embedding took ${Date.now() - t0} ms beside a 3000-token generation`);
+    await stream.next();
+    long.abort();
+    await until("the generation to leave", async () => (await get(url, "/health")).body.queue.running === 0, 3000);
+  });
+});
+
 describe("server limits", () => {
   test("a full queue answers 503 with Retry-After; a queued client that leaves frees its place", async () => {
     const s = await start({ maxQueue: 1 });
@@ -718,8 +771,9 @@ describe("hostile input", () => {
 
   test("a long input within the byte bound is tokenized off the event loop: /health keeps answering", async () => {
     const s = await start();
-    // 100 KB of one word: seconds of tokenizing, and 12,500 tokens, over max_length 1024.
-    const word = "a".repeat(100_000);
+    // 100 KB of words: seconds of tokenizing, and some 20,000 tokens, over max_length 1024 (one word of that length is
+    // refused at once, before tokenizing: see the tokenizer's bound on unsplit runs).
+    const word = "word ".repeat(20_000);
     const tokens = r3.prepare(word).truncation!.tokens;
     const reply = post(s.url, "/v1/embeddings", { input: word });
     const health = await healthDuring(s.url, reply);
@@ -962,7 +1016,8 @@ describe("r3gpu serve (the command)", () => {
       const stream = events(res)[Symbol.asyncIterator]();
       const first = await stream.next();
       const plain = post(url, "/v1/chat/completions", { messages: [{ role: "user", content: "Hello" }], max_tokens: 20, temperature: 0 });
-      await until("the plain request to wait", async () => (await get(url, "/health")).body.queue.waiting === 1);
+      // The default --batch-size decodes the two chats together.
+      await until("both chats to run", async () => (await get(url, "/health")).body.queue.running === 2);
       child.kill("SIGTERM");
       await until("the signal to be handled", async () => stderr.includes("SIGTERM"));
       const refused = await new Promise<string | undefined>((resolve) => {

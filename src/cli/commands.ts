@@ -123,6 +123,9 @@ export const SERVE = defineCommand({
     "max-inputs": integer("strings per embeddings request", { min: 1, default: 256 }),
     "max-body": integer("the largest request body", { min: 1, default: 4 << 20, metavar: "BYTES" }),
     "max-new-tokens": MAX_NEW_TOKENS,
+    "batch-size": integer("sequences on the GPU at once: chats decode together, one KV-cache slot of --context tokens " +
+      "each (one slot stays for embeddings)", { min: 1, max: 64, default: 4 }),
+    "max-batch-tokens": integer("prompt tokens of concurrent embedding requests run together", { min: 1, default: 4096 }),
     quiet: boolean("leave out the line logged per request"),
   },
   examples: ["serve models/tiny-qwen2 --port 8080"],

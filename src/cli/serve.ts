@@ -28,13 +28,14 @@ export async function serve({ positionals, flags: values }: ServeArgs): Promise<
     // The KV cache serves chat as well as embeddings and search: 4096 tokens unless asked otherwise, and never
     // fewer than an embedding may take.
     maxSeqLen: Math.max(context ?? 4096, maxLength, database?.maxLength ?? 0),
+    maxBatch: values["batch-size"],
     ...load,
   }));
   const search = await database?.backend(engine, modelDir);
   const modelId = values["model-id"] ?? basename(dirPath);
   const server = await startServer({
     engine, modelDir: dirPath, modelId, host: values.host, port, apiKey, search, maxLength, truncate: values.truncate, maxQueue,
-    maxInputs, maxBodyBytes, maxNewTokens, quiet: values.quiet,
+    maxInputs, maxBodyBytes, maxNewTokens, maxBatchTokens: values["max-batch-tokens"], quiet: values.quiet,
   });
   console.error(`r3gpu serve: model ${modelId} on ${info.description || info.vendor || "WebGPU adapter"}` +
     (db ? `, searching ${db}` : "") + (apiKey ? ", API key required" : ""));

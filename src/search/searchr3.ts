@@ -290,8 +290,15 @@ export class SearchR3 {
    * any other text is wrapped in the document (or query) prompt.
    */
   async encode(texts: readonly string[], opts: EncodeOptions = {}): Promise<Float32Array[]> {
+    return this.encodeIds(texts.map((text, index) => this.prepare(text, opts.kind ?? "document", index).ids), opts);
+  }
+
+  /**
+   * The embeddings of texts already prepared (`prepare`'s ids: each ends with the embed token, within maxLength),
+   * batchSize of them packed into each forward pass.
+   */
+  async encodeIds(prepared: readonly (readonly number[])[], opts: Omit<EncodeOptions, "kind"> = {}): Promise<Float32Array[]> {
     const batchSize = this.checkBatchSize(opts.batchSize);
-    const prepared = texts.map((text, index) => this.prepare(text, opts.kind ?? "document", index).ids);
     const { model } = this.engine;
     const out: Float32Array[] = [];
     while (out.length < prepared.length) {
@@ -305,7 +312,7 @@ export class SearchR3 {
       for (const r of rows) {
         const hidden = r.captured.get("final_norm")!;
         out.push(opts.normalize ?? true ? l2normalize(hidden) : hidden);
-        opts.onProgress?.(out.length, texts.length);
+        opts.onProgress?.(out.length, prepared.length);
       }
     }
     return out;

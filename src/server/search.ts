@@ -26,18 +26,16 @@ export async function openDatabase(uri: string): Promise<Database> {
     maxLength: settings.maxLength,
     async backend(engine, modelDir) {
       index.checkModel(await modelIdentity(modelDir));
-      // Searches run one at a time (in the server's GPU queue), so one flag tells each whether SearchR3 cut a text.
-      let truncated = false;
-      const r3 = new SearchR3(engine, { ...searchR3Options(index.settings), onWarning: () => { truncated = true; } });
+      // Searches run together (batched), so truncation is read per query from prepare and generate, not from warnings.
+      const r3 = new SearchR3(engine, { ...searchR3Options(index.settings), onWarning: () => {} });
       return {
         maxLength: settings.maxLength,
         // As searchQuery (the CLI's `search`), with the steps apart so that a cancelled reasoning stops here.
         async search(query, { k, reasoning, maxNewTokens, signal }) {
-          truncated = false;
           if (!reasoning) {
-            const promptTokens = r3.prepare(query, "query").ids.length;
-            const results = await index.search(await r3.encodeQuery(query), k);
-            return { results, truncated, promptTokens };
+            const prepared = r3.prepare(query, "query");
+            const [vector] = await r3.encodeIds([prepared.ids]);
+            return { results: await index.search(vector, k), truncated: prepared.truncation !== undefined, promptTokens: prepared.ids.length };
           }
           const [thought] = await r3.generate([query], { maxNewTokens, signal });
           if (signal.aborted) throw new JobAbortedError();
@@ -50,7 +48,7 @@ export async function openDatabase(uri: string): Promise<Database> {
               stopReason: thought.stopReason,
               tokens: thought.generation.ids.length,
             },
-            truncated,
+            truncated: thought.truncations.length > 0,
             promptTokens: thought.generation.prefillTokens,
           };
         },

@@ -1,15 +1,18 @@
 // An OpenAI-compatible HTTP server over one loaded model: embeddings (Search-R3), chat completions (streamed as
 // server-sent events on request), the model list, a health check, Prometheus metrics and, with a database, search.
-// Every GPU job goes through one bounded queue, since the model holds one sequence at a time; tokenizing happens in
-// a worker thread, so that neither keeps the event loop from answering other clients.
+// Requests are batched on the GPU: chat completions and reasoning decode together (a new one joining the running
+// batch at the next step, one KV-cache slot each), and the embeddings of concurrent requests go into shared forward
+// passes (EmbeddingBatcher) between those steps. Generations wait in a bounded queue for a slot (one slot stays free
+// for embeddings, so that no embedding waits behind a long generation); tokenizing happens in a worker thread, so
+// that none of it keeps the event loop from answering other clients. A model of one slot serves one job at a time.
 import { createHash, randomUUID, timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { l2normalize } from "../search/similarity.ts";
-import { SearchR3, type Reasoning } from "../search/searchr3.ts";
+import { DEFAULT_REASONING_TOKENS, SearchR3, type Reasoning } from "../search/searchr3.ts";
 import type { Engine } from "../text/engine.ts";
 import type { GenerateOptions, GenerateResult } from "../text/generate.ts";
 import { TokenizerInputError } from "../text/tokenizer.ts";
+import { EmbeddingBatcher } from "./batcher.ts";
 import { ApiError, badRequest, EventStream, readJsonBody, sendError, sendJson } from "./http.ts";
 import { CONTENT_TYPE, Counter, Gauge, Histogram, Registry } from "./metrics.ts";
 import { GpuQueue, JobAbortedError, QueueFullError, type Work } from "./queue.ts";
@@ -64,8 +67,10 @@ export interface ServerOptions {
   maxBodyBytes?: number;
   /** Largest k of /search. Default 100. */
   maxK?: number;
-  /** The cap on reasoning tokens where a request sets no max_new_tokens. Default 256. */
+  /** The cap on reasoning tokens where a request sets no max_new_tokens. Default DEFAULT_REASONING_TOKENS (256). */
   maxNewTokens?: number;
+  /** Prompt tokens of the embedding requests batched into one run (text-embeddings-inference's --max-batch-tokens). Default 4096. */
+  maxBatchTokens?: number;
   /** Leave out the line per request. Default false. */
   quiet?: boolean;
   /** Where request lines, warnings and unexpected errors go. Default console.error. */
@@ -89,8 +94,8 @@ interface Exchange {
 type Handler = (req: IncomingMessage, res: ServerResponse, x: Exchange) => Promise<void>;
 
 const EMBED_TOKEN = "<|embed_token|>";
-/** Reasoning is the slowest thing a request can ask for; unbounded, it runs to max_length (minutes on a big model). */
-const DEFAULT_MAX_NEW_TOKENS = 256;
+/** Tokens of the embedding requests batched together: a run of a few seconds on a CPU adapter, far less on a GPU. */
+const DEFAULT_MAX_BATCH_TOKENS = 4096;
 /** The status logged for a request whose client left before its response was complete (nginx's convention). */
 const CLIENT_CLOSED = 499;
 
@@ -99,18 +104,20 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const { model, tokenizer } = engine;
   const maxBodyBytes = opts.maxBodyBytes ?? 4 << 20;
   const maxInputs = opts.maxInputs ?? 256;
-  const maxNewTokens = opts.maxNewTokens ?? DEFAULT_MAX_NEW_TOKENS;
+  const maxNewTokens = opts.maxNewTokens ?? DEFAULT_REASONING_TOKENS;
   const log = opts.log ?? ((message: string) => console.error(message));
-  const queue = new GpuQueue(opts.maxQueue ?? 64);
+  const maxQueue = opts.maxQueue ?? 64;
+  // One slot kept for embeddings where there are several; with one, jobs take turns.
+  const queue = new GpuQueue(maxQueue, Math.max(1, model.maxBatch - 1));
   const thread = opts.tokenizerThread ?? new TokenizerThread(opts.modelDir, { vocabSize: model.config.vocabSize, maxSeqLen: model.maxSeqLen });
   const startedAt = Math.floor(Date.now() / 1000);
   const embedLength = opts.maxLength ?? Math.min(1024, model.maxSeqLen);
-  // Jobs run one at a time, so one flag tells each reasoned embedding whether SearchR3 cut its text.
-  let truncated = false;
-  // A plain Qwen2 model can still chat; embeddings need a Search-R3 tokenizer with the embed token.
+  // A plain Qwen2 model can still chat; embeddings need a Search-R3 tokenizer with the embed token. Truncation is
+  // reported per text (prepare's and generate's), so the warning callback has nothing left to say.
   const embedder = tokenizer.tokenId(EMBED_TOKEN) !== undefined && engine.chatTemplate
-    ? new SearchR3(engine, { maxLength: embedLength, onWarning: () => { truncated = true; } })
+    ? new SearchR3(engine, { maxLength: embedLength, onWarning: () => {} })
     : undefined;
+  const batcher = embedder && new EmbeddingBatcher(embedder, opts.maxBatchTokens ?? DEFAULT_MAX_BATCH_TOKENS);
   // The chat template ends an assistant turn with the tokenizer's EOS (<|im_end|>), which config.json may not list.
   const chatStopIds = tokenizer.eosTokenId === undefined ? [] : [tokenizer.eosTokenId];
   // Digests have equal lengths whatever the key lengths, as timingSafeEqual requires.
@@ -122,7 +129,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     "Tokens the model ran, by route and kind (prompt: read in; completion: generated)."));
   const requestSeconds = metrics.add(new Histogram("r3gpu_request_duration_seconds", "Time from a request's arrival to its response's end."));
   const queueSeconds = metrics.add(new Histogram("r3gpu_queue_wait_seconds", "Time a GPU job waited in the queue before it ran."));
-  metrics.add(new Gauge("r3gpu_queue_running", "GPU jobs running (0 or 1).", () => queue.stats.running));
+  metrics.add(new Gauge("r3gpu_queue_running", "GPU jobs running (batched together on the GPU).", () => queue.stats.running));
+  metrics.add(new Gauge("r3gpu_embedding_batches", "Forward batches of embeddings run so far.", () => batcher?.batches ?? 0));
   metrics.add(new Gauge("r3gpu_queue_waiting", "GPU jobs waiting for the GPU.", () => queue.stats.waiting));
   metrics.add(new Gauge("r3gpu_queue_max_waiting", "GPU jobs that may wait before requests get 503.", () => queue.maxWaiting));
 
@@ -141,13 +149,13 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     return { limit: maxTokens * perToken, perToken };
   }
 
-  /** The L2-normalized final-norm hidden state at the last id, as SearchR3.encode computes it from its prepared ids. */
-  async function embedIds(ids: number[]): Promise<Float32Array> {
-    model.reset();
-    const { captured } = await model.prefill(ids, { capture: ["final_norm"] });
-    const H = model.config.hiddenSize;
-    return l2normalize(captured.get("final_norm")!.subarray((ids.length - 1) * H, ids.length * H));
-  }
+  /**
+   * Embeddings of prepared texts through the batcher: on a model of several slots at once (they wait for the running
+   * batch of embeddings, never for generations), on a model of one slot as a job of the queue.
+   */
+  const embed = (ids: number[][], signal: AbortSignal): Promise<Float32Array[]> => model.maxBatch > 1
+    ? batcher!.embed(ids, signal)
+    : gpu((jobSignal) => batcher!.embed(ids, jobSignal), signal);
 
   const embeddings: Handler = async (req, res, x) => {
     const body = parseEmbeddingsRequest(await readJsonBody(req, maxBodyBytes),
@@ -176,22 +184,19 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       ? await Promise.all(texts.map(async (t, i) => prepared[i].truncation ? (await thread.head(t, embedLength, x.signal)).text : t))
       : texts;
     const cap = body.maxNewTokens ?? maxNewTokens;
-    const items = await gpu(async (jobSignal) => {
-      const out: { vector: Float32Array; promptTokens: number; truncated: boolean; thought?: Reasoning }[] = [];
-      for (const [i, p] of prepared.entries()) {
-        if (jobSignal.aborted) throw new JobAbortedError();
-        if (!body.reasoning) {
-          out.push({ vector: await embedIds(p.ids), promptTokens: p.ids.length, truncated: p.truncation !== undefined });
-          continue;
-        }
-        truncated = false;
-        const [thought] = await embedder.generate([queries[i]], { maxNewTokens: cap, signal: jobSignal });
-        if (jobSignal.aborted) throw new JobAbortedError();
-        const [vector] = await embedder.encode([thought.text], { kind: "query" });
-        out.push({ vector, promptTokens: thought.generation.prefillTokens, truncated, thought });
-      }
-      return out;
-    }, x.signal);
+    let items: { vector: Float32Array; promptTokens: number; truncated: boolean; thought?: Reasoning }[];
+    if (!body.reasoning) {
+      const vectors = await embed(prepared.map((p) => p.ids), x.signal);
+      items = prepared.map((p, i) => ({ vector: vectors[i], promptTokens: p.ids.length, truncated: p.truncation !== undefined }));
+    } else {
+      // The queries reason together (one job, batched in the scheduler); their texts, fitted to max_length, embed together.
+      const thoughts = await gpu((jobSignal) => embedder.generate(queries, { maxNewTokens: cap, signal: jobSignal }), x.signal);
+      if (x.signal.aborted) throw new JobAbortedError();
+      const vectors = await embed(thoughts.map((t) => embedder.prepare(t.text, "query").ids), x.signal);
+      items = thoughts.map((thought, i) => ({
+        vector: vectors[i], promptTokens: thought.generation.prefillTokens, truncated: thought.truncations.length > 0, thought,
+      }));
+    }
     x.promptTokens = items.reduce((n, e) => n + e.promptTokens, 0);
     x.completionTokens = items.reduce((n, e) => n + (e.thought?.generation.ids.length ?? 0), 0);
     sendJson(res, 200, {
@@ -234,9 +239,9 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     x.promptTokens = promptIds.length;
     const generation = (onStart: () => void, onText: (text: string) => void) => gpu(async (jobSignal) => {
       onStart();
-      const stream = engine.generateStream({ ids: promptIds }, options);
+      // A client that goes away leaves the batch before its next token.
+      const stream = engine.generateStream({ ids: promptIds }, { ...options, signal: jobSignal });
       for (;;) {
-        // Between tokens: a client that went away frees the GPU after at most one more step.
         if (jobSignal.aborted) throw new JobAbortedError();
         const step = await stream.next();
         if (step.done) {

@@ -82,8 +82,15 @@ export async function* generateStream(
   model: Qwen2Model, tokenizer: TextTokenizer, prompt: Prompt, opts: GenerateOptions = {},
 ): AsyncGenerator<string, GenerateResult, undefined> {
   const handle = submit(model, tokenizer, prompt, opts);
-  for await (const chunk of handle.chunks) yield chunk;
-  return handle.result;
+  let finished = false;
+  try {
+    for await (const chunk of handle.chunks) yield chunk;
+    finished = true;
+    return await handle.result;
+  } finally {
+    // A reader that stops early (return(), a break out of for await) leaves the batch rather than run on unread.
+    if (!finished) handle.cancel();
+  }
 }
 
 /** Many generations at once, batched on the GPU; results in the order of the prompts. */
@@ -110,15 +117,20 @@ export async function* generateBatchStream(
   const readers = handles.map((h) => h.chunks[Symbol.asyncIterator]());
   const next = (index: number) => readers[index].next().then((r) => ({ index, r }));
   const inFlight = new Map(readers.map((_, i) => [i, next(i)]));
-  while (inFlight.size > 0) {
-    const { index, r } = await Promise.race(inFlight.values());
-    if (r.done) inFlight.delete(index);
-    else {
-      inFlight.set(index, next(index));
-      yield { index, text: r.value };
+  try {
+    while (inFlight.size > 0) {
+      const { index, r } = await Promise.race(inFlight.values());
+      if (r.done) inFlight.delete(index);
+      else {
+        inFlight.set(index, next(index));
+        yield { index, text: r.value };
+      }
     }
+    return await Promise.all(handles.map((h) => h.result));
+  } finally {
+    // Those still running when the reader stops early leave the batch (a no-op for the finished).
+    for (const index of inFlight.keys()) handles[index].cancel();
   }
-  return Promise.all(handles.map((h) => h.result));
 }
 
 function submit(model: Qwen2Model, tokenizer: TextTokenizer, prompt: Prompt, opts: GenerateOptions): GenerationHandle {

@@ -13,6 +13,8 @@ export interface GenerationHandle {
   /** Chunks of text in order (never half a character, never text a stop string might claim). */
   chunks: AsyncIterable<string>;
   result: Promise<GenerateResult>;
+  /** Gives the generation up: it leaves the batch before its next token (its result says "aborted"). */
+  cancel(): void;
 }
 
 interface Entry {
@@ -77,7 +79,7 @@ export class Scheduler {
       this.waiting.push(entry);
       this.kick();
     }
-    return { chunks: this.reader(entry), result };
+    return { chunks: this.reader(entry), result, cancel: () => seq.cancel() };
   }
 
   /**

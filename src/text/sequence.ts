@@ -41,6 +41,8 @@ export class GenerationSequence {
   private stopReason: StopReason;
   private stopId: number | undefined;
   private done = false;
+  /** Set when the caller gives the generation up (its stream closed early): as good as an aborted signal. */
+  private cancelled = false;
 
   /** `room`: positions the model's KV cache has for this sequence. */
   constructor(readonly promptIds: readonly number[], tokenizer: TextTokenizer, defaultEos: readonly number[], room: number,
@@ -69,7 +71,11 @@ export class GenerationSequence {
   }
 
   get aborted(): boolean {
-    return this.opts.signal?.aborted === true;
+    return this.cancelled || this.opts.signal?.aborted === true;
+  }
+
+  cancel(): void {
+    this.cancelled = true;
   }
 
   /** The next token from the step's result: the GPU's argmax, or the host's choice from the logits. */
@@ -95,7 +101,7 @@ export class GenerationSequence {
       return chunk;
     }
     if (this.ids.length >= this.limit) return chunk + this.end();
-    if (this.opts.signal?.aborted) {
+    if (this.aborted) {
       this.stopReason = "aborted";
       chunk += this.end();
     }
