@@ -33,6 +33,11 @@ export interface KernelDecl<B extends string = string, U extends string = string
   overrides?: Record<string, "u32" | "f32" | "bool">;
   /** Preprocessor flags the shader tests with #if, besides those of optional bindings. */
   flags?: string[];
+  /**
+   * Flags (of `flags`) set in every pipeline of this declaration: members of one shader that differ in what they
+   * enable (e.g. F16, whose `enable f16;` line only a device with shader-f16 compiles).
+   */
+  defines?: string[];
   /** Reads weight matrices: compiled per dtype with shaders/lib/weights_<dtype>.wgsl and lib/weight_layout.wgsl. */
   weights?: boolean;
 }
@@ -109,7 +114,7 @@ export class Kernels {
   /** The WGSL module of a kernel variant: constants, weight access (for weight kernels), then the shader. */
   source(decl: KernelDecl, variant: Variant = {}): string {
     if (decl.weights && !variant.dtype) throw new Error(`kernel ${decl.name} reads weights: give a dtype`);
-    const flags = new Set(variant.flags ?? []);
+    const flags = new Set([...(decl.defines ?? []), ...(variant.flags ?? [])]);
     const constants = { ...SHADER_CONSTANTS, WG: decl.workgroupSize, ...decl.constants };
     const libs = decl.weights ? [SHADERS[`lib/weights_${variant.dtype!.toLowerCase()}`], SHADERS["lib/weight_layout"]] : [];
     const code = SHADERS[decl.shader];
