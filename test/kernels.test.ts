@@ -8,7 +8,9 @@
 //   first order), so a dot product of length K with bias and accumulate adds is within
 //   (K + 3) u * (sum |x w| + |bias| + |y0|);
 // - WGSL's exp is accurate to (3 + 2|x|) ULP and inverseSqrt to 2 ULP;
-// - gathers, copies and dtype widening are exact and compared bit for bit.
+// - gathers, copies and dtype widening are exact and compared bit for bit;
+// - linear variants that compute in f16 (precision "f16") have their own bound, derived from f16's
+//   precision at linearRef in test/gpu-helpers.ts; checkLinear picks the bound by the variant's precision.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { BufferSet } from "../src/gpu/buffers.ts";
@@ -22,7 +24,7 @@ import { ropeTable } from "../src/model/rope.ts";
 import { SafetensorsWeights } from "../src/model/weights.ts";
 import type { TensorInfo } from "../src/model/safetensors.ts";
 import {
-  assertClose, encodeWeights, fromBf16Bits, fromF16Bits, gpuMatrix, mulberry32, normalF32, quantize, readF32, readU32,
+  assertClose, encodeWeights, fromBf16Bits, fromF16Bits, gpuMatrix, linearRef, mulberry32, normalF32, quantize, readF32, readU32,
   testGpu, testKernels, uniformF32, upload, uploadF32, uploadU32, zeros,
 } from "./gpu-helpers.ts";
 
@@ -222,30 +224,6 @@ interface LinearCase {
   seed: number;
 }
 
-/**
- * Reference y rows computed from the rows xRows of x [T, K], and the error bound of each output:
- * (K + 3) u * (sum_k |x w| + |bias| + |y0|), the gamma bound for K products and two more adds.
- */
-function linearRef(x: Float32Array, W: Float32Array, K: number, N: number, xRows: number[],
-  bias: Float32Array | undefined, y0: Float32Array | undefined): { y: Float64Array; bound: Float64Array } {
-  const y = new Float64Array(xRows.length * N);
-  const bound = new Float64Array(xRows.length * N);
-  xRows.forEach((m, r) => {
-    for (let n = 0; n < N; n++) {
-      let s = 0, mag = 0;
-      for (let kk = 0; kk < K; kk++) {
-        const p = x[m * K + kk] * W[n * K + kk];
-        s += p;
-        mag += Math.abs(p);
-      }
-      const b = bias ? bias[n] : 0, a = y0 ? y0[r * N + n] : 0;
-      y[r * N + n] = s + b + a;
-      bound[r * N + n] = (K + 3) * U * (mag + Math.abs(b) + Math.abs(a)) + 1e-30;
-    }
-  });
-  return { y, bound };
-}
-
 async function checkLinear(c: LinearCase, variant: LinearVariant): Promise<void> {
   const { dtype, K, N, T } = c;
   const rand = mulberry32(c.seed);
@@ -267,7 +245,7 @@ async function checkLinear(c: LinearCase, variant: LinearVariant): Promise<void>
   await run(ops, c.lastRowOnly ? { ...sequenceStep(T, 0), outputs: 1 } : sequenceStep(T, 0));
   const got = await readF32(device, y, y0.length);
   const xRows = c.lastRowOnly ? [T - 1] : Array.from({ length: outRows }, (_, m) => m);
-  const { y: ref, bound } = linearRef(xv, Wv, K, N, xRows, biasV, c.accumulate ? y0 : undefined);
+  const { y: ref, bound } = linearRef(xv, Wv, K, N, xRows, biasV, c.accumulate ? y0 : undefined, { precision: variant.precision, dtype });
   const what = `linear ${variant.slot}=${variant.name} ${dtype} T=${T} K=${K} N=${N}`;
   assertClose(got.subarray(0, outRows * N), ref, (i) => bound[i], what);
   assertBitsEqual(got.subarray(outRows * N), y0.subarray(outRows * N), `${what}: rows past the output untouched`);
@@ -321,7 +299,7 @@ test(`Linear[${name}] F16: W loaded by SafetensorsWeights.matrix with a binding 
   const op = new Linear(k, uploadF32(device, xv), W, y, { variants: { decode: v, prefill: v } });
   for (const T of [5, 1]) {
     await run(op, sequenceStep(T, 0));
-    const { y: ref, bound } = linearRef(xv, Wv, K, N, Array.from({ length: T }, (_, m) => m), undefined, undefined);
+    const { y: ref, bound } = linearRef(xv, Wv, K, N, Array.from({ length: T }, (_, m) => m), undefined, undefined, { precision: v.precision, dtype });
     assertClose(await readF32(device, y, T * N), ref, (i) => bound[i], `uploaded linear T=${T}`);
   }
 });

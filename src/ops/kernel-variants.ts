@@ -3,9 +3,11 @@ import type { AttentionVariant } from "./attention.ts";
 import { ONLINE_DECODE, ONLINE_PREFILL } from "./attention-online.ts";
 import type { LinearVariant } from "./linear.ts";
 import { ROWS_DECODE, ROWS_PREFILL } from "./linear-rows.ts";
+import { forDevice, SUBGROUP_MATRIX_PREFILL } from "./linear-subgroup-matrix.ts";
+import { TILED_F16_PREFILL, TILED_PREFILL } from "./linear-tiled.ts";
 import { isSupported, OP_SLOTS, pickVariant, type OpSlot, type VariantInfo } from "./variant.ts";
 
-export const LINEAR_VARIANTS: readonly LinearVariant[] = [ROWS_DECODE, ROWS_PREFILL];
+export const LINEAR_VARIANTS: readonly LinearVariant[] = [ROWS_DECODE, ROWS_PREFILL, TILED_PREFILL, TILED_F16_PREFILL, SUBGROUP_MATRIX_PREFILL];
 export const ATTENTION_VARIANTS: readonly AttentionVariant[] = [ONLINE_DECODE, ONLINE_PREFILL];
 export const ALL_VARIANTS: readonly VariantInfo[] = [...LINEAR_VARIANTS, ...ATTENTION_VARIANTS];
 
@@ -25,7 +27,8 @@ export interface ModelKernels {
 /** The variants named by `choice` (DEFAULT_KERNELS for the slots it leaves out), checked against the device. */
 export function resolveKernels(device: GPUDevice, choice: Partial<KernelChoice> = {}): ModelKernels {
   const names = { ...DEFAULT_KERNELS, ...choice };
-  const linear = (slot: OpSlot) => pickVariant(LINEAR_VARIANTS, slot, names[slot], device);
+  // forDevice: the subgroup-matrix variant takes the matrix sizes the adapter has.
+  const linear = (slot: OpSlot) => forDevice(pickVariant(LINEAR_VARIANTS, slot, names[slot], device), device);
   const attention = (slot: OpSlot) => pickVariant(ATTENTION_VARIANTS, slot, names[slot], device);
   return {
     linear: { decode: linear("linear.decode"), prefill: linear("linear.prefill") },
