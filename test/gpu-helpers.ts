@@ -6,6 +6,7 @@ import { Kernels, type WeightDType } from "../src/gpu/kernel.ts";
 import { WEIGHT_LAYOUT } from "../src/gpu/layout.ts";
 import { DTYPE_BYTES, type GpuMatrix } from "../src/gpu/matrix.ts";
 import { nodeGpu, type NodeGpu } from "../src/gpu/node.ts";
+import type { Precision } from "../src/ops/variant.ts";
 import { mulberry32 } from "../src/util/prng.ts";
 
 export { mulberry32, DTYPE_BYTES };
@@ -249,28 +250,88 @@ export function gpuMatrix(device: GPUDevice, name: string, values: ArrayLike<num
 
 /** The float32 unit roundoff u = 2^-24: the error bounds of the references are multiples of it. */
 export const F32_ROUNDOFF = 2 ** -24;
+const F16_MIN_NORMAL = 2 ** -14;
+const F16_MIN_SUBNORMAL = 2 ** -24;
 
 /**
- * Reference y rows computed from the rows xRows of x [T, K], and the error bound of each output:
- * (K + 3) u * (sum_k |x w| + |bias| + |y0|), the gamma bound for K products and two more adds.
+ * A bound on |f16(v) - v| for the kernel's conversion of v (an f32 value) to f16. WGSL lets a conversion round to
+ * either neighbour, so the error is under one ulp, 2^-10 |v| in f16's normal range, rather than half an ulp; in
+ * the subnormal range it is under 2^-24, or |v| where subnormals are flushed to zero. `exact`: v is an f16 value
+ * when it is in the normal range (BF16 and F16 weights, whose significands have 8 and 11 bits).
+ */
+function f16ConversionError(v: number, exact: boolean): number {
+  const a = Math.abs(v);
+  if (a === 0) return 0;
+  if (a < F16_MIN_NORMAL) return Math.max(a, F16_MIN_SUBNORMAL);
+  return exact ? 0 : 2 ** -10 * a;
+}
+
+export interface LinearRefOptions {
+  /** The variant's precision: which bound (default f32). */
+  precision?: Precision;
+  /** The weights' stored dtype (the f16 bound depends on it). */
+  dtype?: WeightDType;
+  /** The output columns to compute (default all N), for subsampled checks of large shapes. */
+  cols?: number[];
+}
+
+/**
+ * Reference y rows computed from the rows xRows of x [T, K] (and y0 rows r = 0.. for xRows[r]), and the error
+ * bound of each output, [xRows.length, cols.length].
+ *
+ * f32 variants: (K + 3) u * (sum_k |x w| + |bias| + |y0|) with u = 2^-24, the gamma bound of a sum of K products
+ * and two more adds in any order (each product's rounding counted as one more term's).
+ *
+ * f16 variants (x and W rounded to f16, each product rounded to f16, the sums in f32): with ex, ew the conversion
+ * errors of x and w (f16ConversionError: under 2^-10 relative, so at most ~1e-3 of each term; zero for BF16 and
+ * F16 weights in f16's normal range) and q = f16(x) f16(w) exact, the product the kernel sums is
+ * f16(q) = q (1 + d) with |d| <= 2^-11 (WGSL rounds f16 products correctly) when |q| >= 2^-14, and within |q| of q
+ * below that (subnormal or flushed to zero). So each term is off the exact x w by at most
+ *   ex (|w| + ew) + |x| ew + 2^-11 qmax + [qmin < 2^-14] min(qmax, 2^-14),
+ * with qmax = (|x| + ex)(|w| + ew) and qmin = (|x| - ex)(|w| - ew) (both >= 0) bounding |q|; the f32 sum of the
+ * terms, bias and y0 adds (K + 3) u * (sum_k (qmax + its rounding) + |bias| + |y0|) as above. Per output that is
+ * about (2^-10 + 2^-11) sum |x w| ~ 1.5e-3 sum |x w| for BF16 and F16 weights and (2 * 2^-10 + 2^-11) ~ 2.4e-3
+ * for F32 weights (also rounded), against the f32 bound's (K + 3) 2^-24 ~ 6e-6 at K = 94 and 3e-4 at K = 4864.
  */
 export function linearRef(x: Float32Array, W: Float32Array, K: number, N: number, xRows: number[],
-  bias: Float32Array | undefined, y0: Float32Array | undefined): { y: Float64Array; bound: Float64Array } {
-  const y = new Float64Array(xRows.length * N);
-  const bound = new Float64Array(xRows.length * N);
-  xRows.forEach((m, r) => {
-    for (let n = 0; n < N; n++) {
-      let s = 0, mag = 0;
-      for (let kk = 0; kk < K; kk++) {
-        const p = x[m * K + kk] * W[n * K + kk];
-        s += p;
-        mag += Math.abs(p);
+  bias: Float32Array | undefined, y0: Float32Array | undefined, opts: LinearRefOptions = {}): { y: Float64Array; bound: Float64Array } {
+  const cols = opts.cols ?? Array.from({ length: N }, (_, n) => n);
+  const f16 = opts.precision === "f16";
+  const exactW = opts.dtype !== "F32";
+  const C = cols.length;
+  const y = new Float64Array(xRows.length * C);
+  const bound = new Float64Array(xRows.length * C);
+  const ex = new Float64Array(K), ew = new Float64Array(K);
+  for (let r = 0; r < xRows.length; r++) {
+    const xo = xRows[r] * K;
+    if (f16) for (let kk = 0; kk < K; kk++) ex[kk] = f16ConversionError(x[xo + kk], false);
+    for (let c = 0; c < C; c++) {
+      const n = cols[c], wo = n * K;
+      let s = 0, mag = 0, err = 0;
+      if (f16) {
+        for (let kk = 0; kk < K; kk++) ew[kk] = f16ConversionError(W[wo + kk], exactW);
+        for (let kk = 0; kk < K; kk++) {
+          const xk = x[xo + kk], wk = W[wo + kk];
+          s += xk * wk;
+          const a = Math.abs(xk), b = Math.abs(wk);
+          const qmax = (a + ex[kk]) * (b + ew[kk]);
+          const qmin = Math.max(0, a - ex[kk]) * Math.max(0, b - ew[kk]);
+          const ep = 2 ** -11 * qmax + (qmin < F16_MIN_NORMAL ? Math.min(qmax, F16_MIN_NORMAL) : 0);
+          err += ex[kk] * (b + ew[kk]) + a * ew[kk] + ep;
+          mag += qmax + ep;
+        }
+      } else {
+        for (let kk = 0; kk < K; kk++) {
+          const p = x[xo + kk] * W[wo + kk];
+          s += p;
+          mag += Math.abs(p);
+        }
       }
       const b = bias ? bias[n] : 0, a = y0 ? y0[r * N + n] : 0;
-      y[r * N + n] = s + b + a;
-      bound[r * N + n] = (K + 3) * F32_ROUNDOFF * (mag + Math.abs(b) + Math.abs(a)) + 1e-30;
+      y[r * C + c] = s + b + a;
+      bound[r * C + c] = err + (K + 3) * F32_ROUNDOFF * (mag + Math.abs(b) + Math.abs(a)) + 1e-30;
     }
-  });
+  }
   return { y, bound };
 }
 

@@ -8,7 +8,9 @@
 //   first order), so a dot product of length K with bias and accumulate adds is within
 //   (K + 3) u * (sum |x w| + |bias| + |y0|);
 // - WGSL's exp is accurate to (3 + 2|x|) ULP and inverseSqrt to 2 ULP;
-// - gathers, copies and dtype widening are exact and compared bit for bit.
+// - gathers, copies and dtype widening are exact and compared bit for bit;
+// - linear variants that compute in f16 (precision "f16") have their own bound, derived from f16's
+//   precision at linearRef in test/gpu-helpers.ts; checkLinear picks the bound by the variant's precision.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { BufferSet } from "../src/gpu/buffers.ts";
@@ -243,7 +245,7 @@ async function checkLinear(c: LinearCase, variant: LinearVariant): Promise<void>
   await run(ops, c.lastRowOnly ? { ...sequenceStep(T, 0), outputs: 1 } : sequenceStep(T, 0));
   const got = await readF32(device, y, y0.length);
   const xRows = c.lastRowOnly ? [T - 1] : Array.from({ length: outRows }, (_, m) => m);
-  const { y: ref, bound } = linearRef(xv, Wv, K, N, xRows, biasV, c.accumulate ? y0 : undefined);
+  const { y: ref, bound } = linearRef(xv, Wv, K, N, xRows, biasV, c.accumulate ? y0 : undefined, { precision: variant.precision, dtype });
   const what = `linear ${variant.slot}=${variant.name} ${dtype} T=${T} K=${K} N=${N}`;
   assertClose(got.subarray(0, outRows * N), ref, (i) => bound[i], what);
   assertBitsEqual(got.subarray(outRows * N), y0.subarray(outRows * N), `${what}: rows past the output untouched`);
@@ -297,7 +299,7 @@ test(`Linear[${name}] F16: W loaded by SafetensorsWeights.matrix with a binding 
   const op = new Linear(k, uploadF32(device, xv), W, y, { variants: { decode: v, prefill: v } });
   for (const T of [5, 1]) {
     await run(op, sequenceStep(T, 0));
-    const { y: ref, bound } = linearRef(xv, Wv, K, N, Array.from({ length: T }, (_, m) => m), undefined, undefined);
+    const { y: ref, bound } = linearRef(xv, Wv, K, N, Array.from({ length: T }, (_, m) => m), undefined, undefined, { precision: v.precision, dtype });
     assertClose(await readF32(device, y, T * N), ref, (i) => bound[i], `uploaded linear T=${T}`);
   }
 });

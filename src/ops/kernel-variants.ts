@@ -3,11 +3,15 @@ import type { AttentionVariant } from "./attention.ts";
 import { ONLINE_DECODE, ONLINE_PREFILL } from "./attention-online.ts";
 import type { LinearVariant } from "./linear.ts";
 import { ROWS_DECODE, ROWS_PREFILL } from "./linear-rows.ts";
+import { forDevice, SUBGROUP_MATRIX_PREFILL } from "./linear-subgroup-matrix.ts";
 import { SPLITK_DECODE, SPLITK_SUBGROUP_DECODE } from "./linear-splitk.ts";
+import { TILED_F16_PREFILL, TILED_PREFILL } from "./linear-tiled.ts";
 import { isSupported, OP_SLOTS, pickVariant, type OpSlot, type VariantInfo } from "./variant.ts";
 
 // Mutable: a user's kernel (`r3gpu tune --kernel`) joins the candidates for the life of the process.
-export const LINEAR_VARIANTS: LinearVariant[] = [ROWS_DECODE, ROWS_PREFILL, SPLITK_DECODE, SPLITK_SUBGROUP_DECODE];
+export const LINEAR_VARIANTS: LinearVariant[] = [
+  ROWS_DECODE, ROWS_PREFILL, SPLITK_DECODE, SPLITK_SUBGROUP_DECODE, TILED_PREFILL, TILED_F16_PREFILL, SUBGROUP_MATRIX_PREFILL,
+];
 export const ATTENTION_VARIANTS: AttentionVariant[] = [ONLINE_DECODE, ONLINE_PREFILL];
 
 /** Every variant of every slot, the user's included. */
@@ -31,7 +35,8 @@ export interface ModelKernels {
 /** The variants named by `choice` (DEFAULT_KERNELS for the slots it leaves out), checked against the device. */
 export function resolveKernels(device: GPUDevice, choice: Partial<KernelChoice> = {}): ModelKernels {
   const names = { ...DEFAULT_KERNELS, ...choice };
-  const linear = (slot: OpSlot) => pickVariant(LINEAR_VARIANTS, slot, names[slot], device);
+  // forDevice: the subgroup-matrix variant takes the matrix sizes the adapter has.
+  const linear = (slot: OpSlot) => forDevice(pickVariant(LINEAR_VARIANTS, slot, names[slot], device), device);
   const attention = (slot: OpSlot) => pickVariant(ATTENTION_VARIANTS, slot, names[slot], device);
   return {
     linear: { decode: linear("linear.decode"), prefill: linear("linear.prefill") },
