@@ -1,12 +1,14 @@
 // Every kernel variant of every op slot, and how a choice of them (by name) becomes the kernels a model runs.
 import type { AttentionVariant } from "./attention.ts";
 import { ONLINE_DECODE, ONLINE_PREFILL } from "./attention-online.ts";
+import { SPLITKV_DECODE } from "./attention-splitkv.ts";
+import { TILED_PREFILL } from "./attention-tiled.ts";
 import type { LinearVariant } from "./linear.ts";
 import { ROWS_DECODE, ROWS_PREFILL } from "./linear-rows.ts";
 import { isSupported, OP_SLOTS, pickVariant, type OpSlot, type VariantInfo } from "./variant.ts";
 
 export const LINEAR_VARIANTS: readonly LinearVariant[] = [ROWS_DECODE, ROWS_PREFILL];
-export const ATTENTION_VARIANTS: readonly AttentionVariant[] = [ONLINE_DECODE, ONLINE_PREFILL];
+export const ATTENTION_VARIANTS: readonly AttentionVariant[] = [ONLINE_DECODE, SPLITKV_DECODE, ONLINE_PREFILL, TILED_PREFILL];
 export const ALL_VARIANTS: readonly VariantInfo[] = [...LINEAR_VARIANTS, ...ATTENTION_VARIANTS];
 
 /** A variant name per op slot. */
