@@ -7,6 +7,7 @@ import { WEIGHT_LAYOUT } from "../src/gpu/layout.ts";
 import { DTYPE_BYTES, type GpuMatrix } from "../src/gpu/matrix.ts";
 import { nodeGpu, type NodeGpu } from "../src/gpu/node.ts";
 import type { Precision } from "../src/ops/variant.ts";
+import type { AttentionDims } from "../src/ops/rope-kv.ts";
 import { mulberry32 } from "../src/util/prng.ts";
 
 export { mulberry32, DTYPE_BYTES };
@@ -367,4 +368,61 @@ export function assertClose(actual: ArrayLike<number>, expected: ArrayLike<numbe
     throw new Error(`${what}: ${failures}/${expected.length} elements out of tolerance; first ${show(first)}, worst ${show(worst)}`);
   }
   return { maxErr, maxRatio };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Attention reference
+
+/**
+ * Float64 causal GQA attention of every token of a step against its own sequence's KV cache, read from the token
+ * table as the kernels read it: token t at position tokens[2t] of slot tokens[2t + 1] attends to cache rows
+ * slot * slotLen + 0..position ([row, nKv, D] caches), query head h to KV head h / (nHeads / nKv); q [T, nHeads, D].
+ * With it, a per-(t, h) error bound for float32 kernels, u = 2^-24:
+ * - score error delta <= (D + 2) u * sum_d |q_d k_jd| / sqrt(D) (dot product, scaling, f32 scale);
+ * - the softmax weights then move by at most 2 * (2 delta + exp error). WGSL's exp is within (3 + 2|x|) ULP; a
+ *   weight is at most two exps whose arguments add up to s_j - max (split-KV's exp(s_j - m_chunk) and
+ *   exp(m_chunk - max)), and averaged under the softmax E_p[max - s] = H(p) - ln Z <= ln n: (6 + 2 ln n) u;
+ * - the online sums (n weights, rescaled at each of nb blocks) and the final division add (n + 2 nb + 2) u
+ *   relative to each of numerator and denominator; nb = ceil(n / 16) + 1 covers the finest key tiles of any
+ *   variant (16 keys) and one level of merged chunks.
+ * The output error is at most max|v| times the sum of those.
+ */
+export function attentionRef(q: Float32Array, kc: Float32Array, vc: Float32Array, tokens: Uint32Array, slotLen: number, d: AttentionDims) {
+  const { nHeads, nKv, headDim: D } = d;
+  const U = 2 ** -24;
+  const T = tokens.length / 2, group = nHeads / nKv, scale = 1 / Math.sqrt(D);
+  const out = new Float64Array(T * nHeads * D), bound = new Float64Array(T * nHeads * D);
+  for (let t = 0; t < T; t++) {
+    const n = tokens[2 * t] + 1, row0 = tokens[2 * t + 1] * slotLen;
+    for (let h = 0; h < nHeads; h++) {
+      const kvh = Math.floor(h / group);
+      const qo = (t * nHeads + h) * D;
+      const s = new Float64Array(n);
+      let delta = 0, vmax = 0;
+      for (let j = 0; j < n; j++) {
+        const ko = ((row0 + j) * nKv + kvh) * D;
+        let dot = 0, mag = 0;
+        for (let e = 0; e < D; e++) {
+          dot += q[qo + e] * kc[ko + e];
+          mag += Math.abs(q[qo + e] * kc[ko + e]);
+          vmax = Math.max(vmax, Math.abs(vc[ko + e]));
+        }
+        s[j] = dot * scale;
+        delta = Math.max(delta, (D + 2) * U * mag * scale);
+      }
+      let m = -Infinity;
+      for (let j = 0; j < n; j++) m = Math.max(m, s[j]);
+      let z = 0;
+      const p = s.map((x) => { const e = Math.exp(x - m); z += e; return e; });
+      for (let e = 0; e < D; e++) {
+        let acc = 0;
+        for (let j = 0; j < n; j++) acc += p[j] * vc[((row0 + j) * nKv + kvh) * D + e];
+        out[qo + e] = acc / z;
+      }
+      const nb = Math.ceil(n / 16) + 1;
+      const rel = 4 * delta + 2 * (6 + 2 * Math.log(n)) * U + 4 * (n + 2 * nb + 2) * U;
+      bound.fill(vmax * rel + 1e-30, qo, qo + D);
+    }
+  }
+  return { out, bound };
 }

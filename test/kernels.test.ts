@@ -24,8 +24,8 @@ import { ropeTable } from "../src/model/rope.ts";
 import { SafetensorsWeights } from "../src/model/weights.ts";
 import type { TensorInfo } from "../src/model/safetensors.ts";
 import {
-  assertClose, encodeWeights, F32_ROUNDOFF, fromBf16Bits, fromF16Bits, gpuMatrix, linearRef, mulberry32, normalF32, quantize,
-  readF32, readU32, testGpu, testKernels, uniformF32, upload, uploadF32, uploadU32, zeros,
+  assertClose, attentionRef, encodeWeights, F32_ROUNDOFF, fromBf16Bits, fromF16Bits, gpuMatrix, linearRef, mulberry32, normalF32,
+  quantize, readF32, readU32, testGpu, testKernels, uniformF32, upload, uploadF32, uploadU32, zeros,
 } from "./gpu-helpers.ts";
 
 const U = F32_ROUNDOFF;
@@ -42,8 +42,12 @@ async function run(ops: StepOp | StepOp[], step: Step): Promise<void> {
 }
 
 /** The token table of one sequence's step (slot 0): (position, slot) for positions pos0..pos0+T-1. */
+function tokenRows(T: number, pos0: number): Uint32Array<ArrayBuffer> {
+  return Uint32Array.from(Array.from({ length: T }, (_, t) => [pos0 + t, 0]).flat());
+}
+
 function tokenTable(T: number, pos0: number): GPUBuffer {
-  return uploadU32(device, Array.from({ length: T }, (_, t) => [pos0 + t, 0]).flat(), "tokens");
+  return uploadU32(device, tokenRows(T, pos0), "tokens");
 }
 
 function assertBitsEqual(actual: Float32Array, expected: Float32Array, what: string): void {
@@ -423,54 +427,6 @@ test("RopeKv: D=256 (half_d 128 > one workgroup), T=7, pos0=1093 (last table row
 // =============================================================================================
 // Attention: out[t, h] = softmax_j(q[t,h] . k[j, h/g] / sqrt(D)) v[j, h/g] for j <= pos0 + t.
 
-/**
- * Float64 causal GQA attention and a per-(t, h) error bound for the f32 kernel:
- * - score error delta <= (D + 2) u * sum_d |q_d k_jd| / sqrt(D) (dot product, scaling, f32 scale);
- * - the softmax weights then move by at most 2 * (2 delta + exp error), and exp's error averaged
- *   under the softmax is <= (3 + 2 ln n) u, since E_p[max - s] = H(p) - ln Z <= ln n;
- * - the online sums (n weights, rescaled at each of nb blocks) and the final division add
- *   (n + 2 nb + 2) u relative to each of numerator and denominator.
- * The output error is at most max|v| times the sum of those.
- */
-function attentionRef(q: Float32Array, kc: Float32Array, vc: Float32Array, T: number, pos0: number, d: AttentionDims) {
-  const { nHeads, nKv, headDim: D } = d;
-  const group = nHeads / nKv, scale = 1 / Math.sqrt(D);
-  const out = new Float64Array(T * nHeads * D), bound = new Float64Array(T * nHeads * D);
-  for (let t = 0; t < T; t++) {
-    const n = pos0 + t + 1;
-    for (let h = 0; h < nHeads; h++) {
-      const kvh = Math.floor(h / group);
-      const qo = (t * nHeads + h) * D;
-      const s = new Float64Array(n);
-      let delta = 0, vmax = 0;
-      for (let j = 0; j < n; j++) {
-        const ko = (j * nKv + kvh) * D;
-        let dot = 0, mag = 0;
-        for (let e = 0; e < D; e++) {
-          dot += q[qo + e] * kc[ko + e];
-          mag += Math.abs(q[qo + e] * kc[ko + e]);
-          vmax = Math.max(vmax, Math.abs(vc[ko + e]));
-        }
-        s[j] = dot * scale;
-        delta = Math.max(delta, (D + 2) * U * mag * scale);
-      }
-      let m = -Infinity;
-      for (let j = 0; j < n; j++) m = Math.max(m, s[j]);
-      let z = 0;
-      const p = s.map((x) => { const e = Math.exp(x - m); z += e; return e; });
-      for (let e = 0; e < D; e++) {
-        let acc = 0;
-        for (let j = 0; j < n; j++) acc += p[j] * vc[(j * nKv + kvh) * D + e];
-        out[qo + e] = acc / z;
-      }
-      const nb = Math.ceil(n / 64);
-      const rel = 4 * delta + 2 * (3 + 2 * Math.log(n)) * U + 4 * (n + 2 * nb + 2) * U;
-      bound.fill(vmax * rel + 1e-30, qo, qo + D);
-    }
-  }
-  return { out, bound };
-}
-
 interface AttentionCase {
   d: AttentionDims;
   T: number;
@@ -499,7 +455,7 @@ async function checkAttention(c: AttentionCase, variant: AttentionVariant): Prom
   const op = new Attention(k, "test", b, out, d, { decode: variant, prefill: variant }, { maxTokens: T, maxKeys: positions });
   await run(op, sequenceStep(T, pos0));
   const got = await readF32(device, out, (T + 1) * d.nHeads * d.headDim);
-  const { out: ref, bound } = attentionRef(q, kc, vc, T, pos0, d);
+  const { out: ref, bound } = attentionRef(q, kc, vc, tokenRows(T, pos0), positions, d);
   const n = T * d.nHeads * d.headDim;
   assertClose(got.subarray(0, n), ref, (i) => bound[i], `attention ${variant.slot}=${variant.name} D=${d.headDim} T=${T} pos0=${pos0}`);
   assert.ok(got.subarray(n).every((x) => x === -7), "out rows past T untouched");

@@ -1,6 +1,8 @@
 // Every kernel variant of every op slot, and how a choice of them (by name) becomes the kernels a model runs.
 import type { AttentionVariant } from "./attention.ts";
 import { ONLINE_DECODE, ONLINE_PREFILL } from "./attention-online.ts";
+import { SPLITKV_DECODE } from "./attention-splitkv.ts";
+import { TILED_PREFILL as TILED_ATTENTION_PREFILL } from "./attention-tiled.ts";
 import type { LinearVariant } from "./linear.ts";
 import { ROWS_DECODE, ROWS_PREFILL } from "./linear-rows.ts";
 import { forDevice, SUBGROUP_MATRIX_PREFILL } from "./linear-subgroup-matrix.ts";
@@ -12,7 +14,7 @@ import { isSupported, OP_SLOTS, pickVariant, type OpSlot, type VariantInfo } fro
 export const LINEAR_VARIANTS: LinearVariant[] = [
   ROWS_DECODE, ROWS_PREFILL, SPLITK_DECODE, SPLITK_SUBGROUP_DECODE, TILED_PREFILL, TILED_F16_PREFILL, SUBGROUP_MATRIX_PREFILL,
 ];
-export const ATTENTION_VARIANTS: AttentionVariant[] = [ONLINE_DECODE, ONLINE_PREFILL];
+export const ATTENTION_VARIANTS: AttentionVariant[] = [ONLINE_DECODE, SPLITKV_DECODE, ONLINE_PREFILL, TILED_ATTENTION_PREFILL];
 
 /** Every variant of every slot, the user's included. */
 export function allVariants(): VariantInfo[] {
