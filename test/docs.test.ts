@@ -7,14 +7,16 @@ import { test } from "node:test";
 import { repoRoot } from "./shared-paths.ts";
 
 const page = readFileSync(join(repoRoot, "docs", "ARCHITECTURE.md"), "utf8");
-const quotes = [...page.matchAll(/^```\w+ (file|excerpt)=(\S+)\n([\s\S]*?)^```$/gm)];
+const readme = readFileSync(join(repoRoot, "README.md"), "utf8");
+const quotesOf = (text: string) => [...text.matchAll(/^```\w+ (file|excerpt)=(\S+)\n([\s\S]*?)^```$/gm)];
 
-test("docs/ARCHITECTURE.md quotes files", () => {
-  assert.ok(quotes.length >= 4, `${quotes.length} quotes found`);
+test("docs/ARCHITECTURE.md quotes files; the README quotes the worked example kernel", () => {
+  assert.ok(quotesOf(page).length >= 4, `${quotesOf(page).length} quotes found`);
+  assert.ok(quotesOf(readme).some(([, kind, path]) => kind === "file" && path === "examples/kernels/linear_naive.wgsl"), "no quote of the example kernel");
 });
 
-for (const [, kind, path, body] of quotes) {
-  test(`docs/ARCHITECTURE.md: the ${kind} of ${path} is verbatim`, () => {
+for (const [doc, [, kind, path, body]] of [...quotesOf(page).map((q) => ["docs/ARCHITECTURE.md", q] as const), ...quotesOf(readme).map((q) => ["README.md", q] as const)]) {
+  test(`${doc}: the ${kind} of ${path} is verbatim`, () => {
     const source = readFileSync(join(repoRoot, path), "utf8");
     if (kind === "file") assert.equal(body, source, `${path} differs from its quote`);
     else assert.ok(source.includes(body), `${path} no longer contains the quoted lines:\n${body}`);

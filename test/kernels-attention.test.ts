@@ -1,23 +1,18 @@
 // The attention kernels at the shapes the models run and in batched steps: every supported attention variant, of
 // either slot, against the float64 reference of test/gpu-helpers.ts (its error bound is stated there), which reads
 // the step's token table as the kernels do. Steps are planned by planSteps as the model plans them, so each
-// sequence is a run of consecutive rows at consecutive positions of its own KV-cache slot. Then the split-KV and
-// tiled variants through the library: a model's golden check run with them.
+// sequence is a run of consecutive rows at consecutive positions of its own KV-cache slot. The golden sets with each
+// variant, alone and batched: test/variants-golden.test.ts.
 //
 // Every cache row a token must not see holds large values (keys 50, values 1000): rows past each sequence's last
 // position and every row of slots no sequence of the step uses. Any causal-mask or cross-slot leak dominates the
 // output; rows of the output past the step's tokens must stay untouched.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { join } from "node:path";
-import { firstDivergence, runGoldenCheck } from "../src/check/golden.ts";
 import { Recorder } from "../src/gpu/recorder.ts";
-import { nodeModelDir } from "../src/io/node.ts";
 import { planSteps } from "../src/model/batch.ts";
-import { Qwen2Model } from "../src/model/qwen2.ts";
 import { Attention, ATTENTION_VARIANTS, DECODE_MAX_ROWS, isSupported, type AttentionDims } from "../src/ops/index.ts";
 import { assertClose, attentionRef, mulberry32, normalF32, readF32, testGpu, testKernels, uploadF32, uploadU32 } from "./gpu-helpers.ts";
-import { embeddedModelDir, goldenDir } from "./shared-paths.ts";
 
 const { device } = await testGpu();
 const k = await testKernels();
@@ -128,26 +123,5 @@ for (const d of [{ nHeads: 13, nKv: 1, headDim: 256 }, { nHeads: 10, nKv: 5, hea
 
   test(`attention ${name}: packed prefill of 2 prompts of 3 and 21 tokens, the second after a prefix of 40`, async (t) => {
     await checkStep(t, d, [{ slot: 1, start: 0, rows: 3 }, { slot: 0, start: 40, rows: 21 }], 402 + d.headDim);
-  });
-}
-
-// Through the library: the golden checks of the embedded tiny model and of small-public (whose 1000-token sequence
-// reaches long contexts), one sequence at a time and all together in one batch (a packed prefill of ragged prompts,
-// then their decode steps together), within the harness's 1e-4 x max|ref|.
-const KERNELS = { "attention.decode": "splitkv", "attention.prefill": "tiled" } as const;
-const GOLDEN: [string, boolean][] = [[embeddedModelDir(), false], [embeddedModelDir(), true], [join(goldenDir(), "small-public"), true]];
-for (const [path, together] of GOLDEN) {
-  test(`golden ${path} with decode=splitkv, prefill=tiled${together ? ", all sequences in one batch (reversed)" : ""}`, async () => {
-    const dir = nodeModelDir(path);
-    const n = JSON.parse(await dir.readText("golden.json")).sequences.length;
-    const model = await Qwen2Model.load(device, dir, { maxSeqLen: 1100, maxBatch: together ? n : 1, kernels: KERNELS });
-    try {
-      const report = await runGoldenCheck(model, dir, { batchOrder: together ? [...Array(n).keys()].reverse() : undefined });
-      assert.ok(report.rows.length > 0, "no tensors compared");
-      assert.ok(report.ok, `${path}: ${firstDivergence(report)}`);
-      for (const s of report.sequences) assert.equal(s.greedy.compared, s.greedy.want.length, `seq${s.sequence}: ${s.greedy.note}`);
-    } finally {
-      model.destroy();
-    }
   });
 }

@@ -1,23 +1,18 @@
 // The linear.decode slot at the real shapes of Qwen2.5-0.5B and 1.5B (every projection's K and N, the LM head split
 // across 128 MiB bindings) at M = 1, 3, 8 and 16 input rows, for every decode variant this adapter supports,
 // against float64 references with the bound of test/kernels.test.ts ((K + 3) u * sum |terms|); split-K members
-// of other shapes than the variants' defaults (a tuner's candidates) at odd sizes; and the golden sets run with
-// each split-K variant in the decode slot, through the library.
+// of other shapes than the variants' defaults (a tuner's candidates) at odd sizes. The golden sets with each
+// variant: test/variants-golden.test.ts.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { join } from "node:path";
 import type { GpuMatrix } from "../src/gpu/matrix.ts";
 import { planParts } from "../src/gpu/matrix.ts";
 import { Recorder } from "../src/gpu/recorder.ts";
-import { firstDivergence, runGoldenCheck } from "../src/check/golden.ts";
-import { nodeModelDir } from "../src/io/node.ts";
-import { Qwen2Model } from "../src/model/qwen2.ts";
 import { isSupported, Linear, LINEAR_VARIANTS, sequenceStep, type LinearVariant } from "../src/ops/index.ts";
 import { SPLITK_DECODE, splitkMember, type SplitKShape } from "../src/ops/linear-splitk.ts";
 import {
   assertClose, gpuMatrix, linearRef, mulberry32, normalF32, quantize, readF32, testGpu, testKernels, uniformF32, uploadF32,
 } from "./gpu-helpers.ts";
-import { embeddedModelDir, goldenDir } from "./shared-paths.ts";
 
 const { device } = await testGpu();
 const k = await testKernels();
@@ -133,26 +128,6 @@ for (const subgroups of SUBGROUPS ? [false, true] : [false]) {
         } finally {
           destroy(W);
         }
-      }
-    });
-  }
-}
-
-// The golden sets with each split-K variant in the decode slot: the prompts of up to 16 tokens (1 and 7) and every
-// greedy step run through it. Prompts of more than 16 tokens run the prefill slot, so the sequences past 33 tokens
-// would only add minutes on lavapipe.
-for (const v of DECODE.filter((x) => x.name !== "rows")) {
-  for (const path of [embeddedModelDir(), join(goldenDir(), "small-public")]) {
-    test(`golden ${path} with linear.decode=${v.name}: hidden states, logits, top-5 and greedy match the HF float64 reference`, async () => {
-      const dir = nodeModelDir(path);
-      const model = await Qwen2Model.load(device, dir, { maxSeqLen: 1100, kernels: { "linear.decode": v.name } });
-      try {
-        const report = await runGoldenCheck(model, dir, { maxLength: 33 });
-        assert.ok(report.rows.length > 0, "no tensors compared");
-        assert.ok(report.ok, `${path}: ${firstDivergence(report)}`);
-        for (const s of report.sequences) assert.equal(s.greedy.compared, s.greedy.want.length, `seq${s.sequence}: ${s.greedy.note}`);
-      } finally {
-        model.destroy();
       }
     });
   }

@@ -1,10 +1,11 @@
 // `r3gpu check` (the golden-value harness on a model folder) and `r3gpu dump` (hidden states, logits and greedy
 // tokens of given ids): the model itself, without a tokenizer.
-import { firstDivergence, runGoldenCheck, TENSOR_TOLERANCE, top5, type GoldenReport } from "../check/golden.ts";
+import { firstDivergence, runGoldenCheck, top5, type GoldenReport } from "../check/golden.ts";
 import { nodeGpu } from "../gpu/node.ts";
 import { readJson } from "../io/files.ts";
 import { nodeModelDir } from "../io/node.ts";
 import { Qwen2Model, type LoadOptions } from "../model/qwen2.ts";
+import { choicePrecision } from "../ops/kernel-variants.ts";
 import type { CheckArgs, DumpArgs, KernelFlags } from "./commands.ts";
 import { withLoadProgress } from "./load.ts";
 import { stderrIsTTY } from "./terminal.ts";
@@ -22,22 +23,26 @@ export async function check({ positionals, flags }: CheckArgs): Promise<number> 
   const longest = Math.max(...golden.sequences.map((s: any) => s.length + s.greedy.new_tokens.length));
   const { model, info } = await loadModel(positionals.MODEL_DIR, flags, { maxSeqLen: longest });
   console.log(`model ${dir.name} on ${info.description || info.vendor || "WebGPU adapter"}`);
+  console.log(`kernels: ${Object.entries(model.kernelChoice).map(([slot, v]) => `${slot}=${v}`).join(", ")}`);
+  // Variants that compute in f16 are held to f16's tolerance, and the report says why.
+  const { tolerance, f16 } = choicePrecision(model.kernelChoice);
   const report = await runGoldenCheck(model, dir, {
+    tolerance,
     onSequence: (i, len) => stderrIsTTY() && process.stderr.write(`sequence ${i} (${len} tokens)...\r`),
   });
-  printReport(report);
+  printReport(report, f16.length > 0 ? ` (the f16 tolerance: ${f16.join(", ")} computes in half precision)` : "");
   return report.ok ? 0 : 1;
 }
 
-function printReport(report: GoldenReport): void {
+function printReport(report: GoldenReport, why: string): void {
   console.log(`\n${"seq".padEnd(4)}${"tensor".padEnd(20)}${"max abs err".padStart(13)}${"max|ref|".padStart(11)}${"rel".padStart(11)}  ok`);
   for (const r of report.rows) {
     console.log(`${String(r.sequence).padEnd(4)}${r.tensor.padEnd(20)}${r.maxAbsError.toExponential(3).padStart(13)}` +
       `${r.maxAbsRef.toFixed(4).padStart(11)}${r.relError.toExponential(2).padStart(11)}  ${r.ok ? "yes" : "NO"}`);
   }
-  console.log(`\ntolerance: max abs error <= ${TENSOR_TOLERANCE} x max|ref| per tensor\n`);
+  console.log(`\ntolerance: max abs error <= ${report.tolerance} x max|ref| per tensor${why}\n`);
   for (const s of report.sequences) {
-    console.log(`seq${s.sequence} (${s.length} tokens): top-5 ${s.top5.ok ? "match" : "DIFFER"}; greedy ` +
+    console.log(`seq${s.sequence} (${s.length} tokens): top-5 ${s.top5.ok ? "match" : "DIFFER"} on ${s.top5.compared}/5 ranks; greedy ` +
       `${s.greedy.ok ? "agrees" : "DIFFERS"} on ${s.greedy.compared}/${s.greedy.want.length} steps (${s.greedy.note})`);
   }
   const first = firstDivergence(report);

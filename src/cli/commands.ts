@@ -184,7 +184,7 @@ export const TUNE = defineCommand({
     batch: integer("decode steps of this many sequences are measured (the decode slot's rows)", { min: 1, max: 16, default: 1 }),
     context: integer("the KV cache in tokens (decode attention is measured at up to 1024 keys)", { min: 16, default: 1024 }),
   },
-  examples: ["tune --shape qwen2.5-0.5b --json /tmp/tune.json", "tune models/tiny-qwen2 --kernel linear.decode=examples/kernels/linear_fma.wgsl"],
+  examples: ["tune --shape qwen2.5-0.5b --json /tmp/tune.json", "tune models/tiny-qwen2 --kernel linear.decode=examples/kernels/linear_naive.wgsl"],
 });
 
 export const INDEX = defineCommand({

@@ -8,7 +8,7 @@ import { ROWS_DECODE, ROWS_PREFILL } from "./linear-rows.ts";
 import { forDevice, SUBGROUP_MATRIX_PREFILL } from "./linear-subgroup-matrix.ts";
 import { SPLITK_DECODE, SPLITK_SUBGROUP_DECODE } from "./linear-splitk.ts";
 import { TILED_F16_PREFILL, TILED_PREFILL } from "./linear-tiled.ts";
-import { isSupported, OP_SLOTS, pickVariant, type OpSlot, type VariantInfo } from "./variant.ts";
+import { GOLDEN_TOLERANCE, isSupported, OP_SLOTS, pickVariant, type OpSlot, type Precision, type VariantInfo } from "./variant.ts";
 
 // Mutable: a user's kernel (`r3gpu tune --kernel`) joins the candidates for the life of the process.
 export const LINEAR_VARIANTS: LinearVariant[] = [
@@ -64,4 +64,12 @@ export function parseKernelList(text: string, where = "R3GPU_KERNELS"): Partial<
 /** The variants of `slot` this device can run. */
 export function supportedVariants(device: GPUDevice, slot: OpSlot): VariantInfo[] {
   return allVariants().filter((v) => v.slot === slot && isSupported(v, device));
+}
+
+/** The precision a choice computes in (f16 when any slot's variant does, naming those slots) and its golden tolerance. */
+export function choicePrecision(choice: Partial<KernelChoice>): { precision: Precision; tolerance: number; f16: string[] } {
+  const f16 = OP_SLOTS.filter((slot) => allVariants().some((v) => v.slot === slot && v.name === choice[slot] && v.precision === "f16"))
+    .map((slot) => `${slot}=${choice[slot]}`);
+  const precision: Precision = f16.length > 0 ? "f16" : "f32";
+  return { precision, tolerance: GOLDEN_TOLERANCE[precision], f16 };
 }

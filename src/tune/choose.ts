@@ -6,6 +6,9 @@ import { deviceLimits, tuneKey, type TuneCache } from "./cache.ts";
 import { staticKernels } from "./defaults.ts";
 import { tuneKernels, type TuneOptions, type TuneReport, type TuneTarget } from "./tuner.ts";
 
+/** How long tuning at a model load may take before it settles for what it has measured. */
+export const LOAD_TUNE_BUDGET_SECONDS = 60;
+
 export interface ModelTuneOptions extends Omit<TuneOptions, "fixed"> {
   cache?: TuneCache;
   /** Measure again even where the cache has a result (and replace it). */
@@ -44,7 +47,7 @@ export async function chooseKernels(t: TuneTarget, opts: { kernels?: Partial<Ker
       return { choice: { ...cached.choice, ...fixed }, report: { source: "cache", choice: cached.choice, results: cached.results, key, where: tune.cache!.where } };
     }
   }
-  const report = await tuneKernels(t, { ...tune, precision, fixed });
+  const report = await tuneKernels(t, { budgetSeconds: LOAD_TUNE_BUDGET_SECONDS, ...tune, precision, fixed });
   if (key) await tune.cache!.write(key, { choice: report.choice, results: report.results, date: new Date().toISOString() });
   return { choice: report.choice, report: { ...report, source: "measured", key, where: tune.cache?.where } };
 }

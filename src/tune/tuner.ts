@@ -40,6 +40,11 @@ export interface TuneOptions {
   fixed?: Partial<KernelChoice>;
   /** Each candidate's timing: submissions, and the least time each lasts. Default 2 runs of 0.05 s. */
   measure?: MeasureOptions;
+  /**
+   * Seconds after which the candidates not yet measured are skipped (each slot keeps the fastest measured so far,
+   * today's kernel when none was). Default: no limit; a model load sets one (src/tune/choose.ts).
+   */
+  budgetSeconds?: number;
   onProgress?: (done: number, total: number, what: string) => void;
 }
 
@@ -161,7 +166,8 @@ function plans(t: TuneTarget): SlotPlan[] {
     linearPlan("linear.decode", decodeRows),
     linearPlan("linear.prefill", prefillRows),
     attentionPlan("attention.decode", decodeRows, decodeKeys),
-    attentionPlan("attention.prefill", prefillRows, prefillRows),
+    // A prompt fills one slot at most: a chunk of maxTokens, or the whole context where that is shorter.
+    attentionPlan("attention.prefill", Math.min(prefillRows, t.maxSeqLen), Math.min(prefillRows, t.maxSeqLen)),
   ];
 }
 
@@ -192,6 +198,8 @@ export async function tuneKernels(t: TuneTarget, opts: TuneOptions = {}): Promis
   const precision = opts.precision ?? "f32";
   const measure = opts.measure ?? { runs: 2, minSeconds: 0.05 };
   const timer = new GpuTimer(device);
+  const budget = opts.budgetSeconds ?? Infinity;
+  const spent = () => (performance.now() - t0) / 1000 > budget;
   const choice: KernelChoice = { ...DEFAULT_KERNELS, ...opts.fixed };
   const results: VariantResult[] = [];
   const all: VariantInfo[] = [...LINEAR_VARIANTS, ...ATTENTION_VARIANTS];
@@ -226,6 +234,7 @@ export async function tuneKernels(t: TuneTarget, opts: TuneOptions = {}): Promis
         results.push(row);
         if (!row.supported) { row.note = `needs ${v.requires.join(", ")}`; continue; }
         if (v.precision === "f16" && precision !== "f16") { row.note = "computes in f16: allowed with --precision f16"; continue; }
+        if (v !== reference && spent()) { row.note = `skipped: the tuning budget of ${budget} s was spent (r3gpu tune measures every variant)`; continue; }
         try {
           const check = plan.checked(v, candOut);
           ops.push(check);

@@ -1,0 +1,139 @@
+// A kernel variant against the float64 references of src/check/reference.ts, on seeded random problems at a model's
+// shapes: what `r3gpu tune --kernel` runs on a user's kernel before timing it (the built-in variants get the same
+// checks, and more, in the unit tests). Each case states its inputs; a case passes when every output is within the
+// reference's error bound for the variant's precision and the rows past the step's outputs are untouched.
+import type { Kernels } from "../gpu/kernel.ts";
+import { Recorder } from "../gpu/recorder.ts";
+import { planSteps } from "../model/batch.ts";
+import type { Qwen2Config } from "../model/config.ts";
+import { Attention, type AttentionVariant } from "../ops/attention.ts";
+import { Linear, type LinearVariant } from "../ops/linear.ts";
+import { sequenceStep } from "../ops/op.ts";
+import type { VariantInfo } from "../ops/variant.ts";
+import { mulberry32 } from "../util/prng.ts";
+import { gpuMatrix, readF32, uploadF32, uploadU32 } from "./device-data.ts";
+import { assertClose, attentionRef, linearRef, normalF32, quantize, uniformF32 } from "./reference.ts";
+
+export interface KernelCheckCase {
+  /** The problem, in words (shape, rows, bias or accumulation; sequences and contexts). */
+  what: string;
+  ok: boolean;
+  /** Largest |error| / bound over the outputs (<= 1 passes); null when the run failed. */
+  maxRatio: number | null;
+  /** Why it failed. */
+  error?: string;
+}
+
+/** Rows of the linear cases: a decode slot serves 1 to 16 (a batch), a prefill slot a prompt chunk. */
+const LINEAR_ROWS = { "linear.decode": [1, 3, 16], "linear.prefill": [33, 128] };
+/** Output columns compared at prefill (a sample, so that the float64 reference stays quick at real widths). */
+const PREFILL_COLUMNS = 256;
+
+export async function checkVariantFloat64(kernels: Kernels, v: VariantInfo, cfg: Qwen2Config): Promise<KernelCheckCase[]> {
+  return v.slot.startsWith("linear.") ? checkLinear(kernels, v as LinearVariant, cfg) : checkAttention(kernels, v as AttentionVariant, cfg);
+}
+
+async function run(what: string, body: () => Promise<number>): Promise<KernelCheckCase> {
+  try {
+    return { what, ok: true, maxRatio: await body() };
+  } catch (e) {
+    return { what, ok: false, maxRatio: null, error: (e as Error).message.split("\n")[0] };
+  }
+}
+
+async function checkLinear(kernels: Kernels, v: LinearVariant, cfg: Qwen2Config): Promise<KernelCheckCase[]> {
+  const { device } = kernels;
+  const qkv = cfg.numHeads * cfg.headDim + 2 * cfg.numKvHeads * cfg.headDim;
+  // The model's q/k/v projection (with its bias) and its down projection (accumulated onto the residual stream).
+  const shapes = [
+    { role: "q/k/v", K: cfg.hiddenSize, N: qkv, bias: true, accumulate: false },
+    { role: "down", K: cfg.intermediateSize, N: cfg.hiddenSize, bias: false, accumulate: true },
+  ];
+  const out: KernelCheckCase[] = [];
+  for (const [i, s] of shapes.entries()) {
+    const rand = mulberry32(1000 + i);
+    const Wv = quantize(uniformF32(rand, s.N * s.K), "BF16");
+    const W = gpuMatrix(device, `check ${s.role}`, Wv, s.N, s.K, "BF16");
+    try {
+      for (const M of LINEAR_ROWS[v.slot as keyof typeof LINEAR_ROWS]) {
+        const what = `${s.role} K=${s.K} N=${s.N}${s.bias ? " +bias" : ""}${s.accumulate ? " accumulated" : ""}, ${M} rows`;
+        out.push(await run(what, async () => {
+          const xv = normalF32(rand, M * s.K);
+          const biasV = s.bias ? normalF32(rand, s.N) : undefined;
+          const y0 = normalF32(rand, (M + 1) * s.N, 2);
+          const x = uploadF32(device, xv, "x"), y = uploadF32(device, y0, "y");
+          const bias = biasV && uploadF32(device, biasV, "bias");
+          const op = new Linear(kernels, x, W, y, { variants: { decode: v, prefill: v }, bias, accumulate: s.accumulate });
+          try {
+            await kernels.compiled();
+            const rec = new Recorder(device);
+            op.encode(rec, sequenceStep(M, 0));
+            rec.submit();
+            const got = await readF32(device, y, y0.length);
+            const cols = v.slot === "linear.prefill" && s.N > PREFILL_COLUMNS
+              ? Array.from({ length: PREFILL_COLUMNS }, (_, c) => Math.floor((c * s.N) / PREFILL_COLUMNS)) : undefined;
+            const { y: ref, bound } = linearRef(xv, Wv, s.K, s.N, [...Array(M).keys()], biasV, s.accumulate ? y0 : undefined,
+              { precision: v.precision, dtype: "BF16", cols });
+            const C = cols?.length ?? s.N;
+            const at = (i: number) => Math.floor(i / C) * s.N + (cols ? cols[i % C] : i % C);
+            const { maxRatio } = assertClose(Array.from(ref, (_, i) => got[at(i)]), ref, (i) => bound[i], "output");
+            assertClose(got.subarray(M * s.N), y0.subarray(M * s.N), 0, "the row past the output (must stay untouched)");
+            return maxRatio;
+          } finally {
+            op.destroy();
+            for (const b of [x, y, bias]) b?.destroy();
+          }
+        }));
+      }
+    } finally {
+      W.parts.forEach((p) => p.buffer.destroy());
+    }
+  }
+  return out;
+}
+
+async function checkAttention(kernels: Kernels, v: AttentionVariant, cfg: Qwen2Config): Promise<KernelCheckCase[]> {
+  const { device } = kernels;
+  const d = { nHeads: cfg.numHeads, nKv: cfg.numKvHeads, headDim: cfg.headDim };
+  // Decode: three sequences at their own contexts and slots; prefill: two prompts packed, the second after a prefix.
+  const cases = v.slot === "attention.decode"
+    ? [{ what: "decode of 3 sequences at contexts 1, 100, 700 in slots 1, 2, 0", seqs: [[1, 0, 1], [2, 99, 1], [0, 699, 1]] }]
+    : [{ what: "prefill of 2 packed prompts: 5 tokens from 0 in slot 1, 40 after a prefix of 60 in slot 0", seqs: [[1, 0, 5], [0, 60, 40]] }];
+  const out: KernelCheckCase[] = [];
+  for (const [n, c] of cases.entries()) {
+    out.push(await run(c.what, async () => {
+      const seqs = c.seqs.map(([slot, start, rows]) => ({ slot, start, ids: new Uint32Array(rows) }));
+      const T = seqs.reduce((s, q) => s + q.ids.length, 0);
+      const [{ step, tokens }] = planSteps(seqs, T);
+      const slots = Math.max(...seqs.map((s) => s.slot)) + 1;
+      const slotLen = Math.max(...seqs.map((s) => s.start + s.ids.length)) + 16;
+      const kvDim = d.nKv * d.headDim, qDim = d.nHeads * d.headDim;
+      const rand = mulberry32(2000 + n);
+      const q = normalF32(rand, T * qDim), kc = normalF32(rand, slots * slotLen * kvDim), vc = normalF32(rand, slots * slotLen * kvDim);
+      // Rows no token may see hold large values, so that a causal-mask or cross-slot leak cannot hide.
+      for (let slot = 0; slot < slots; slot++) {
+        const used = Math.max(0, ...seqs.filter((s) => s.slot === slot).map((s) => s.start + s.ids.length));
+        kc.fill(50, (slot * slotLen + used) * kvDim, (slot + 1) * slotLen * kvDim);
+        vc.fill(1000, (slot * slotLen + used) * kvDim, (slot + 1) * slotLen * kvDim);
+      }
+      const { out: ref, bound } = attentionRef(q, kc, vc, tokens, slotLen, d);
+      const b = { tokens: uploadU32(device, tokens, "tokens"), q: uploadF32(device, q, "q"), kCache: uploadF32(device, kc, "k cache"), vCache: uploadF32(device, vc, "v cache"), slotLen };
+      const o = uploadF32(device, new Float32Array((T + 1) * qDim).fill(-7), "out");
+      const op = new Attention(kernels, "check", b, o, d, { decode: v, prefill: v }, { maxTokens: Math.max(T, 256), maxKeys: slotLen });
+      try {
+        await kernels.compiled();
+        const rec = new Recorder(device);
+        op.encode(rec, step);
+        rec.submit();
+        const got = await readF32(device, o, (T + 1) * qDim);
+        const { maxRatio } = assertClose(got.subarray(0, T * qDim), ref, (i) => bound[i], "output");
+        assertClose(got.subarray(T * qDim), new Float32Array(qDim).fill(-7), 0, "the row past the output (must stay untouched)");
+        return maxRatio;
+      } finally {
+        op.destroy();
+        for (const buf of [b.tokens, b.q, b.kCache, b.vCache, o]) buf.destroy();
+      }
+    }));
+  }
+  return out;
+}
