@@ -1,9 +1,12 @@
 // Small helpers for tests that run kernels on a real WebGPU device (Dawn; lavapipe on a CPU-only machine): one
 // shared device and kernel registry per test file; the float64 references (src/check/reference.ts) and the device
 // data they are checked on (src/check/device-data.ts), re-exported for the test files.
-import { Kernels } from "../src/gpu/kernel.ts";
+import { BufferSet } from "../src/gpu/buffers.ts";
+import { Kernels, type WeightDType } from "../src/gpu/kernel.ts";
 import { DTYPE_BYTES } from "../src/gpu/matrix.ts";
 import { nodeGpu, type NodeGpu } from "../src/gpu/node.ts";
+import type { TensorInfo } from "../src/model/safetensors.ts";
+import { SafetensorsWeights } from "../src/model/weights.ts";
 import { mulberry32 } from "../src/util/prng.ts";
 
 export * from "../src/check/reference.ts";
@@ -29,4 +32,22 @@ export async function testKernels(): Promise<Kernels> {
   const { device } = await testGpu();
   sharedKernels ??= new Kernels(device);
   return sharedKernels;
+}
+
+/** A TensorInfo over bytes in memory, as openSafetensors would describe them. */
+export function memoryTensor(name: string, dtype: WeightDType, shape: number[], bytes: Uint8Array): TensorInfo {
+  return {
+    name, dtype, shape, offset: 0, byteLength: bytes.byteLength,
+    source: {
+      name: "memory", size: bytes.byteLength,
+      read: async (offset, length) => bytes.slice(offset, offset + length),
+      close: async () => {},
+    },
+  };
+}
+
+/** A weight source over in-memory tensors, as the model loader builds one over safetensors files. */
+export function memoryWeights(kernels: Kernels, maxBindingBytes: number, ...tensors: TensorInfo[]): SafetensorsWeights {
+  return new SafetensorsWeights(kernels, new BufferSet(kernels.device), maxBindingBytes, new Map(tensors.map((t) => [t.name, t])), "memory",
+    tensors.map((t) => t.name));
 }

@@ -21,11 +21,9 @@ import {
   Argmax, Attention, Embedding, GatherRows, Linear, RmsNorm, RopeKv, sequenceStep, SwiGlu, widen, type AttentionDims, type Step, type StepOp,
 } from "../src/ops/index.ts";
 import { ropeTable } from "../src/model/rope.ts";
-import { SafetensorsWeights } from "../src/model/weights.ts";
-import type { TensorInfo } from "../src/model/safetensors.ts";
 import {
-  assertClose, attentionRef, encodeWeights, F32_ROUNDOFF, fromBf16Bits, fromF16Bits, gpuMatrix, linearRef, mulberry32, normalF32,
-  quantize, readF32, readU32, testGpu, testKernels, uniformF32, upload, uploadF32, uploadU32, zeros,
+  assertClose, attentionRef, encodeWeights, F32_ROUNDOFF, fromBf16Bits, fromF16Bits, gpuMatrix, linearRef, memoryTensor, memoryWeights,
+  mulberry32, normalF32, quantize, readF32, readU32, testGpu, testKernels, uniformF32, upload, uploadF32, uploadU32, zeros,
 } from "./gpu-helpers.ts";
 
 const U = F32_ROUNDOFF;
@@ -85,23 +83,6 @@ async function widenDirect(dtype: WeightDType, values: Float32Array): Promise<Fl
   return readF32(device, out, values.length);
 }
 
-/** A TensorInfo over bytes in memory, as openSafetensors would describe them. */
-function memoryTensor(name: string, dtype: WeightDType, shape: number[], bytes: Uint8Array): TensorInfo {
-  return {
-    name, dtype, shape, offset: 0, byteLength: bytes.byteLength,
-    source: {
-      name: "memory", size: bytes.byteLength,
-      read: async (offset, length) => bytes.slice(offset, offset + length),
-      close: async () => {},
-    },
-  };
-}
-
-/** A weight source over in-memory tensors, as the model loader builds one over safetensors files. */
-function memoryWeights(maxBindingBytes: number, ...tensors: TensorInfo[]): SafetensorsWeights {
-  return new SafetensorsWeights(k, new BufferSet(device), maxBindingBytes, new Map(tensors.map((t) => [t.name, t])), "memory", tensors.map((t) => t.name));
-}
-
 for (const dtype of DTYPES) {
   test(`widen ${dtype}: 150 values (75 pairs, not a multiple of 64) via the widen kernel, bit-exact`, async () => {
     const values = widenInputs(dtype, 150, 11);
@@ -110,7 +91,7 @@ for (const dtype of DTYPES) {
 
   test(`widen ${dtype}: 898-element vector loaded by SafetensorsWeights.vector, bit-exact`, async () => {
     const values = widenInputs(dtype, 898, 12);
-    const weights = memoryWeights(device.limits.maxStorageBufferBindingSize, memoryTensor("v", dtype, [898], encodeWeights(values, dtype)));
+    const weights = memoryWeights(k, device.limits.maxStorageBufferBindingSize, memoryTensor("v", dtype, [898], encodeWeights(values, dtype)));
     const buf = await weights.vector("v", [{ name: "v", size: 898 }]);
     await weights.finish();
     assertBitsEqual(await readF32(device, buf, 898), values, `loaded ${dtype} vector`);
@@ -294,7 +275,7 @@ test(`Linear[${name}] F16: W loaded by SafetensorsWeights.matrix with a binding 
   const K = 30, N = 100, dtype = "F16";
   const Wv = quantize(uniformF32(rand, N * K), dtype);
   const rowBytes = Math.ceil(K / 8) * 8 * 2;
-  const weights = memoryWeights(32 * rowBytes, memoryTensor("W", dtype, [N, K], encodeWeights(Wv, dtype)));
+  const weights = memoryWeights(k, 32 * rowBytes, memoryTensor("W", dtype, [N, K], encodeWeights(Wv, dtype)));
   const W = await weights.matrix("W", [{ name: "W", size: N }], K);
   await weights.finish();
   assert.deepEqual(W.parts.map((part) => part.rows), [32, 32, 32, 4]);
@@ -314,7 +295,7 @@ test("Stacked weights: three BF16 tensors of 40, 10 and 22 rows as one matrix in
   const K = 30, sizes = [40, 10, 22], dtype = "BF16";
   const tensors = sizes.map((rows, i) => ({ name: `t${i}`, values: quantize(uniformF32(rand, rows * K), dtype), bias: quantize(normalF32(rand, rows), dtype) }));
   const rowBytes = Math.ceil(K / 8) * 8 * 2;
-  const weights = memoryWeights(32 * rowBytes,
+  const weights = memoryWeights(k, 32 * rowBytes,
     ...tensors.map((t, i) => memoryTensor(t.name, dtype, [sizes[i], K], encodeWeights(t.values, dtype))),
     ...tensors.map((t, i) => memoryTensor(`${t.name}.bias`, dtype, [sizes[i]], encodeWeights(t.bias, dtype))));
   const W = await weights.matrix("stack", tensors.map((t, i) => ({ name: t.name, size: sizes[i] })), K);
@@ -335,7 +316,7 @@ test("Stacked weights: three BF16 tensors of 40, 10 and 22 rows as one matrix in
 });
 
 test("Stacked weights of two dtypes are refused, naming both tensors", async () => {
-  const weights = memoryWeights(device.limits.maxStorageBufferBindingSize,
+  const weights = memoryWeights(k, device.limits.maxStorageBufferBindingSize,
     memoryTensor("a", "BF16", [4, 8], new Uint8Array(64)), memoryTensor("b", "F16", [4, 8], new Uint8Array(64)));
   await assert.rejects(weights.matrix("a+b", [{ name: "a", size: 4 }, { name: "b", size: 4 }], 8), /tensor "b" is F16 but "a" is BF16: a\+b stacks them in one buffer/);
 });

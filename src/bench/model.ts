@@ -24,9 +24,9 @@ export interface LoadFigures {
   file_gbps?: number;
 }
 
-/** Opens `shape` (a key of QWEN25_SHAPES or a model folder) with room for maxSeqLen tokens, timing the load. */
+/** Opens `shape` (a key of QWEN25_SHAPES or a model folder) with room for maxSeqLen tokens, timing the load (and the quantization, if asked). */
 export async function openModel(device: GPUDevice, shape: string, maxSeqLen: number,
-  onProgress?: (p: UploadProgress) => void, maxBatch = 1, kernels: Pick<LoadOptions, "kernels" | "tune"> = {}): Promise<{ model: Qwen2Model; load: LoadFigures }> {
+  onProgress?: (p: UploadProgress) => void, maxBatch = 1, kernels: Pick<LoadOptions, "kernels" | "tune" | "quant"> = {}): Promise<{ model: Qwen2Model; load: LoadFigures }> {
   const t0 = performance.now();
   if (isQwen25Shape(shape)) {
     const model = await Qwen2Model.random(device, QWEN25_SHAPES[shape], RANDOM_SEED, { maxSeqLen, maxBatch, ...kernels });

@@ -6,6 +6,7 @@ import { createRequire } from "node:module";
 import { Kernels } from "../gpu/kernel.ts";
 import { describeAdapter } from "../gpu/device.ts";
 import type { Qwen2Config } from "../model/config.ts";
+import { quantOf, type WeightMode } from "../model/quant.ts";
 import type { LoadOptions } from "../model/qwen2.ts";
 import type { UploadProgress } from "../model/weights.ts";
 import type { KernelChoice } from "../ops/kernel-variants.ts";
@@ -65,7 +66,27 @@ export interface BatchedFigures {
   prefill: PackedPrefillFigures;
 }
 
+/** One weight mode's headline figures (`models.<shape>.quant.<mode>`). */
+export interface QuantFigures {
+  /** GPU bytes of the weight matrices and vectors, and of every buffer the model holds. */
+  weight_bytes: number;
+  gpu_buffer_bytes: number;
+  /** Compulsory bytes of the headline decode step (weights read once, KV cache, activations). */
+  bytes_per_token: number;
+  decode_tok_s: number;
+  prefill_tok_s: number;
+  decode_vs_floor: number;
+  prefill_fraction_of_peak: number;
+  /** This mode's rates over bf16's, when bf16 was measured in the same run. */
+  decode_vs_bf16: number | null;
+  prefill_vs_bf16: number | null;
+  kernel_variants: KernelChoice;
+}
+
 export interface ModelReport {
+  /** The weight mode of the figures below (the first of --quant); `quant` has every mode measured. */
+  quant_mode: WeightMode;
+  quant: Partial<Record<WeightMode, QuantFigures>>;
   config: Qwen2Config;
   load: LoadFigures;
   /** The kernel variant of each op slot, and whether it was measured at this load, taken from the tuning cache or fixed. */
@@ -139,6 +160,8 @@ export interface BenchOptions {
   batches?: number[];
   /** How the models choose their kernel variants (forced, tuned at load). */
   kernels?: Pick<LoadOptions, "kernels" | "tune">;
+  /** The weight modes to measure, each shape loaded once per mode (default bf16); the first is the headline. */
+  quant?: WeightMode[];
 }
 
 /**
@@ -173,6 +196,7 @@ function watchErrors(device: GPUDevice): (phase: string) => void {
 }
 
 interface Measured {
+  quant_mode: WeightMode;
   config: Qwen2Config;
   load: LoadFigures;
   kernel_variants: KernelChoice;
@@ -188,47 +212,48 @@ interface Measured {
   skipped: string[];
 }
 
-async function measureModel(device: GPUDevice, shape: string, mode: BenchMode, timer: GpuTimer, batches: number[],
+async function measureModel(device: GPUDevice, shape: string, weights: WeightMode, mode: BenchMode, timer: GpuTimer, batches: number[],
   log: (line: string) => void, check: (phase: string) => void, onLoadProgress?: (p: UploadProgress) => void,
   kernels?: Pick<LoadOptions, "kernels" | "tune">): Promise<Measured> {
   const longest = Math.max(...mode.prompts, ...(batches.length > 0 ? [BATCH_CONTEXT, 2 * PACKED_LENGTH] : []));
   const maxBatch = Math.max(1, ...batches, ...(batches.length > 0 ? [PACKED_DOCUMENTS] : []));
-  log(`${shape}: loading${maxBatch > 1 ? ` with ${maxBatch} KV-cache slots` : ""}`);
-  const { model, load } = await openModel(device, shape, longest + mode.decodeSteps, onLoadProgress, maxBatch, kernels);
+  const what = `${shape} ${weights}`;
+  log(`${what}: loading${maxBatch > 1 ? ` with ${maxBatch} KV-cache slots` : ""}`);
+  const { model, load } = await openModel(device, shape, longest + mode.decodeSteps, onLoadProgress, maxBatch, { ...kernels, quant: quantOf(weights) });
   try {
-    check(`${shape} load`);
+    check(`${what} load`);
     const first = mode.prompts[0];
     // The kernel tables use the shapes of the first prompt: its prefill (one chunk at most) and the decode after it.
     const prefillStep = { T: Math.min(first, model.prefillChunk), pos0: 0 };
     const decodeStep = { T: 1, pos0: first };
-    log(`${shape}: kernels at decode (T=1, pos0=${decodeStep.pos0})`);
+    log(`${what}: kernels at decode (T=1, pos0=${decodeStep.pos0})`);
     const decodeKernels = await profileStep(model, decodeStep, timer, mode.kernels);
-    log(`${shape}: kernels at prefill (T=${prefillStep.T})`);
+    log(`${what}: kernels at prefill (T=${prefillStep.T})`);
     const prefillKernels = await profileStep(model, prefillStep, timer, mode.kernels);
-    check(`${shape} kernels`);
+    check(`${what} kernels`);
     const prefill: PrefillFigures[] = [];
     const decode: DecodeFigures[] = [];
     for (const tokens of mode.prompts) {
-      log(`${shape}: prefill ${tokens} tokens (${mode.prefillRuns} run${mode.prefillRuns > 1 ? "s" : ""})`);
+      log(`${what}: prefill ${tokens} tokens (${mode.prefillRuns} run${mode.prefillRuns > 1 ? "s" : ""})`);
       prefill.push(await measurePrefill(model, tokens, mode.prefillRuns));
-      log(`${shape}: decode ${mode.decodeSteps} tokens after it (${prefill.at(-1)!.tok_s.toFixed(2)} prompt tok/s)`);
+      log(`${what}: decode ${mode.decodeSteps} tokens after it (${prefill.at(-1)!.tok_s.toFixed(2)} prompt tok/s)`);
       decode.push(await measureDecode(model, mode.decodeSteps));
-      check(`${shape} prefill/decode`);
+      check(`${what} prefill/decode`);
     }
     let batched: BatchedFigures | undefined;
     if (batches.length > 0) {
       const decodeAt: BatchedDecodeFigures[] = [];
       for (const batch of batches) {
-        log(`${shape}: ${batch} sequences decoding together at context ${BATCH_CONTEXT}`);
+        log(`${what}: ${batch} sequences decoding together at context ${BATCH_CONTEXT}`);
         decodeAt.push(await measureBatchedDecode(model, batch, BATCH_CONTEXT, mode.decodeSteps));
       }
-      log(`${shape}: ${PACKED_DOCUMENTS} documents of about ${PACKED_LENGTH} tokens, packed and one at a time`);
+      log(`${what}: ${PACKED_DOCUMENTS} documents of about ${PACKED_LENGTH} tokens, packed and one at a time`);
       batched = { decode: decodeAt, prefill: await measurePackedPrefill(model, PACKED_DOCUMENTS, PACKED_LENGTH, mode.prefillRuns) };
-      check(`${shape} batched`);
+      check(`${what} batched`);
     }
     const skipped = PROMPTS.filter((n) => !mode.prompts.includes(n)).map((n) => `prefill ${n} tokens and decode after it (--quick)`);
     return {
-      config: model.config, load, kernel_variants: model.kernelChoice, kernel_variants_from: model.tuneReport?.source ?? "defaults", max_batch: model.maxBatch, kv_cache_bytes: model.kvCacheBytes, batched,
+      quant_mode: weights, config: model.config, load, kernel_variants: model.kernelChoice, kernel_variants_from: model.tuneReport?.source ?? "defaults", max_batch: model.maxBatch, kv_cache_bytes: model.kvCacheBytes, batched,
       gpu_buffer_bytes: model.gpuBytes, host_peak_rss_bytes: process.resourceUsage().maxRSS * 1024,
       prefill, decode, kernels: { decode: decodeKernels, prefill: prefillKernels }, skipped,
     };
@@ -238,7 +263,7 @@ async function measureModel(device: GPUDevice, shape: string, mode: BenchMode, t
 }
 
 /** Relates a model's measurements to the roofline (definitions in bench/NOTES.md). */
-function derive(m: Measured, roofline: Roofline): ModelReport {
+function derive(m: Measured, roofline: Roofline): Omit<ModelReport, "quant"> {
   const readBps = roofline.read_gbps * 1e9;
   const fraction = (r: KernelRow) => Math.max(r.gbps / roofline.read_gbps, r.gflops / roofline.peak_gflops);
   const withFractions = (p: StepProfile): StepFigures => ({ ...p, rows: p.rows.map((r) => ({ ...r, roofline_fraction: fraction(r) })) });
@@ -269,8 +294,13 @@ export async function runBench(adapter: GPUAdapter, device: GPUDevice, opts: Ben
 
   // Models before the roofline, so that each model's peak host memory does not include the stream
   // buffers (which live in host memory on a CPU adapter).
-  const measured = new Map<string, Measured>();
-  for (const shape of opts.shapes) measured.set(shape, await measureModel(device, shape, mode, timer, opts.batches ?? [], log, check, opts.onLoadProgress, opts.kernels));
+  const modes = opts.quant ?? ["bf16"];
+  const measured = new Map<string, Measured[]>();
+  for (const shape of opts.shapes) {
+    const each: Measured[] = [];
+    for (const weights of modes) each.push(await measureModel(device, shape, weights, mode, timer, opts.batches ?? [], log, check, opts.onLoadProgress, opts.kernels));
+    measured.set(shape, each);
+  }
 
   const streamBytes = defaultStreamBytes();
   log(`roofline: streaming ${(streamBytes / 2 ** 20).toFixed(0)} MiB, multiply-add loop, empty dispatches`);
@@ -280,7 +310,7 @@ export async function runBench(adapter: GPUAdapter, device: GPUDevice, opts: Ben
   // After everything of r3gpu's, so that no peer process or its memory is around while r3gpu is timed. The
   // peers get the bench's first prompt (measured in every mode) and as many decode steps.
   const peers: PeerReports = opts.peers?.includes("llama.cpp")
-    ? await measureLlamaCpp([...measured].map(([shape, m]) => ({ shape, config: m.config, prefill: m.prefill[0], decode: m.decode[0] })),
+    ? await measureLlamaCpp([...measured].map(([shape, [m]]) => ({ shape, config: m.config, prefill: m.prefill[0], decode: m.decode[0], quant: m.quant_mode })),
       { decodeSteps: mode.decodeSteps, timeoutS: opts.peerTimeoutS, log })
     : {};
 
@@ -294,9 +324,22 @@ export async function runBench(adapter: GPUAdapter, device: GPUDevice, opts: Ben
       llc_bytes: lastLevelCacheBytes() ?? null, node: process.version, load_average },
     adapter: adapterReport(adapter, device, timer),
     roofline,
-    models: Object.fromEntries([...measured].map(([shape, m]) => [shape, derive(m, roofline)])),
+    models: Object.fromEntries([...measured].map(([shape, each]) => [shape, withModes(each.map((m) => derive(m, roofline)))])),
     peers,
   };
+}
+
+/** The first mode's report, with every mode's headline figures (and their ratios to bf16) under `quant`. */
+function withModes(reports: Omit<ModelReport, "quant">[]): ModelReport {
+  const bf16 = reports.find((r) => r.quant_mode === "bf16");
+  const ratio = (x: number, base: number | undefined) => (base === undefined ? null : x / base);
+  const quant = Object.fromEntries(reports.map((r) => [r.quant_mode, {
+    weight_bytes: r.load.weight_bytes, gpu_buffer_bytes: r.gpu_buffer_bytes, bytes_per_token: r.decode.at(-1)!.bytes_per_token,
+    decode_tok_s: r.decode_tok_s, prefill_tok_s: r.prefill_tok_s, decode_vs_floor: r.decode_vs_floor,
+    prefill_fraction_of_peak: r.prefill_fraction_of_peak, decode_vs_bf16: ratio(r.decode_tok_s, bf16?.decode_tok_s),
+    prefill_vs_bf16: ratio(r.prefill_tok_s, bf16?.prefill_tok_s), kernel_variants: r.kernel_variants,
+  } satisfies QuantFigures]));
+  return { ...reports[0], quant };
 }
 
 /** The targets of `bench --check` that a report misses, one line each. */
@@ -327,7 +370,7 @@ export interface ProfileReport {
  * step after it, split by kernel.
  */
 export async function runProfile(adapter: GPUAdapter, device: GPUDevice, shape: string, tokens: number,
-  opts: Pick<BenchOptions, "log" | "onLoadProgress" | "kernels"> = {}): Promise<ProfileReport> {
+  opts: Pick<BenchOptions, "log" | "onLoadProgress"> & { kernels?: Pick<LoadOptions, "kernels" | "tune" | "quant"> } = {}): Promise<ProfileReport> {
   const log = elapsedLog(opts.log);
   const check = watchErrors(device);
   const timer = new GpuTimer(device);

@@ -1,9 +1,9 @@
 // The float64 checks' data on the device: storage buffers from typed arrays, read-back, and weight matrices from
 // row-major values in the GPU weight layout (written by the host, from the layout's definition, so that kernels
 // reading it are checked independently of the relayout kernel).
-import type { WeightDType } from "../gpu/kernel.ts";
+import type { QuantDType, WeightDType } from "../gpu/kernel.ts";
 import { DTYPE_BYTES, type GpuMatrix } from "../gpu/matrix.ts";
-import { encodeWeights, layoutWeights } from "./reference.ts";
+import { encodeWeights, layoutQuantized, layoutWeights } from "./reference.ts";
 
 // GPUBufferUsage / GPUMapMode are globals only once nodeGpu() has installed Dawn's; these are the
 // spec's values, usable at module load.
@@ -79,14 +79,7 @@ export interface MatrixOptions {
  */
 export function gpuMatrix(device: GPUDevice, name: string, values: ArrayLike<number>, rows: number, cols: number,
   dtype: WeightDType, opts: MatrixOptions = {}): GpuMatrix {
-  if (values.length !== rows * cols) throw new Error(`gpuMatrix ${name}: ${values.length} values for [${rows}, ${cols}]`);
-  let sizes = opts.partRows;
-  if (!sizes) {
-    const max = opts.maxPartRows ?? rows;
-    sizes = [];
-    for (let r = 0; r < rows; r += max) sizes.push(Math.min(max, rows - r));
-  }
-  if (sizes.reduce((a, b) => a + b, 0) !== rows) throw new Error(`gpuMatrix ${name}: part rows ${sizes} do not sum to ${rows}`);
+  const sizes = partSizes(name, values, rows, cols, opts);
   const bytes = encodeWeights(values, dtype);
   const rowBytes = cols * DTYPE_BYTES[dtype];
   const parts: GpuMatrix["parts"] = [];
@@ -97,4 +90,35 @@ export function gpuMatrix(device: GPUDevice, name: string, values: ArrayLike<num
     row0 += n;
   }
   return { name, dtype, rows, cols, parts };
+}
+
+function partSizes(name: string, values: ArrayLike<number>, rows: number, cols: number, opts: MatrixOptions): number[] {
+  if (values.length !== rows * cols) throw new Error(`matrix ${name}: ${values.length} values for [${rows}, ${cols}]`);
+  let sizes = opts.partRows;
+  if (!sizes) {
+    const max = opts.maxPartRows ?? rows;
+    sizes = [];
+    for (let r = 0; r < rows; r += max) sizes.push(Math.min(max, rows - r));
+  }
+  if (sizes.reduce((a, b) => a + b, 0) !== rows) throw new Error(`matrix ${name}: part rows ${sizes} do not sum to ${rows}`);
+  return sizes;
+}
+
+/**
+ * A GpuMatrix [rows, cols] of row-major float32 values quantized on the host (layoutQuantized, part by part, as the
+ * loader quantizes them), with the values its kernels compute with (row-major), for the host reference.
+ */
+export function quantizedMatrix(device: GPUDevice, name: string, values: Float32Array, rows: number, cols: number,
+  dtype: QuantDType, opts: MatrixOptions = {}): { W: GpuMatrix; values: Float32Array<ArrayBuffer> } {
+  const out = new Float32Array(rows * cols);
+  const parts: GpuMatrix["parts"] = [];
+  let row0 = 0;
+  for (const n of partSizes(name, values, rows, cols, opts)) {
+    const part = layoutQuantized(values.subarray(row0 * cols, (row0 + n) * cols), n, cols, dtype);
+    if (!part.ok) throw new Error(`quantizedMatrix ${name}: rows ${row0}..${row0 + n - 1} hold values that cannot be quantized`);
+    out.set(part.values, row0 * cols);
+    parts.push({ buffer: upload(device, part.bytes, `${name}[${row0}:${row0 + n}]`), row0, rows: n });
+    row0 += n;
+  }
+  return { W: { name, dtype, rows, cols, parts }, values: out };
 }

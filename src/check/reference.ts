@@ -2,9 +2,10 @@
 // layout written from its definition, linear layers and causal GQA attention with a stated error bound for each
 // output, and the comparison against those bounds. The kernel unit tests check every variant against them, and
 // `r3gpu tune --kernel` checks a user's kernel against them.
-import type { WeightDType } from "../gpu/kernel.ts";
-import { WEIGHT_LAYOUT } from "../gpu/layout.ts";
-import { DTYPE_BYTES } from "../gpu/matrix.ts";
+import type { GpuDType, QuantDType, WeightDType } from "../gpu/kernel.ts";
+import { QUANT_LAYOUT, WEIGHT_LAYOUT } from "../gpu/layout.ts";
+import { DTYPE_BYTES, isQuantized, layoutBytes } from "../gpu/matrix.ts";
+import { dequantize, QUANT_GROUP, quantizeGroup } from "../model/quant.ts";
 import type { AttentionDims } from "../ops/rope-kv.ts";
 import type { Precision } from "../ops/variant.ts";
 
@@ -127,6 +128,54 @@ export function layoutWeights(rowMajor: Uint8Array, rows: number, cols: number, 
   return out;
 }
 
+export interface QuantizedPart {
+  /** The part's bytes in the quantized layout: what the quantize kernel must write. */
+  bytes: Uint8Array<ArrayBuffer>;
+  /** The weights the kernels compute with (integer x scale, float32), row-major [rows, cols]. */
+  values: Float32Array<ArrayBuffer>;
+  /** Whether every group could be quantized (no NaN, infinity or f16 scale overflow). */
+  ok: boolean;
+}
+
+/**
+ * One part's row-major float32 values quantized on the host (quantizeGroup of src/model/quant.ts) into the layout of
+ * QUANT_LAYOUT (src/gpu/layout.ts), written from the layout's definition: tile t holds the quads 128 t.. of the
+ * blocked layout (8 int8 in byte order, or 8 int4 in nibble order from the low one), then 32 f16 scales, scale j for
+ * the quads 128 t + 32 s + j (s < 4), whose quad index u = 4 t + s is quad u % nq of row (u / nq) * 32 + j.
+ */
+export function layoutQuantized(rowMajor: ArrayLike<number>, rows: number, cols: number, dtype: QuantDType): QuantizedPart {
+  const nq = Math.ceil(cols / WEIGHT_LAYOUT.quadElements);
+  const tileBytes = QUANT_LAYOUT.tileBytes[dtype];
+  const quadBytes = dtype === "Q8" ? 8 : 4;
+  const bytes = new Uint8Array(layoutBytes(Math.ceil(rows / ROW_BLOCK), cols, dtype));
+  const values = new Float32Array(rows * cols);
+  const x = new Float32Array(QUANT_GROUP);
+  const q = new Int8Array(QUANT_GROUP);
+  let ok = true;
+  for (let t = 0; t < bytes.length / tileBytes; t++) {
+    const tile = t * tileBytes;
+    for (let j = 0; j < ROW_BLOCK; j++) {
+      const at = (s: number, e: number) => {
+        const u = 4 * t + s, row = Math.floor(u / nq) * ROW_BLOCK + j, k = (u % nq) * 8 + e;
+        return row < rows && k < cols ? row * cols + k : -1;
+      };
+      for (let i = 0; i < QUANT_GROUP; i++) { const src = at(i >> 3, i & 7); x[i] = src < 0 ? 0 : rowMajor[src]; }
+      const group = quantizeGroup(x, dtype, q);
+      ok &&= group.ok;
+      bytes[tile + QUANT_LAYOUT.tileQuads * quadBytes + 2 * j] = group.scale & 0xff;
+      bytes[tile + QUANT_LAYOUT.tileQuads * quadBytes + 2 * j + 1] = group.scale >> 8;
+      for (let i = 0; i < QUANT_GROUP; i++) {
+        const s = i >> 3, e = i & 7, quad = tile + (s * ROW_BLOCK + j) * quadBytes;
+        if (dtype === "Q8") bytes[quad + e] = q[i] & 0xff;
+        else bytes[quad + (e >> 1)] |= q[i] << (4 * (e & 1));
+        const dst = at(s, e);
+        if (dst >= 0) values[dst] = dequantize(q[i], group.scale, dtype);
+      }
+    }
+  }
+  return { bytes, values, ok };
+}
+
 // ---------------------------------------------------------------------------------------------
 // References and comparison
 
@@ -151,8 +200,8 @@ function f16ConversionError(v: number, exact: boolean): number {
 export interface LinearRefOptions {
   /** The variant's precision: which bound (default f32). */
   precision?: Precision;
-  /** The weights' stored dtype (the f16 bound depends on it). */
-  dtype?: WeightDType;
+  /** The weights' stored dtype (the f16 bound depends on it: quantized weights are not exact in f16). */
+  dtype?: GpuDType;
   /** The output columns to compute (default all N), for subsampled checks of large shapes. */
   cols?: number[];
 }
@@ -179,7 +228,7 @@ export function linearRef(x: Float32Array, W: Float32Array, K: number, N: number
   bias: Float32Array | undefined, y0: Float32Array | undefined, opts: LinearRefOptions = {}): { y: Float64Array; bound: Float64Array } {
   const cols = opts.cols ?? Array.from({ length: N }, (_, n) => n);
   const f16 = opts.precision === "f16";
-  const exactW = opts.dtype !== "F32";
+  const exactW = opts.dtype !== "F32" && !(opts.dtype && isQuantized(opts.dtype));
   const C = cols.length;
   const y = new Float64Array(xRows.length * C);
   const bound = new Float64Array(xRows.length * C);

@@ -164,6 +164,23 @@ export function choice(values: readonly string[], help: string, opts: ValueOptio
   });
 }
 
+/** A comma-separated list of words of a fixed set, each at most once, in the order given. */
+export function choiceList<const T extends string>(values: readonly T[], help: string, opts: { default: T[] }): Flag<T[]> {
+  const rule = `a comma-separated list of ${values.join(", ")}`;
+  return {
+    help, metavar: values.join(","), rule, default: opts.default,
+    parse: (value: string, flag: string) => {
+      const items = value.split(",").map((s) => s.trim()).filter((s) => s !== "");
+      if (items.length === 0) throw new UsageError(`${flag} must be ${rule}, got "${value}"`);
+      for (const [i, item] of items.entries()) {
+        if (!(values as readonly string[]).includes(item)) throw new UsageError(`${flag}: "${item}" is not one of ${values.join(", ")}${suggestion(item, values)}`);
+        if (items.indexOf(item) !== i) throw new UsageError(`${flag}: ${item} is given twice`);
+      }
+      return items as T[];
+    },
+  };
+}
+
 /** A comma-separated list of integers, e.g. token ids; `item` names one of them in messages. */
 export function integerList(help: string, opts: { min?: number; item: string; metavar?: string }): Flag<number[] | undefined> {
   const rule = `a comma-separated list of ${opts.item}s`;

@@ -5,6 +5,7 @@ import { missedTargets, runBench, runProfile } from "../bench/run.ts";
 import { nodeGpu } from "../gpu/node.ts";
 import type { UploadProgress } from "../model/weights.ts";
 import type { BenchArgs, ProfileArgs } from "./commands.ts";
+import { quantOf } from "../model/quant.ts";
 import { kernelOptions } from "./load.ts";
 import { Progress } from "./progress.ts";
 
@@ -27,7 +28,8 @@ export async function bench({ flags, argv }: BenchArgs): Promise<number> {
   const { adapter, device } = await nodeGpu();
   const report = await runBench(adapter, device, {
     shapes: flags.shape, quick: flags.quick, command: ["r3gpu", "bench", ...argv].join(" "), log, onLoadProgress: loadBars(),
-    peers: [...new Set(flags.peer ?? [])], peerTimeoutS: flags["peer-timeout"], batches: flags.batch ?? [], kernels: kernelOptions(flags),
+    peers: [...new Set(flags.peer ?? [])], peerTimeoutS: flags["peer-timeout"], batches: flags.batch ?? [],
+    kernels: kernelOptions(flags), quant: flags.quant,
   });
   console.log(formatBench(report));
   if (flags.json !== undefined) {
@@ -43,6 +45,7 @@ export async function bench({ flags, argv }: BenchArgs): Promise<number> {
 export async function profile({ positionals, flags }: ProfileArgs): Promise<number> {
   const { adapter, device } = await nodeGpu();
   const shape = flags.shape ?? positionals.MODEL_DIR!;
-  console.log(formatProfile(await runProfile(adapter, device, shape, flags.tokens, { log, onLoadProgress: loadBars(), kernels: kernelOptions(flags) })));
+  console.log(formatProfile(await runProfile(adapter, device, shape, flags.tokens, { log, onLoadProgress: loadBars(),
+    kernels: { ...kernelOptions(flags), quant: quantOf(flags.quant) } })));
   return 0;
 }

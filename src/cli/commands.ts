@@ -6,10 +6,11 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { PEERS } from "../bench/peers.ts";
 import { GGUF_DTYPES } from "../llamacpp/export.ts";
+import { WEIGHT_MODES } from "../model/quant.ts";
 import { isQwen25Shape, QWEN25_SHAPES, type Qwen25Shape } from "../model/shapes.ts";
 import { DEFAULT_REASONING_TOKENS } from "../search/searchr3.ts";
 import {
-  boolean, choice, defineCommand, integer, integerList, number, repeatable, required, text, UsageError, valueFlag,
+  boolean, choice, choiceList, defineCommand, integer, integerList, number, repeatable, required, text, UsageError, valueFlag,
   type Args, type ArgsOf, type CommandSpec,
 } from "./args.ts";
 
@@ -35,8 +36,13 @@ const MAX_NEW_TOKENS = integer(
 );
 const DB = text("the LanceDB index folder", { metavar: "DB_DIR" });
 
-/** How a command that loads a model chooses its kernel variants (src/tune/): measured at load unless told. */
+/**
+ * How a command that loads a model stores its weights (quantized on the GPU at load, or as the files have them) and
+ * chooses its kernel variants (src/tune/): measured at load unless told.
+ */
 const KERNELS = {
+  quant: choice(WEIGHT_MODES, "the weight matrices as stored (bf16), or quantized at load to int8 (q8) or int4 (q4) " +
+    "in groups of 32 with an f16 scale: smaller and faster, slightly less accurate (README: Quantized weights)", { default: "bf16" }),
   kernels: text("force kernel variants, SLOT=VARIANT,... (slots linear.decode, linear.prefill, attention.decode, " +
     "attention.prefill; `r3gpu tune` lists the variants); R3GPU_KERNELS does the same, the flag winning", { metavar: "LIST" }),
   "no-tune": boolean("use the static kernel defaults for the adapter's class instead of measuring the variants at load"),
@@ -143,6 +149,7 @@ export const BENCH = defineCommand({
   positionals: [],
   flags: {
     ...KERNELS,
+    quant: choiceList(WEIGHT_MODES, "the weight modes to measure, each loaded in turn (see --quant of the other commands)", { default: ["bf16"] }),
     shape: repeatable(valueFlag(`a shape with random weights (${SHAPES.join(", ")}) or a model folder`,
       { metavar: "S|MODEL_DIR" }, shapeOrModel), ["qwen2.5-0.5b"]),
     quick: boolean("fewer and shorter measurements"),

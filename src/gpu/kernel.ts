@@ -11,7 +11,12 @@ import { SHADERS } from "./shaders.gen.ts";
 import { SHADER_CONSTANTS, wgslConstants } from "./layout.ts";
 import { assemble, preprocess } from "./wgsl.ts";
 
+/** The dtypes weights are stored in by the files (and kept in on the GPU unless quantized). */
 export type WeightDType = "BF16" | "F16" | "F32";
+/** Weights quantized at load: int8 or int4 with f16 scales (QUANT_LAYOUT in src/gpu/layout.ts). */
+export type QuantDType = "Q8" | "Q4";
+/** What a weight matrix is stored as on the GPU. */
+export type GpuDType = WeightDType | QuantDType;
 export type ScalarType = "u32" | "i32" | "f32";
 export type Access = "read" | "read_write";
 
@@ -59,7 +64,7 @@ export function declaredKernels(): readonly KernelDecl[] {
 
 /** How one pipeline of a kernel is compiled. */
 export interface Variant {
-  dtype?: WeightDType;
+  dtype?: GpuDType;
   /** Preprocessor flags; those of optional bindings are set by the KernelCall that binds them. */
   flags?: readonly string[];
   overrides?: Record<string, number | boolean>;

@@ -21,6 +21,27 @@ export const WEIGHT_LAYOUT = {
   quadElements: 8,
 } as const;
 
+/**
+ * The quantized layouts of weight matrices (shaders/lib/weights_q8.wgsl, weights_q4.wgsl): the quads of the blocked
+ * layout above, in the same order, as 8 int8 (Q8) or 8 int4 (Q4) values, with one f16 scale per group of
+ * `groupQuads` quads of one row slot. Quad q (its index in the blocked layout) lies in tile q / tileQuads, which
+ * stores its tileQuads quads in order, then `block` f16 scales: the scale of quad q is scale q % block of its tile,
+ * shared by the quads q, q + block, q + 2 block, q + 3 block of the tile (the next 4 quads along K of one row, 32
+ * elements, wherever the row's quads per row nq is a multiple of 4; elsewhere a group may end one block and start the
+ * next, the same row slot in both).
+ *
+ * Why: a quantized quad stays where a BF16 one is, so every kernel that reads weights by quad index reads these
+ * through the same accessors (load_w8, load_w2) without knowing nq; a tile is whole 16-byte words, and the scales of
+ * the quads a kernel reads together (one per row slot) are neighbours.
+ */
+export const QUANT_LAYOUT = {
+  groupQuads: 4,
+  /** Quads per tile: groupQuads x block. */
+  tileQuads: 128,
+  /** Bytes of one tile: the quads' integers, then block f16 scales. */
+  tileBytes: { Q8: 128 * 8 + 64, Q4: 128 * 4 + 64 },
+} as const;
+
 /** Constants every shader sees, by their WGSL names. */
 export const SHADER_CONSTANTS: Record<string, number> = {
   W_LANES: WEIGHT_LAYOUT.lanes,

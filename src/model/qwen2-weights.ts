@@ -4,6 +4,7 @@
 // input are stacked by rows into one matrix at load (q, k and v; gate and up), so that one dispatch computes them.
 import type { GpuMatrix } from "../gpu/matrix.ts";
 import type { Qwen2Config } from "./config.ts";
+import { quantizedDType, type Quantization } from "./quant.ts";
 import type { WeightSource } from "./weights.ts";
 
 /** A projection: weight [out, in] and, for q/k/v, a bias [out]. */
@@ -63,14 +64,15 @@ export function qwen2Tensors(cfg: Qwen2Config): [string, Shape][] {
   return [...modelTensors(cfg), ...Array.from({ length: cfg.numLayers }, (_, l) => layerTensors(cfg, l)).flat()];
 }
 
-export async function loadLayerWeights(w: WeightSource, cfg: Qwen2Config, l: number): Promise<Qwen2LayerWeights> {
+export async function loadLayerWeights(w: WeightSource, cfg: Qwen2Config, l: number, quant?: Quantization): Promise<Qwen2LayerWeights> {
   const shapes = new Map(layerTensors(cfg, l));
+  const dtype = quant && quantizedDType(quant, "layer");
   const p = `model.layers.${l}.`;
   const part = (key: string) => ({ name: p + key, size: shapes.get(p + key)![0] });
   const vector = (...keys: string[]) => w.vector(p + keys.join("+"), keys.map(part));
   // Stacked projections: one matrix of the tensors' rows in order, one bias of their biases end to end.
   const projection = async (names: string[], bias: boolean): Promise<Projection> => ({
-    weight: await w.matrix(p + names.join("+"), names.map((n) => part(`${n}.weight`)), shapes.get(p + `${names[0]}.weight`)![1]!),
+    weight: await w.matrix(p + names.join("+"), names.map((n) => part(`${n}.weight`)), shapes.get(p + `${names[0]}.weight`)![1]!, dtype),
     bias: bias ? await vector(...names.map((n) => `${n}.bias`)) : undefined,
   });
   return {
@@ -87,14 +89,16 @@ export async function loadLayerWeights(w: WeightSource, cfg: Qwen2Config, l: num
   };
 }
 
-export async function loadQwen2Weights(w: WeightSource, cfg: Qwen2Config): Promise<Qwen2Weights> {
+/** The weights of a Qwen2 checkpoint; `quant`: its matrices quantized on the GPU (src/model/quant.ts says which dtype each gets). */
+export async function loadQwen2Weights(w: WeightSource, cfg: Qwen2Config, quant?: Quantization): Promise<Qwen2Weights> {
   const H = cfg.hiddenSize;
   const table = (name: string) => ({ name, size: cfg.vocabSize });
-  const embed_tokens = await w.matrix("model.embed_tokens.weight", [table("model.embed_tokens.weight")], H);
+  const tableDType = quant && quantizedDType(quant, "embedding");
+  const embed_tokens = await w.matrix("model.embed_tokens.weight", [table("model.embed_tokens.weight")], H, tableDType);
   const layers: Qwen2LayerWeights[] = [];
-  for (let l = 0; l < cfg.numLayers; l++) layers.push(await loadLayerWeights(w, cfg, l));
+  for (let l = 0; l < cfg.numLayers; l++) layers.push(await loadLayerWeights(w, cfg, l, quant));
   const norm = await w.vector("model.norm.weight", [{ name: "model.norm.weight", size: H }]);
-  const lm_head = cfg.tieWordEmbeddings ? embed_tokens : await w.matrix("lm_head.weight", [table("lm_head.weight")], H);
+  const lm_head = cfg.tieWordEmbeddings ? embed_tokens : await w.matrix("lm_head.weight", [table("lm_head.weight")], H, tableDType);
   await w.finish();
   return { embed_tokens, layers, norm, lm_head };
 }

@@ -33,6 +33,7 @@ import { checkConfigAgainstTensors, type Qwen2Config } from "./config.ts";
 import { asModelFolder, type ModelFolder } from "./folder.ts";
 import { loadQwen2Weights, qwen2Tensors, type Projection, type Qwen2LayerWeights } from "./qwen2-weights.ts";
 import { ropeTable } from "./rope.ts";
+import { QUANTIZATIONS, type Quantization } from "./quant.ts";
 import { openModelWeights } from "./safetensors.ts";
 import { RandomWeights, SafetensorsWeights, type UploadProgress, type WeightSource } from "./weights.ts";
 
@@ -54,6 +55,11 @@ export interface LoadOptions {
    * adapter's class (src/tune/defaults.ts).
    */
   tune?: boolean | ModelTuneOptions;
+  /**
+   * Quantize the weight matrices on the GPU while loading: "q8" (int8) or "q4" (int4), in groups of 32 weights
+   * along K with an f16 scale (src/model/quant.ts). Default: the dtype the files store.
+   */
+  quant?: Quantization;
   onProgress?: (p: UploadProgress) => void;
 }
 
@@ -168,6 +174,9 @@ function resolveOptions(device: GPUDevice, cfg: Qwen2Config, opts: LoadOptions) 
     throw new Error(`maxSeqLen ${maxSeqLen} exceeds the model's max_position_embeddings ${cfg.maxPositionEmbeddings}`);
   }
   const maxBatch = positiveInt("maxBatch", opts.maxBatch, 1);
+  if (opts.quant !== undefined && !QUANTIZATIONS.includes(opts.quant)) {
+    throw new Error(`quant must be one of ${QUANTIZATIONS.join(", ")} (or left out for the stored dtype), got ${JSON.stringify(opts.quant)}`);
+  }
   const qDim = cfg.numHeads * cfg.headDim, kvDim = cfg.numKvHeads * cfg.headDim;
   // Activations are single bindings too, so the chunk is capped by the widest one (the MLP's); a decode step of
   // every sequence needs maxBatch rows.
@@ -236,6 +245,8 @@ export class Qwen2Model {
     private readonly body: StepOp[],
     private readonly head: StepOp[],
     fileBytes: number,
+    /** How the weight matrices were quantized at load; undefined: kept in the files' dtype. */
+    readonly quant: Quantization | undefined,
   ) {
     this.fileBytes = fileBytes;
     this.positions = new Array(maxBatch).fill(0);
@@ -284,7 +295,7 @@ export class Qwen2Model {
         const rope = buffers.storage("rope", maxSeqLen * cfg.headDim * 4);
         device.queue.writeBuffer(rope, 0, ropeTable(cfg.headDim, cfg.ropeTheta, maxSeqLen));
 
-        const w = await loadQwen2Weights(weightSource, cfg);
+        const w = await loadQwen2Weights(weightSource, cfg, opts.quant);
         const slots = maxBatch * maxSeqLen;
         const caches = w.layers.map((_, l) => ({ kCache: act(`k cache ${l}`, slots * kvDim), vCache: act(`v cache ${l}`, slots * kvDim) }));
         const target: TuneTarget = {
@@ -305,7 +316,8 @@ export class Qwen2Model {
         ];
         await kernels.compiled();
         const body = ops.splice(0);
-        const model = new Qwen2Model(cfg, device, name, maxSeqLen, maxBatch, prefillChunk, kernels, weightBuffers, buffers, a, body, head, weightSource.fileBytes);
+        const model = new Qwen2Model(cfg, device, name, maxSeqLen, maxBatch, prefillChunk, kernels, weightBuffers, buffers, a, body, head,
+          weightSource.fileBytes, opts.quant);
         model.kernelChoice = choice;
         model.tuneReport = report;
         return model;

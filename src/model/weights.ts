@@ -1,12 +1,14 @@
 // Where a model's weights come from. Both sources produce the same GPU layout: matrices in their stored dtype and
-// the blocked layout of src/gpu/layout.ts, split by rows into parts that each fit one storage binding, and
-// vectors (norm weights, biases) as f32. Every buffer they make belongs to the BufferSet they are given.
+// the blocked layout of src/gpu/layout.ts, or quantized on the GPU into Q8 or Q4 where asked, split by rows into
+// parts that each fit one storage binding, and vectors (norm weights, biases) as f32. Every buffer they make belongs
+// to the BufferSet they are given.
 //   SafetensorsWeights: streams tensors from safetensors files in bounded chunks.
 //   RandomWeights: generates seeded BF16 weights on the GPU, for benchmarks at real shapes.
 import type { BufferSet } from "../gpu/buffers.ts";
-import type { KernelCall, Kernels, WeightDType } from "../gpu/kernel.ts";
-import { DTYPE_BYTES, planParts, type GpuMatrix, type MatrixPart } from "../gpu/matrix.ts";
+import type { GpuDType, KernelCall, Kernels, QuantDType, WeightDType } from "../gpu/kernel.ts";
+import { DTYPE_BYTES, isQuantized, planParts, type GpuMatrix, type MatrixPart } from "../gpu/matrix.ts";
 import { Recorder } from "../gpu/recorder.ts";
+import { quantize } from "../ops/quantize.ts";
 import { randomFill } from "../ops/random-fill.ts";
 import { relayout } from "../ops/relayout.ts";
 import { widen } from "../ops/widen.ts";
@@ -31,9 +33,9 @@ export interface StackPart {
 export interface WeightSource {
   /**
    * Tensors [size_i, cols] stacked by rows into one matrix (q, k and v projections as one, say), named `label`;
-   * one part is the tensor itself.
+   * one part is the tensor itself. `quant`: quantized to that dtype on the GPU, else kept in the stored dtype.
    */
-  matrix(label: string, parts: StackPart[], cols: number): Promise<GpuMatrix>;
+  matrix(label: string, parts: StackPart[], cols: number, quant?: QuantDType): Promise<GpuMatrix>;
   /** Vectors joined end to end into one f32 vector. */
   vector(label: string, parts: StackPart[]): Promise<GPUBuffer>;
   /** Waits until every upload or generation has reached the GPU. */
@@ -52,6 +54,9 @@ abstract class GpuWeights {
   /** Load-time kernel calls and staging buffers of the work queued since the last drain. */
   private calls: KernelCall[] = [];
   private temps: GPUBuffer[] = [];
+  /** Raised by the quantize kernel to the number of a matrix it could not quantize (quantized[n - 1]). */
+  private status: GPUBuffer | undefined;
+  private quantized: string[] = [];
 
   constructor(protected kernels: Kernels, protected buffers: BufferSet, protected maxBindingBytes: number) {}
 
@@ -60,20 +65,29 @@ abstract class GpuWeights {
   }
 
   /** A matrix's parts, allocated (see planParts) in the weight layout. */
-  protected allocateMatrix(name: string, dtype: WeightDType, rows: number, cols: number): GpuMatrix {
+  protected allocateMatrix(name: string, dtype: GpuDType, rows: number, cols: number): GpuMatrix {
     const parts = planParts(name, rows, cols, dtype, this.maxBindingBytes).map(({ row0, rows: n, bytes }) => (
       { buffer: this.buffers.storage(`${name}[${row0}:${row0 + n}]`, bytes), row0, rows: n }));
     return { name, dtype, rows, cols, parts };
   }
 
-  /** A temporary row-major buffer for one part, moved into its laid-out buffer (and freed) by relayoutPart(). */
-  protected staging(m: GpuMatrix, part: MatrixPart): GPUBuffer {
-    return this.buffers.storage(`${m.name} (row-major)`, part.rows * m.cols * DTYPE_BYTES[m.dtype]);
+  /** A temporary row-major buffer for one part in the stored dtype, moved into its laid-out buffer (and freed) by relayoutPart(). */
+  protected staging(m: GpuMatrix, part: MatrixPart, from: WeightDType): GPUBuffer {
+    return this.buffers.storage(`${m.name} (row-major)`, part.rows * m.cols * DTYPE_BYTES[from]);
   }
 
-  protected async relayoutPart(m: GpuMatrix, part: MatrixPart, rowMajor: GPUBuffer): Promise<void> {
-    // Freed with the drain after the relayout is submitted, not before (a drain can come between the writes).
-    await this.queued(relayout(this.kernels, this.recorder, m, part, rowMajor), part.buffer.size, rowMajor);
+  /** Moves a part's row-major values (stored as `from`) into its buffer: relaid out, or quantized. */
+  protected async relayoutPart(m: GpuMatrix, part: MatrixPart, rowMajor: GPUBuffer, from: WeightDType): Promise<void> {
+    let work: Promise<KernelCall>;
+    if (isQuantized(m.dtype)) {
+      if (this.quantized.at(-1) !== m.name) this.quantized.push(m.name);
+      this.status ??= this.buffers.storage("quantize status", 4);
+      work = quantize(this.kernels, this.recorder, { ...m, dtype: m.dtype }, part, rowMajor, from, this.status, this.quantized.length);
+    } else {
+      work = relayout(this.kernels, this.recorder, m, part, rowMajor);
+    }
+    // Freed with the drain after the kernel is submitted, not before (a drain can come between the writes).
+    await this.queued(work, part.buffer.size, rowMajor);
   }
 
   protected async queued(call: Promise<KernelCall>, bytes: number, temp?: GPUBuffer): Promise<void> {
@@ -98,8 +112,25 @@ abstract class GpuWeights {
     this.pendingBytes = 0;
   }
 
+  /** Drains the queued work; throws naming a matrix that could not be quantized (the last in load order). */
   async finish(): Promise<void> {
     await this.drain();
+    if (!this.status) return;
+    const status = this.status;
+    this.status = undefined;
+    const readback = this.buffers.readback("quantize status readback", 4);
+    const enc = this.kernels.device.createCommandEncoder();
+    enc.copyBufferToBuffer(status, 0, readback, 0, 4);
+    this.kernels.device.queue.submit([enc.finish()]);
+    await readback.mapAsync(GPUMapMode.READ);
+    const failed = new Uint32Array(readback.getMappedRange().slice(0))[0];
+    readback.unmap();
+    this.buffers.release(readback);
+    this.buffers.release(status);
+    if (failed > 0) {
+      throw new Error(`${this.quantized[failed - 1]}: holds NaN, infinity or weights too large for an f16 scale ` +
+        `(over 8.3e6 for q8, 5.2e5 for q4), so it cannot be quantized; load it unquantized`);
+    }
   }
 
   abandon(): void {
@@ -162,13 +193,13 @@ export class SafetensorsWeights extends GpuWeights implements WeightSource {
     return { tensors, dtype, bytes: at };
   }
 
-  async matrix(label: string, parts: StackPart[], cols: number): Promise<GpuMatrix> {
+  async matrix(label: string, parts: StackPart[], cols: number, quant?: QuantDType): Promise<GpuMatrix> {
     const { tensors, dtype } = this.stacked(label, parts, (rows) => [rows, cols]);
-    const m = this.allocateMatrix(label, dtype, parts.reduce((n, p) => n + p.size, 0), cols);
-    const rowBytes = cols * DTYPE_BYTES[m.dtype];
+    const m = this.allocateMatrix(label, quant ?? dtype, parts.reduce((n, p) => n + p.size, 0), cols);
+    const rowBytes = cols * DTYPE_BYTES[dtype];
     // Parts fill in stacking order, so each part is relaid out as soon as its last byte has arrived.
     let part = 0;
-    let rowMajor = this.staging(m, m.parts[0]);
+    let rowMajor = this.staging(m, m.parts[0], dtype);
     for (const { t, base } of tensors) {
       await streamTensor(t, async (bytes, offset) => {
         const at = base + offset;
@@ -179,8 +210,8 @@ export class SafetensorsWeights extends GpuWeights implements WeightSource {
           await this.write(rowMajor, within, bytes.subarray(done, done + take), t.name);
           done += take;
           if (within + take === n * rowBytes) {
-            await this.relayoutPart(m, m.parts[part], rowMajor);
-            if (++part < m.parts.length) rowMajor = this.staging(m, m.parts[part]);
+            await this.relayoutPart(m, m.parts[part], rowMajor, dtype);
+            if (++part < m.parts.length) rowMajor = this.staging(m, m.parts[part], dtype);
           }
         }
       });
@@ -234,11 +265,11 @@ export class RandomWeights extends GpuWeights implements WeightSource {
     super(kernels, buffers, maxBindingBytes);
   }
 
-  async matrix(label: string, parts: StackPart[], cols: number): Promise<GpuMatrix> {
-    const m = this.allocateMatrix(label, "BF16", parts.reduce((n, p) => n + p.size, 0), cols);
+  async matrix(label: string, parts: StackPart[], cols: number, quant?: QuantDType): Promise<GpuMatrix> {
+    const m = this.allocateMatrix(label, quant ?? "BF16", parts.reduce((n, p) => n + p.size, 0), cols);
     const range = randomMatrixRange(cols);
     for (const part of m.parts) {
-      const rowMajor = this.staging(m, part);
+      const rowMajor = this.staging(m, part, "BF16");
       // Each tensor's rows in this part get that tensor's own values, as if it were alone.
       let tensorRow0 = 0;
       for (const t of parts) {
@@ -250,7 +281,7 @@ export class RandomWeights extends GpuWeights implements WeightSource {
         }
         tensorRow0 += t.size;
       }
-      await this.relayoutPart(m, part, rowMajor);
+      await this.relayoutPart(m, part, rowMajor, "BF16");
     }
     return m;
   }

@@ -1,7 +1,7 @@
 // Embedding lookup: x[t, :] = table[ids[t], :]. A table split across buffers gets one dispatch per part, each
 // writing the rows of the ids it holds.
 import { defineKernel, type Kernels } from "../gpu/kernel.ts";
-import { DTYPE_BYTES, type GpuMatrix } from "../gpu/matrix.ts";
+import { elementBytes, type GpuMatrix } from "../gpu/matrix.ts";
 import type { Recorder } from "../gpu/recorder.ts";
 import { check, Op, type Cost, type Step } from "./op.ts";
 
@@ -34,6 +34,6 @@ export class Embedding extends Op {
   }
 
   cost(step: Step): Cost {
-    return { flops: 0, bytes: step.T * this.table.cols * (DTYPE_BYTES[this.table.dtype] + 4) };
+    return { flops: 0, bytes: step.T * this.table.cols * (elementBytes(this.table.dtype) + 4) };
   }
 }

@@ -15,6 +15,7 @@ export {
 export { DECODE_MAX_ROWS, isSupported, OP_SLOTS, pickVariant, type OpSlot, type Precision, type VariantInfo } from "./variant.ts";
 export { Op, SingleKernelOp, check, sequenceStep, type Cost, type Step, type StepOp, type CaptureCopy } from "./op.ts";
 export { randomFill, RANDOM_FILL, type RandomFill } from "./random-fill.ts";
+export { quantize, QUANTIZE } from "./quantize.ts";
 export { relayout, RELAYOUT } from "./relayout.ts";
 export { RmsNorm, RMSNORM } from "./rmsnorm.ts";
 export { RopeKv, ROPE_KV, type AttentionBuffers, type AttentionDims } from "./rope-kv.ts";

@@ -2,7 +2,7 @@
 // matrix. Its kernels are variants of one family (the bindings and uniforms below): one variant for decode steps
 // (up to DECODE_MAX_ROWS rows), one for longer ones, each picking its member for the step's rows.
 import type { BindingSpec, KernelDecl, Kernels, PipelineRef, WeightDType } from "../gpu/kernel.ts";
-import { DTYPE_BYTES, type GpuMatrix } from "../gpu/matrix.ts";
+import { elementBytes, type GpuMatrix } from "../gpu/matrix.ts";
 import type { Recorder } from "../gpu/recorder.ts";
 import { check, Op, type Cost, type Step } from "./op.ts";
 import { DECODE_MAX_ROWS, type VariantInfo } from "./variant.ts";
@@ -76,6 +76,6 @@ export class Linear extends Op {
     const M = this.rows(step);
     const { rows: N, cols: K } = this.W;
     const outBytes = M * N * 4 * (this.opts.accumulate ? 2 : 1);
-    return { flops: 2 * M * N * K, bytes: N * K * DTYPE_BYTES[this.W.dtype] + M * K * 4 + outBytes + (this.opts.bias ? N * 4 : 0) };
+    return { flops: 2 * M * N * K, bytes: N * K * elementBytes(this.W.dtype) + M * K * 4 + outBytes + (this.opts.bias ? N * 4 : 0) };
   }
 }

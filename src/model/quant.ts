@@ -1,0 +1,120 @@
+// Weights quantized at load: which matrices get which quantized dtype, and the quantization of one group of 32
+// weights on the host. The load-time kernel (shaders/quantize.wgsl) runs the same steps on the GPU, and the tests
+// check that the two agree bit for bit; the GGUF export (src/llamacpp/convert.ts) writes Q8_0 and Q4_0 blocks from
+// them, so llama.cpp runs on exactly the values r3gpu does.
+//
+// Q8 is GGUF's Q8_0: d = max|x| / 127 as an f16, q = round(x / d) (half away from zero) in -127..127. Q4 is its
+// Q4_0: m = the x of largest |x| (the first on ties), d = m / -8 as an f16, n = round(x / d) + 8 (half up) clamped to
+// 0..15, the value (n - 8) d: m itself is exactly n = 0. Every step is an exact or correctly rounded float32
+// operation, or integer arithmetic on the bits, so any device gets the same bits: the division that finds the
+// nearest integer is only a first guess, settled by comparing x with the products (c +- 1/2) d. The f16 scale is
+// rounded to nearest even and kept at least 2^-14 (f16's smallest normal), so a device that flushes subnormals reads
+// it exactly too; it is 0 only for a group of zeros.
+import type { QuantDType } from "../gpu/kernel.ts";
+
+/** `quant` of LoadOptions: int8 or int4 weights (see quantizedDType for which matrices). */
+export type Quantization = "q8" | "q4";
+export const QUANTIZATIONS: readonly Quantization[] = ["q8", "q4"];
+
+/** How the commands name a model's weights: "bf16" is the dtype the files store (BF16 for Qwen2.5), unquantized. */
+export type WeightMode = "bf16" | Quantization;
+export const WEIGHT_MODES: readonly WeightMode[] = ["bf16", ...QUANTIZATIONS];
+
+/** LoadOptions.quant of a mode. */
+export const quantOf = (mode: WeightMode): Quantization | undefined => (mode === "bf16" ? undefined : mode);
+
+/** The weights of one scale. */
+export const QUANT_GROUP = 32;
+
+/**
+ * The dtype a matrix is stored in: the decoder layers' projections in the mode's own dtype; the token embedding
+ * and the LM head (one matrix when tied) in Q8 in both modes, because int4 there costs the most accuracy for the
+ * fewest bytes per token (see README.md, "Quantized weights").
+ */
+export function quantizedDType(mode: Quantization, matrix: "layer" | "embedding"): QuantDType {
+  return matrix === "embedding" || mode === "q8" ? "Q8" : "Q4";
+}
+
+const f32 = new Float32Array(1);
+const bitsOf = new Uint32Array(f32.buffer);
+const bits = (x: number) => { f32[0] = x; return bitsOf[0]; };
+const fromBits = (b: number) => { bitsOf[0] = b; return f32[0]; };
+
+const Q8_RECIPROCAL = Math.fround(1 / 127);
+/** f32 bits of 2^-14 (the smallest normal f16) and of 65520 (the first float that rounds to an f16 infinity). */
+const F16_MIN_NORMAL_F32 = 0x38800000;
+const F16_OVERFLOW_F32 = 0x477ff000;
+
+/** f16 bits of a positive float32 (as bits), rounded to nearest even and raised to 2^-14; -1 when it overflows f16. */
+function f16Scale(a: number): number {
+  if (a >= F16_OVERFLOW_F32) return -1;
+  if (a < F16_MIN_NORMAL_F32) return 0x0400;
+  return ((a + 0xfff + ((a >>> 13) & 1)) - 0x38000000) >>> 13;
+}
+
+/** The value of a positive normal f16 (bits). */
+const f16Value = (h: number) => fromBits(((h & 0x7fff) << 13) + 0x38000000);
+
+/** The integer c with (c - 1/2) D <= x < (c + 1/2) D in float32, D > 0: x / D rounded half up. */
+function nearest(x: number, D: number): number {
+  let c = Math.floor(x / D + 0.5);
+  if (x >= Math.fround((c + 0.5) * D)) c++;
+  else if (x < Math.fround((c - 0.5) * D)) c--;
+  return c;
+}
+
+export interface QuantizedGroup {
+  /** The scale's f16 bits. */
+  scale: number;
+  /** False when the group holds NaN or infinity, or its scale overflows f16 (the integers are then meaningless). */
+  ok: boolean;
+}
+
+/**
+ * Quantizes x[0..31] (float32 values) into out[0..31]: Q8 integers -127..127, or Q4's n = 0..15 (the value n - 8).
+ * Returns the scale's f16 bits.
+ */
+export function quantizeGroup(x: ArrayLike<number>, dtype: QuantDType, out: Int8Array | Uint8Array): QuantizedGroup {
+  let ok = true;
+  let top = 0, topAt = 0;
+  for (let i = 0; i < QUANT_GROUP; i++) {
+    const b = bits(x[i]);
+    if ((b & 0x7f800000) === 0x7f800000) ok = false;
+    const a = b & 0x7fffffff;
+    if (a > top) { top = a; topAt = i; }
+  }
+  if (top === 0) {
+    out.fill(dtype === "Q8" ? 0 : 8, 0, QUANT_GROUP);
+    return { scale: 0, ok };
+  }
+  if (dtype === "Q8") {
+    const scale = f16Scale(bits(Math.fround(fromBits(top) * Q8_RECIPROCAL)));
+    if (scale < 0) return { scale: 0x7c00, ok: false };
+    const D = f16Value(scale);
+    for (let i = 0; i < QUANT_GROUP; i++) {
+      const c = Math.min(nearest(Math.abs(Math.fround(x[i])), D), 127);
+      out[i] = x[i] < 0 ? -c : c;
+    }
+    return { scale, ok };
+  }
+  // d = m / -8: its sign is the opposite of m's, from the bits (a flushed subnormal could lose it).
+  const negative = (bits(x[topAt]) & 0x80000000) === 0;
+  const magnitude = f16Scale(bits(Math.fround(fromBits(top) * 0.125)));
+  if (magnitude < 0) return { scale: 0xfc00, ok: false };
+  const D = f16Value(magnitude);
+  for (let i = 0; i < QUANT_GROUP; i++) {
+    const v = Math.fround(x[i]);
+    out[i] = Math.min(Math.max(nearest(negative ? -v : v, D) + 8, 0), 15);
+  }
+  return { scale: (negative ? 0x8000 : 0) | magnitude, ok };
+}
+
+/** The value of an f16 scale (bits of quantizeGroup: a normal number or zero). */
+export function scaleValue(scale: number): number {
+  return (scale & 0x7fff) === 0 ? 0 : (scale & 0x8000 ? -1 : 1) * f16Value(scale);
+}
+
+/** Weight i of a quantized group as the kernels compute it: the integer times the scale, in float32. */
+export function dequantize(q: number, scale: number, dtype: QuantDType): number {
+  return Math.fround((dtype === "Q8" ? q : q - 8) * scaleValue(scale));
+}
