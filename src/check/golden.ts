@@ -5,6 +5,7 @@ import { readJson, type ModelDir } from "../io/files.ts";
 import type { CaptureName, Qwen2Model } from "../model/qwen2.ts";
 import { openSafetensors, readTensor } from "../model/safetensors.ts";
 import { GOLDEN_TOLERANCE } from "../ops/variant.ts";
+import { cosineSimilarity } from "../search/similarity.ts";
 
 /** Max abs error allowed, relative to the tensor's max |reference|, for an engine computing in f32. */
 export const TENSOR_TOLERANCE = GOLDEN_TOLERANCE.f32;
@@ -23,9 +24,24 @@ export interface TensorRow {
   firstBad?: { position: number; index: number; got: number; want: number };
 }
 
+/** How close a quantized model's outputs stay to the golden ones (GoldenOptions.minCosine). */
+export interface Agreement {
+  /** Cosine of final_norm_hidden to the golden's at each position. */
+  cosine: number[];
+  minCosine: number;
+  /** Whether the largest last logit is the golden's. */
+  top1: boolean;
+  /** How many of the golden's five largest last logits are among ours. */
+  top5: number;
+  /** Greedy tokens equal to the golden's before the first that differs (of greedy.want.length). */
+  greedy: number;
+}
+
 export interface SequenceReport {
   sequence: number;
   length: number;
+  /** With GoldenOptions.minCosine only. */
+  agreement?: Agreement;
   /** The ids of the five largest last logits, compared rank by rank while the reference's gaps exceed the logit error. */
   top5: { ok: boolean; got: number[]; want: number[]; compared: number };
   greedy: { ok: boolean; got: number[]; want: number[]; compared: number; note: string };
@@ -34,8 +50,10 @@ export interface SequenceReport {
 export interface GoldenReport {
   model: string;
   ok: boolean;
-  /** Max abs error allowed per tensor, relative to its max|reference|. */
+  /** Max abs error allowed per tensor, relative to its max|reference| (not a pass condition with minCosine). */
   tolerance: number;
+  /** The comparison of quantized weights: the least cosine allowed at any position (GoldenOptions.minCosine). */
+  minCosine?: number;
   rows: TensorRow[];
   sequences: SequenceReport[];
 }
@@ -76,6 +94,12 @@ export interface GoldenOptions {
   batchOrder?: number[];
   /** Max abs error allowed per tensor, relative to its max|reference| (default TENSOR_TOLERANCE; see choicePrecision). */
   tolerance?: number;
+  /**
+   * Compare as for quantized weights, whose errors are those of the weights rather than of the arithmetic: pass when
+   * final_norm_hidden's cosine to the golden is at least this at every position; the error table, the top-1, top-5
+   * and greedy agreement are reported beside it (Agreement).
+   */
+  minCosine?: number;
 }
 
 /** What the engine produced for one golden sequence. */
@@ -183,18 +207,38 @@ export async function runGoldenCheck(model: Qwen2Model, dir: ModelDir, opts: Gol
           break;
         }
       }
-      sequences.push({ sequence: seq.index, length: seq.length, top5: { ok: top5ok, got: gotTop, want: wantTop, compared: top5compared },
+      const agreement = opts.minCosine === undefined ? undefined
+        : agreementOf(result.captured.get("final_norm")!, await ref(seq.tensors.final_norm_hidden), H, gotTop, wantTop, got, want);
+      sequences.push({ sequence: seq.index, length: seq.length, agreement, top5: { ok: top5ok, got: gotTop, want: wantTop, compared: top5compared },
         greedy: { ok, got, want, compared, note } });
     }
   } finally {
     await file.source.close();
   }
-  const ok = rows.every((r) => r.ok) && sequences.every((s) => s.top5.ok && s.greedy.ok);
-  return { model: dir.name, ok, tolerance, rows, sequences };
+  const ok = opts.minCosine === undefined
+    ? rows.every((r) => r.ok) && sequences.every((s) => s.top5.ok && s.greedy.ok)
+    : sequences.every((s) => s.agreement!.minCosine >= opts.minCosine!);
+  return { model: dir.name, ok, tolerance, minCosine: opts.minCosine, rows, sequences };
+}
+
+function agreementOf(hidden: Float32Array, golden: Float32Array, H: number, gotTop: number[], wantTop: number[],
+  got: number[], want: number[]): Agreement {
+  const cos = Array.from({ length: golden.length / H }, (_, t) => cosineSimilarity(hidden.subarray(t * H, (t + 1) * H), golden.subarray(t * H, (t + 1) * H)));
+  const greedy = want.findIndex((w, s) => got[s] !== w);
+  return {
+    cosine: cos, minCosine: cos.reduce((m, c) => (c >= m ? m : c), Infinity), top1: gotTop[0] === wantTop[0],
+    top5: wantTop.filter((id) => gotTop.includes(id)).length, greedy: greedy < 0 ? want.length : greedy,
+  };
 }
 
 /** The first thing that diverged, in forward order, as one sentence (or undefined when all passed). */
 export function firstDivergence(report: GoldenReport): string | undefined {
+  if (report.minCosine !== undefined) {
+    const low = report.sequences.find((s) => !(s.agreement!.minCosine >= report.minCosine!));
+    if (!low) return undefined;
+    const at = low.agreement!.cosine.findIndex((c) => !(c >= report.minCosine!));
+    return `seq${low.sequence} final_norm_hidden: cosine ${low.agreement!.cosine[at].toFixed(5)} to the golden at position ${at}, under ${report.minCosine}`;
+  }
   const row = report.rows.find((r) => !r.ok);
   if (row) {
     const b = row.firstBad!;

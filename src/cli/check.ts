@@ -1,19 +1,23 @@
-// `r3gpu check` (the golden-value harness on a model folder) and `r3gpu dump` (hidden states, logits and greedy
-// tokens of given ids): the model itself, without a tokenizer.
+// `r3gpu check` (the golden-value harness on a model folder; with --quant, the quantized comparison and the Search-R3
+// golden embeddings where the folder has them) and `r3gpu dump` (hidden states, logits and greedy tokens of given
+// ids): the model itself, without a tokenizer (but for the Search-R3 embeddings).
 import { firstDivergence, runGoldenCheck, top5, type GoldenReport } from "../check/golden.ts";
+import { runSearchGoldenCheck } from "../check/search-golden.ts";
 import { nodeGpu } from "../gpu/node.ts";
 import { readJson } from "../io/files.ts";
 import { nodeModelDir } from "../io/node.ts";
+import { MIN_COSINE, type Quantization } from "../model/quant.ts";
 import { Qwen2Model, type LoadOptions } from "../model/qwen2.ts";
 import { choicePrecision } from "../ops/kernel-variants.ts";
+import { SearchR3 } from "../search/searchr3.ts";
 import type { CheckArgs, DumpArgs, KernelFlags } from "./commands.ts";
-import { withLoadProgress } from "./load.ts";
+import { kernelOptions, withLoadProgress } from "./load.ts";
 import { stderrIsTTY } from "./terminal.ts";
 
 async function loadModel(dirPath: string, flags: KernelFlags, opts: LoadOptions = {}) {
   const { device, info } = await nodeGpu();
   const model = await withLoadProgress(flags, (load) => Qwen2Model.load(device, nodeModelDir(dirPath), { ...opts, ...load }));
-  return { info, model };
+  return { info, model, device };
 }
 
 export async function check({ positionals, flags }: CheckArgs): Promise<number> {
@@ -21,17 +25,51 @@ export async function check({ positionals, flags }: CheckArgs): Promise<number> 
   if (!(await dir.exists("golden.json"))) throw new Error(`${dir.name}: no golden.json to check against`);
   const golden = await readJson(dir, "golden.json");
   const longest = Math.max(...golden.sequences.map((s: any) => s.length + s.greedy.new_tokens.length));
-  const { model, info } = await loadModel(positionals.MODEL_DIR, flags, { maxSeqLen: longest });
+  const { model, info, device } = await loadModel(positionals.MODEL_DIR, flags, { maxSeqLen: longest });
   console.log(`model ${dir.name} on ${info.description || info.vendor || "WebGPU adapter"}`);
   console.log(`kernels: ${Object.entries(model.kernelChoice).map(([slot, v]) => `${slot}=${v}`).join(", ")}`);
-  // Variants that compute in f16 are held to f16's tolerance, and the report says why.
+  // Variants that compute in f16 are held to f16's tolerance, and the report says why; quantized weights to the
+  // cosine of their mode.
   const { tolerance, f16 } = choicePrecision(model.kernelChoice);
   const report = await runGoldenCheck(model, dir, {
-    tolerance,
+    tolerance, minCosine: model.quant && MIN_COSINE[model.quant],
     onSequence: (i, len) => stderrIsTTY() && process.stderr.write(`sequence ${i} (${len} tokens)...\r`),
   });
   printReport(report, f16.length > 0 ? ` (the f16 tolerance: ${f16.join(", ")} computes in half precision)` : "");
-  return report.ok ? 0 : 1;
+  const quant = model.quant;
+  if (!quant) return report.ok ? 0 : 1;
+  printAgreement(report, quant);
+  model.destroy();
+  if (!(await dir.exists("search-golden.json"))) return report.ok ? 0 : 1;
+  // The Search-R3 embeddings need the tokenizer, and a model with room for their prompts: a load of its own.
+  const r3 = await SearchR3.load(device, dir, { model: { ...kernelOptions(flags), quant } });
+  try {
+    const search = await runSearchGoldenCheck(r3, dir);
+    const searchOk = search.minCosine >= MIN_COSINE[quant];
+    const list = (xs: number[]) => xs.map((c) => c.toFixed(5)).join(" ");
+    console.log(`\nSearch-R3 golden embeddings (${quant}): cosine to the golden, queries ${list(search.queries)}, documents ` +
+      `${list(search.documents)}: min ${search.minCosine.toFixed(5)} ${searchOk ? "ok" : "LOW"}; documents ranked per query ` +
+      `${search.rankings.map((r) => `[${r.got}]`).join(" ")} (golden ${search.rankings.map((r) => `[${r.golden}]`).join(" ")}): ` +
+      `${search.rankingKept ? "kept" : "CHANGED"}`);
+    console.log(searchOk ? `PASS (${quant}): embeddings' cosine >= ${MIN_COSINE[quant]}` : `FAIL (${quant}): an embedding's cosine is under ${MIN_COSINE[quant]}`);
+    return report.ok && searchOk ? 0 : 1;
+  } finally {
+    r3.destroy();
+  }
+}
+
+/** The quantized comparison: cosine per position, top-1, top-5 and greedy agreement, and the verdict. */
+function printAgreement(report: GoldenReport, quant: Quantization): void {
+  console.log(`\n${quant} weights: final_norm_hidden's cosine to the golden at every position must be >= ${report.minCosine}; ` +
+    `the errors above are the weights', not held to the tolerance`);
+  for (const s of report.sequences) {
+    const a = s.agreement!;
+    const shown = a.cosine.length <= 8 ? a.cosine.map((c) => c.toFixed(5)).join(" ") : `mean ${(a.cosine.reduce((x, y) => x + y, 0) / a.cosine.length).toFixed(5)}`;
+    console.log(`seq${s.sequence} (${s.length} tokens): cosine min ${a.minCosine.toFixed(5)} (${shown}) ${a.minCosine >= report.minCosine! ? "ok" : "LOW"}; ` +
+      `top-1 ${a.top1 ? "same" : "differs"}, top-5 ${a.top5}/5 shared, greedy ${a.greedy}/${s.greedy.want.length} steps before the first difference`);
+  }
+  const first = firstDivergence(report);
+  console.log(first ? `\nFAIL (${quant}): ${first}` : `\nPASS (${quant}): cosine >= ${report.minCosine} at every position`);
 }
 
 function printReport(report: GoldenReport, why: string): void {
@@ -45,6 +83,7 @@ function printReport(report: GoldenReport, why: string): void {
     console.log(`seq${s.sequence} (${s.length} tokens): top-5 ${s.top5.ok ? "match" : "DIFFER"} on ${s.top5.compared}/5 ranks; greedy ` +
       `${s.greedy.ok ? "agrees" : "DIFFERS"} on ${s.greedy.compared}/${s.greedy.want.length} steps (${s.greedy.note})`);
   }
+  if (report.minCosine !== undefined) return;
   const first = firstDivergence(report);
   console.log(first ? `\nFAIL: first divergence: ${first}` : "\nPASS: every tensor within tolerance, greedy continuations agree");
 }

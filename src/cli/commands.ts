@@ -78,10 +78,13 @@ const SAMPLING = {
 export const CHECK = defineCommand({
   name: "check",
   summary: "run the model on MODEL_DIR/golden.json and compare every tensor with the reference",
-  notes: "Prints the max abs and relative error per tensor, top-5 and greedy agreement; exits 1 when anything is out of tolerance.",
+  notes: "Prints the max abs and relative error per tensor, top-5 and greedy agreement; exits 1 when anything is out of tolerance. " +
+    "With --quant q8|q4 it also prints final_norm_hidden's cosine to the golden at every position, top-1, top-5 and greedy " +
+    "agreement, and for a folder with search-golden.json the Search-R3 embeddings' cosine and the documents' ranking; it " +
+    "exits 1 when a cosine is under 0.999 (q8) or 0.98 (q4).",
   positionals: [MODEL_DIR],
   flags: { ...KERNELS },
-  examples: ["check models/tiny-qwen2"],
+  examples: ["check models/tiny-qwen2", "check models/tiny-qwen2 --quant q8"],
 });
 
 export const DUMP = defineCommand({

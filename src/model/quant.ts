@@ -23,6 +23,12 @@ export const WEIGHT_MODES: readonly WeightMode[] = ["bf16", ...QUANTIZATIONS];
 /** LoadOptions.quant of a mode. */
 export const quantOf = (mode: WeightMode): Quantization | undefined => (mode === "bf16" ? undefined : mode);
 
+/**
+ * The least cosine of final_norm_hidden to the float64 golden at any position that `r3gpu check --quant` passes
+ * (int8 keeps about 2.5 significant digits of each weight, int4 about one).
+ */
+export const MIN_COSINE: Record<Quantization, number> = { q8: 0.999, q4: 0.98 };
+
 /** The weights of one scale. */
 export const QUANT_GROUP = 32;
 
