@@ -10,7 +10,7 @@ import {
   boolean, choice, defineCommand, helpText, integer, integerList, number, parseArgs, repeatable, text, UsageError,
   wantsHelp, type CommandSpec,
 } from "../src/cli/args.ts";
-import { CHAT, COMMANDS, DUMP, EMBED, EXPORT_GGUF, SEARCH } from "../src/cli/commands.ts";
+import { BENCH, CHAT, COMMANDS, DUMP, EMBED, EXPORT_GGUF, SEARCH } from "../src/cli/commands.ts";
 import { DawnWarningFilter } from "../src/cli/launch.ts";
 import { DEFAULT_REASONING_TOKENS } from "../src/search/searchr3.ts";
 import { embeddedModelDir, repoRoot } from "./shared-paths.ts";
@@ -123,7 +123,15 @@ describe("the commands' declarations", () => {
     refuses(EXPORT_GGUF, ["out.gguf"], "missing OUT.gguf");
     refuses(EXPORT_GGUF, [tiny, "out.gguf", "--seed", "2"], "--seed: applies only with --shape");
     refuses(DUMP, [tiny], "--ids ID,ID,... is required");
-    assert.deepEqual(parseArgs(DUMP, [tiny, "--ids", "9707,11"]).flags, { ids: [9707, 11], "new-tokens": 0 });
+    assert.deepEqual(parseArgs(DUMP, [tiny, "--ids", "9707,11"]).flags,
+      { ids: [9707, 11], "new-tokens": 0, quant: "bf16", kernels: undefined, "no-tune": false, precision: "f32" });
+    assert.equal(parseArgs(DUMP, [tiny, "--ids", "1", "--quant", "q4"]).flags.quant, "q4");
+    refuses(DUMP, [tiny, "--ids", "1", "--quant", "q8,q4"], "--quant must be one of bf16, q8, q4, got \"q8,q4\"");
+    assert.deepEqual(parseArgs(BENCH, ["--quant", "bf16, q4,q8"]).flags.quant, ["bf16", "q4", "q8"]);
+    assert.deepEqual(parseArgs(BENCH, []).flags.quant, ["bf16"]);
+    refuses(BENCH, ["--quant", "q8,q8"], "--quant: q8 is given twice");
+    refuses(BENCH, ["--quant", "bf16,q5"], "--quant: \"q5\" is not one of bf16, q8, q4; did you mean q8?");
+    refuses(BENCH, ["--quant", ","], "--quant must be a comma-separated list of bf16, q8, q4, got \",\"");
   });
 
   test("--help and -h anywhere before --, and each command's help shows every flag it reads and an example", () => {
