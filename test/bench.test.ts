@@ -1,6 +1,7 @@
 // The benchmark harness on the embedded tiny model, so that it cannot rot: `bench --quick` writes a
-// complete report whose figures are finite and positive, llama.cpp runs beside it as a peer, its text
-// tables render, and `profile` runs. No time is ever asserted (machines vary); bench/NOTES.md has measured figures.
+// complete report whose figures are finite and positive, a second weight mode (q4) is measured beside bf16,
+// llama.cpp runs beside it as a peer, its text tables render, and `profile` runs. No time is ever asserted
+// (machines vary); bench/NOTES.md has measured figures.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -48,7 +49,7 @@ test("bench --quick --peer llama.cpp --json on the embedded model: report struct
   try {
     // --check fails on a slow adapter; it is run for its code path, and only the JSON is checked. llama.cpp's
     // first Vulkan run on a machine compiles its shaders for minutes: the short limit bounds the test.
-    const code = await run(["bench", "--quick", "--shape", shape, "--json", file, "--check", "--peer", "llama.cpp", "--peer-timeout", "30"]);
+    const code = await run(["bench", "--quick", "--shape", shape, "--json", file, "--check", "--peer", "llama.cpp", "--peer-timeout", "30", "--quant", "bf16,q4"]);
     assert.ok(code === 0 || code === 1, `exit code ${code}`);
     report = JSON.parse(readFileSync(file, "utf8"));
   } finally {
@@ -56,7 +57,7 @@ test("bench --quick --peer llama.cpp --json on the embedded model: report struct
   }
   assertFiniteTree(report, "report");
 
-  assert.equal(report.command, `r3gpu bench --quick --shape ${shape} --json ${file} --check --peer llama.cpp --peer-timeout 30`);
+  assert.equal(report.command, `r3gpu bench --quick --shape ${shape} --json ${file} --check --peer llama.cpp --peer-timeout 30 --quant bf16,q4`);
   assert.equal(report.quick, true);
   for (const key of ["vendor", "architecture", "description", "backend"] as const) assert.equal(typeof report.adapter[key], "string");
   assert.ok(["timestamp-query", "wall-clock"].includes(report.adapter.timing));
@@ -99,6 +100,20 @@ test("bench --quick --peer llama.cpp --json on the embedded model: report struct
     assert.ok(Math.abs(shares - 1) < 1e-9, `family shares sum to 1 (${shares})`);
   }
 
+  // Each weight mode loaded and measured; the report's own figures are the first mode's.
+  assert.equal(m.quant_mode, "bf16");
+  assert.deepEqual(Object.keys(m.quant), ["bf16", "q4"]);
+  const { bf16, q4 } = m.quant as Required<typeof m.quant>;
+  assert.equal(bf16.decode_tok_s, m.decode_tok_s);
+  assert.equal(bf16.weight_bytes, m.load.weight_bytes);
+  assert.equal(bf16.decode_vs_bf16, 1);
+  for (const key of ["weight_bytes", "bytes_per_token", "decode_tok_s", "prefill_tok_s", "decode_vs_floor"] as const) assertPositive(q4[key], `quant.q4.${key}`);
+  assert.equal(q4.decode_vs_bf16, q4.decode_tok_s / bf16.decode_tok_s);
+  assert.equal(q4.prefill_vs_bf16, q4.prefill_tok_s / bf16.prefill_tok_s);
+  // The tiny model is mostly its tied 151936 x 64 table, Q8 in both modes (8.5 bits a weight against 16): about 0.53x.
+  assert.ok(q4.weight_bytes < 0.6 * bf16.weight_bytes, `q4 ${q4.weight_bytes} bytes vs bf16 ${bf16.weight_bytes}`);
+  assert.ok(q4.bytes_per_token < bf16.bytes_per_token);
+
   assert.deepEqual(Object.keys(report.peers).sort(), ["llamacpp_cpu", "llamacpp_vulkan"]);
   assertPeer(report.peers.llamacpp_vulkan?.[shape], "vulkan", m);
   // The CPU backend needs nothing but the prebuilt binary, so it must finish.
@@ -110,6 +125,7 @@ test("bench --quick --peer llama.cpp --json on the embedded model: report struct
   const text = formatBench(report);
   assert.match(text, /roofline\s+read/);
   assert.match(text, /llama\.cpp cpu/);
+  assert.match(text, /weight modes/);
 });
 
 test("bench and profile are wired into the CLI", async () => {

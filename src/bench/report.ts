@@ -79,6 +79,14 @@ function modelLines(shape: string, m: ModelReport): string[] {
       `from the ${m.headline.prompt_tokens}-token prompt and the decode after it`,
   ];
   for (const s of m.skipped) lines.push(`  skipped: ${s}`);
+  const modes = Object.entries(m.quant);
+  if (modes.length > 1 || m.quant_mode !== "bf16") {
+    const ratio = (x: number | null) => (x === null ? "-" : f(x));
+    lines.push(`  weight modes (the figures above are ${m.quant_mode}'s; each mode loaded and measured in turn):`,
+      ...table(["mode", "weights GB", "GB/token", "decode tok/s", "x bf16", "x floor", "prefill tok/s", "x bf16"],
+        modes.map(([mode, q]) => [mode, f(q.weight_bytes / GB, 3), f(q.bytes_per_token / GB, 3), g(q.decode_tok_s), ratio(q.decode_vs_bf16),
+          f(q.decode_vs_floor), g(q.prefill_tok_s), ratio(q.prefill_vs_bf16)])));
+  }
   if (m.batched) {
     const one = m.batched.decode.find((d) => d.batch === 1);
     lines.push(`  KV cache: ${m.max_batch} slots, ${f(m.kv_cache_bytes / GB, 3)} GB`,
