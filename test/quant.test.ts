@@ -2,17 +2,20 @@
 // GGUF's Q8_0 and Q4_0 in exact arithmetic; the load-time kernel (shaders/quantize.wgsl) against the host's, bit for
 // bit, from BF16, F16 and F32 sources at real and odd shapes, through the weight sources the loader uses
 // (safetensors streamed into parts, stacked tensors, seeded random weights); values that cannot be quantized
-// refused by name.
+// refused by name; the bytes of the published shapes' weights per mode.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { BufferSet } from "../src/gpu/buffers.ts";
 import type { QuantDType, WeightDType } from "../src/gpu/kernel.ts";
-import { layoutBytes, type GpuMatrix } from "../src/gpu/matrix.ts";
+import { layoutBytes, planParts, type GpuMatrix } from "../src/gpu/matrix.ts";
 import { Recorder } from "../src/gpu/recorder.ts";
 import { quantize as quantizeOnGpu } from "../src/ops/quantize.ts";
-import { QUANT_GROUP, quantizeGroup, quantizedDType, scaleValue } from "../src/model/quant.ts";
+import type { Qwen2Config } from "../src/model/config.ts";
+import { QUANT_GROUP, quantizeGroup, quantizedDType, scaleValue, type Quantization } from "../src/model/quant.ts";
+import { loadQwen2Weights } from "../src/model/qwen2-weights.ts";
+import { QWEN25_SHAPES } from "../src/model/shapes.ts";
 import { randomMatrixBf16 } from "../src/model/random-host.ts";
-import { RandomWeights } from "../src/model/weights.ts";
+import { RandomWeights, type WeightSource } from "../src/model/weights.ts";
 import {
   encodeWeights, fromBf16Bits, fromF16Bits, layoutQuantized, memoryTensor, memoryWeights, mulberry32, normalF32, quantize,
   readBytes, readU32, testGpu, testKernels, toF16Bits, upload, zeros,
@@ -224,4 +227,36 @@ test("RandomWeights: a 0.5B-wide matrix generated and quantized on the GPU equal
     assertBytesEqual(new Uint8Array(await readBytes(device, W.parts[0].buffer)), layoutQuantized(host, rows, cols, dtype).bytes, dtype);
     buffers.destroy();
   }
+});
+
+// ---------------------------------------------------------------------------------------------
+// Sizes
+
+/** The GPU bytes of a shape's weights as the loader lays them out (matrices by planParts, vectors as f32). */
+async function weightBytes(cfg: Qwen2Config, quant?: Quantization): Promise<number> {
+  let bytes = 0;
+  const source: WeightSource = {
+    fileBytes: 0,
+    matrix: async (label, parts, cols, dtype) => {
+      const rows = parts.reduce((n, p) => n + p.size, 0);
+      for (const p of planParts(label, rows, cols, dtype ?? "BF16", 128 << 20)) bytes += p.bytes;
+      return { name: label, dtype: dtype ?? "BF16", rows, cols, parts: [] };
+    },
+    vector: async (_label, parts) => {
+      bytes += 4 * parts.reduce((n, p) => n + p.size, 0);
+      return undefined as unknown as GPUBuffer;
+    },
+    finish: async () => {},
+    abandon: () => {},
+  };
+  await loadQwen2Weights(source, cfg, quant);
+  return bytes;
+}
+
+test("weight bytes: Qwen2.5-1.5B in q4 under 1.1 GB (int4 layers, the Q8 table), q8 under 1.8 GB, against 3.1 GB in BF16", async () => {
+  const cfg = QWEN25_SHAPES["qwen2.5-1.5b"];
+  const [bf16, q8, q4] = [await weightBytes(cfg), await weightBytes(cfg, "q8"), await weightBytes(cfg, "q4")];
+  assert.ok(bf16 > 3.0e9 && bf16 < 3.2e9, `bf16 ${bf16}`);
+  assert.ok(q8 < 1.8e9, `q8 ${q8}`);
+  assert.ok(q4 < 1.1e9, `q4 ${q4}`);
 });
