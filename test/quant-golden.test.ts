@@ -35,7 +35,7 @@ test("unquantized: final_norm_hidden's cosine to the golden is 1 within 1e-6 at 
 });
 
 // Floors per mode: the least cosine at any position, the least mean over a sequence's positions.
-const FLOORS: Record<Quantization, { min: number; mean: number }> = { q8: { min: 0.99, mean: 0.998 }, q4: { min: 0.4, mean: 0.85 } };
+const FLOORS: Record<Quantization, { min: number; mean: number }> = { q8: { min: 0.99, mean: 0.998 }, q4: { min: 0.85, mean: 0.95 } };
 
 for (const quant of ["q8", "q4"] as const) {
   test(`${quant}: cosine to the golden over ${FLOORS[quant].min} at every position (mean over ${FLOORS[quant].mean}), the verdict that of ${MIN_COSINE[quant]}`, async () => {
@@ -57,15 +57,17 @@ for (const quant of ["q8", "q4"] as const) {
   });
 }
 
-test("q8: the Search-R3 golden embeddings within cosine 0.99 of the golden, the documents' ranking kept", async () => {
-  const r3 = await SearchR3.load(device, dir, { model: { tune: false, quant: "q8" }, maxLength: 256, batchSize: 3 });
-  try {
-    const search = await runSearchGoldenCheck(r3, dir);
-    assert.equal(search.queries.length, 3);
-    assert.equal(search.documents.length, 3);
-    assert.ok(search.minCosine >= 0.99, `min cosine ${search.minCosine}`);
-    assert.equal(search.rankingKept, true, JSON.stringify(search.rankings));
-  } finally {
-    r3.destroy();
+test("the Search-R3 golden embeddings: q8 within cosine 0.998 of the golden, the documents' ranking kept; q4 within 0.97", async () => {
+  for (const quant of ["q8", "q4"] as const) {
+    const r3 = await SearchR3.load(device, dir, { model: { tune: false, quant }, maxLength: 256, batchSize: 3 });
+    try {
+      const search = await runSearchGoldenCheck(r3, dir);
+      assert.equal(search.queries.length, 3);
+      assert.equal(search.documents.length, 3);
+      assert.ok(search.minCosine >= (quant === "q8" ? 0.998 : 0.97), `${quant}: min cosine ${search.minCosine}`);
+      if (quant === "q8") assert.equal(search.rankingKept, true, JSON.stringify(search.rankings));
+    } finally {
+      r3.destroy();
+    }
   }
 });

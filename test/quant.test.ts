@@ -107,11 +107,13 @@ test("quantizeGroup: zeros, tiny scales raised to 2^-14, and what cannot be quan
   assert.equal(quantizeGroup(group([5e5]), "Q4", q).ok, true);
 });
 
-test("quantizedDType: layers in the mode's dtype, the embedding and LM head in Q8", () => {
-  assert.equal(quantizedDType("q8", "layer"), "Q8");
-  assert.equal(quantizedDType("q4", "layer"), "Q4");
-  assert.equal(quantizedDType("q8", "embedding"), "Q8");
-  assert.equal(quantizedDType("q4", "embedding"), "Q8");
+test("quantizedDType: the MLP in the mode's dtype; the attention, the embedding and LM head in Q8", () => {
+  assert.equal(quantizedDType("q8", "mlp"), "Q8");
+  assert.equal(quantizedDType("q4", "mlp"), "Q4");
+  for (const mode of ["q8", "q4"] as const) {
+    assert.equal(quantizedDType(mode, "attention"), "Q8");
+    assert.equal(quantizedDType(mode, "embedding"), "Q8");
+  }
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -253,7 +255,7 @@ async function weightBytes(cfg: Qwen2Config, quant?: Quantization): Promise<numb
   return bytes;
 }
 
-test("weight bytes: Qwen2.5-1.5B in q4 under 1.1 GB (int4 layers, the Q8 table), q8 under 1.8 GB, against 3.1 GB in BF16", async () => {
+test("weight bytes: Qwen2.5-1.5B in q4 under 1.1 GB (the int4 MLP, the rest Q8), q8 under 1.8 GB, against 3.1 GB in BF16", async () => {
   const cfg = QWEN25_SHAPES["qwen2.5-1.5b"];
   const [bf16, q8, q4] = [await weightBytes(cfg), await weightBytes(cfg, "q8"), await weightBytes(cfg, "q4")];
   assert.ok(bf16 > 3.0e9 && bf16 < 3.2e9, `bf16 ${bf16}`);

@@ -41,8 +41,8 @@ const DB = text("the LanceDB index folder", { metavar: "DB_DIR" });
  * chooses its kernel variants (src/tune/): measured at load unless told.
  */
 const KERNELS = {
-  quant: choice(WEIGHT_MODES, "the weight matrices as stored (bf16), or quantized at load to int8 (q8) or int4 (q4) " +
-    "in groups of 32 with an f16 scale: smaller and faster, slightly less accurate (README: Quantized weights)", { default: "bf16" }),
+  quant: choice(WEIGHT_MODES, "the weight matrices as stored (bf16), or quantized on the GPU at load in groups of 32 " +
+    "with an f16 scale: q8 all int8, q4 the MLP int4 and the rest int8; smaller, less accurate (README: Quantized weights)", { default: "bf16" }),
   kernels: text("force kernel variants, SLOT=VARIANT,... (slots linear.decode, linear.prefill, attention.decode, " +
     "attention.prefill; `r3gpu tune` lists the variants); R3GPU_KERNELS does the same, the flag winning", { metavar: "LIST" }),
   "no-tune": boolean("use the static kernel defaults for the adapter's class instead of measuring the variants at load"),

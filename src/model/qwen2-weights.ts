@@ -66,13 +66,13 @@ export function qwen2Tensors(cfg: Qwen2Config): [string, Shape][] {
 
 export async function loadLayerWeights(w: WeightSource, cfg: Qwen2Config, l: number, quant?: Quantization): Promise<Qwen2LayerWeights> {
   const shapes = new Map(layerTensors(cfg, l));
-  const dtype = quant && quantizedDType(quant, "layer");
   const p = `model.layers.${l}.`;
   const part = (key: string) => ({ name: p + key, size: shapes.get(p + key)![0] });
   const vector = (...keys: string[]) => w.vector(p + keys.join("+"), keys.map(part));
   // Stacked projections: one matrix of the tensors' rows in order, one bias of their biases end to end.
   const projection = async (names: string[], bias: boolean): Promise<Projection> => ({
-    weight: await w.matrix(p + names.join("+"), names.map((n) => part(`${n}.weight`)), shapes.get(p + `${names[0]}.weight`)![1]!, dtype),
+    weight: await w.matrix(p + names.join("+"), names.map((n) => part(`${n}.weight`)), shapes.get(p + `${names[0]}.weight`)![1]!,
+      quant && quantizedDType(quant, names[0].startsWith("mlp.") ? "mlp" : "attention")),
     bias: bias ? await vector(...names.map((n) => `${n}.bias`)) : undefined,
   });
   return {

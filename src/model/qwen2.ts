@@ -56,8 +56,9 @@ export interface LoadOptions {
    */
   tune?: boolean | ModelTuneOptions;
   /**
-   * Quantize the weight matrices on the GPU while loading: "q8" (int8) or "q4" (int4), in groups of 32 weights
-   * along K with an f16 scale (src/model/quant.ts). Default: the dtype the files store.
+   * Quantize the weight matrices on the GPU while loading, in groups of 32 weights along K with an f16 scale:
+   * "q8", every matrix int8; "q4", the MLP int4 and the rest int8 (src/model/quant.ts). Default: the dtype the
+   * files store.
    */
   quant?: Quantization;
   onProgress?: (p: UploadProgress) => void;
