@@ -1,9 +1,10 @@
-// GGUF export: the writer's format (parsed back by an independent reader here), dtype rounding, the
+// GGUF export: the writer's format (parsed back by an independent reader here), dtype rounding, Q8_0 and Q4_0 blocks
+// against the types' definitions, the
 // seeded random weights computed on the host against the GPU's, and llama.cpp (node-llama-cpp's CPU
 // backend) loading the exported shared golden models and continuing them greedily as the HF reference does.
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { runLlamaCppPeer } from "../src/llamacpp/peer.ts";
@@ -18,7 +19,7 @@ import { randomMatrixBf16, randomVectorF32 } from "../src/model/random-host.ts";
 import { openModelWeights, readTensor } from "../src/model/safetensors.ts";
 import { RandomWeights } from "../src/model/weights.ts";
 import { BufferSet } from "../src/gpu/buffers.ts";
-import { layoutWeights, mulberry32, readBytes, testGpu, testKernels, toBf16Bits, toF16Bits } from "./gpu-helpers.ts";
+import { fromBf16Bits, fromF16Bits, layoutWeights, mulberry32, readBytes, testGpu, testKernels, toBf16Bits, toF16Bits } from "./gpu-helpers.ts";
 import { embeddedModelDir, goldenDir } from "./shared-paths.ts";
 
 const tmp = await mkdtemp(join(tmpdir(), "r3gpu-gguf-"));
@@ -334,4 +335,79 @@ test("runLlamaCppPeer: a run past its time limit is killed and reported as timed
   assert.equal(run.timed_out, true);
   assert.ok(performance.now() - started < 10_000, "returned promptly");
   assert.equal(run.decode_tok_s, null);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Quantized types (r3gpu's --quant q8 and q4)
+
+/** The values of a Q8_0 or Q4_0 tensor's blocks as ggml defines them, with each block's scale. */
+function dequantizeBlocks(data: Uint8Array, type: "Q8_0" | "Q4_0"): { values: Float64Array; scales: Float64Array } {
+  const blockBytes = type === "Q8_0" ? 34 : 18;
+  const blocks = data.length / blockBytes;
+  const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
+  const values = new Float64Array(blocks * 32), scales = new Float64Array(blocks);
+  for (let b = 0; b < blocks; b++) {
+    const at = b * blockBytes;
+    const d = fromF16Bits(view.getUint16(at, true));
+    scales[b] = d;
+    for (let j = 0; j < 32; j++) {
+      values[b * 32 + j] = type === "Q8_0" ? view.getInt8(at + 2 + j) * d
+        // Q4_0: value j in the low nibble of byte j, value j + 16 in its high nibble, each n - 8.
+        : (((data[at + 2 + (j % 16)] >> (j < 16 ? 0 : 4)) & 15) - 8) * d;
+    }
+  }
+  return { values, scales };
+}
+
+test("export q8_0 and q4_0: r3gpu's quantized types per tensor, the definitions' scales, values within half a step; llama.cpp runs them", async () => {
+  const cfg: Qwen2Config = { hiddenSize: 64, intermediateSize: 96, numLayers: 1, numHeads: 4, numKvHeads: 2, headDim: 16, ropeTheta: 1e6,
+    rmsNormEps: 1e-6, vocabSize: 151936, tieWordEmbeddings: true, maxPositionEmbeddings: 4096, eosTokenIds: [151643] };
+  for (const dtype of ["q8_0", "q4_0"] as const) {
+    const chunks: Uint8Array[] = [];
+    await exportRandom(cfg, 3, nodeModelDir(embeddedModelDir()), { write: async (b) => void chunks.push(b.slice()) }, { dtype, name: "t" });
+    const file = Buffer.concat(chunks);
+    const g = parseGguf(file);
+    assert.equal(meta(g, "general.file_type"), dtype === "q8_0" ? 7 : 2);
+    const out = join(tmp, `random-${dtype}.gguf`);
+    await writeFile(out, file);
+    const run = await runLlamaCppPeer({ gguf: out, gpu: false, promptTokens: 8, decodeTokens: 4, timeoutMs: 60_000, threads: 1 });
+    assert.equal(run.error, undefined, `llama.cpp on ${dtype}: ${run.error}`);
+    assert.equal(run.tokens.length, 5, `llama.cpp on ${dtype}: its greedy tokens`);
+    const typeOf = (name: string) => g.tensors.find((t) => t.name === name)!.type;
+    // ggml_type: Q8_0 8, Q4_0 2, F32 0.
+    assert.equal(typeOf("token_embd.weight"), 8);
+    assert.equal(typeOf("blk.0.attn_q.weight"), 8);
+    assert.equal(typeOf("blk.0.ffn_gate.weight"), dtype === "q8_0" ? 8 : 2);
+    assert.equal(typeOf("blk.0.ffn_down.weight"), dtype === "q8_0" ? 8 : 2);
+    assert.equal(typeOf("blk.0.attn_norm.weight"), 0);
+    for (const [hf, gguf, rows, cols] of [["model.layers.0.mlp.down_proj.weight", "blk.0.ffn_down.weight", 64, 96],
+      ["model.layers.0.self_attn.k_proj.weight", "blk.0.attn_k.weight", 32, 64]] as const) {
+      const type = typeOf(gguf) === 8 ? "Q8_0" : "Q4_0";
+      const t = g.tensors.find((x) => x.name === gguf)!;
+      const data = g.bytes.subarray(g.dataStart + t.offset, g.dataStart + t.offset + (rows * cols / 32) * (type === "Q8_0" ? 34 : 18));
+      const { values, scales } = dequantizeBlocks(data, type);
+      const x = Array.from(randomMatrixBf16(hf, 3, cols, 0, rows), fromBf16Bits);
+      for (let b = 0; b < scales.length; b++) {
+        const group = x.slice(32 * b, 32 * b + 32);
+        const m = group.reduce((a, v) => (Math.abs(v) > Math.abs(a) ? v : a), 0);
+        // The definitions' scales: amax / 127 or m / -8, as f16 (src/model/quant.ts).
+        const want = type === "Q8_0" ? fromF16Bits(toF16Bits(Math.fround(Math.abs(m) * Math.fround(1 / 127)))) : -fromF16Bits(toF16Bits(m / 8));
+        assert.equal(scales[b], want, `${gguf} block ${b} scale`);
+        // Within half a step, but for Q4_0's values past -7/8 m (its levels run from m = -8 d to 7 d).
+        const d = Math.abs(scales[b]);
+        for (let j = 0; j < 32; j++) {
+          const bound = Math.max(d / 2, type === "Q4_0" && Math.sign(group[j]) === -Math.sign(m) ? Math.abs(group[j]) - 7 * d : 0);
+          assert.ok(Math.abs(values[32 * b + j] - group[j]) <= bound * (1 + 1e-6), `${gguf} value ${32 * b + j}`);
+        }
+      }
+    }
+  }
+});
+
+test("export q4_0 of a model whose rows are not whole blocks of 32 is refused, naming the tensor, leaving no file", async () => {
+  const out = join(tmp, "tiny-q4.gguf");
+  // tiny-public's intermediate size is 176: down_proj's rows are 5.5 blocks.
+  await assert.rejects(exportGgufFile({ modelDir: embeddedModelDir() }, out, { dtype: "q4_0" }),
+    /tensor "blk\.0\.ffn_down\.weight" is Q4_0, whose blocks of 32 need a multiple of 32 values per row, not 176/);
+  await assert.rejects(readFile(out), /ENOENT/);
 });

@@ -6,8 +6,10 @@ import { existsSync, mkdirSync, readdirSync, statSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { basename, join, resolve } from "node:path";
 import { runLlamaCppPeer, type LlamaCppPeerResult } from "../llamacpp/peer.ts";
+import { GGUF_DTYPE_OF, type GgufDType } from "../llamacpp/export.ts";
 import { exportGgufFile, type GgufSource } from "../llamacpp/export-file.ts";
 import type { Qwen2Config } from "../model/config.ts";
+import type { WeightMode } from "../model/quant.ts";
 import { isQwen25Shape } from "../model/shapes.ts";
 import { promptIds, RANDOM_SEED, type DecodeFigures, type PrefillFigures } from "./model.ts";
 
@@ -26,11 +28,9 @@ export const PEER_TIMEOUT_S = { vulkan: 600, cpu: 300 };
 
 /** Exported weights are kept here between runs: exporting the 1.5B shape takes about 25 s here and writes 3 GB. */
 export const GGUF_CACHE_DIR = join(tmpdir(), "r3gpu-gguf");
-/**
- * F16, `export-gguf`'s default: the same 2 bytes per weight as r3gpu's BF16, so the same bytes streamed per
- * token, in a type every llama.cpp backend computes in.
- */
-const GGUF_DTYPE = "f16";
+// The peer's GGUF type is that of r3gpu's weights in the figures it is set beside (GGUF_DTYPE_OF): F16 for bf16,
+// export-gguf's default, the same 2 bytes per weight as r3gpu's BF16, so the same bytes streamed per token, in a
+// type every llama.cpp backend computes in; Q8_0 and Q4_0 for q8 and q4, the same quantized values.
 
 export interface PeerFigures {
   backend: LlamaCppPeerResult["backend"];
@@ -66,6 +66,8 @@ export interface PeerReports {
 /** A shape as r3gpu measured it: the prefill of the bench's first prompt and the decode after it. */
 export interface PeerTarget {
   shape: string;
+  /** r3gpu's weights in the figures below: the peer's GGUF holds the same (F16 for bf16, Q8_0/Q4_0 for q8/q4). */
+  quant: WeightMode;
   config: Qwen2Config;
   prefill: PrefillFigures;
   decode: DecodeFigures;
@@ -82,23 +84,23 @@ export interface PeerOptions {
  * Where the GGUF of `shape` lives in the cache. A random shape is named by its shape, seed and dtype; a folder
  * by its name, a hash of its path and its newest file time, so that changed weights are exported again.
  */
-function ggufPath(shape: string): { path: string; source: GgufSource } {
+function ggufPath(shape: string, dtype: GgufDType): { path: string; source: GgufSource } {
   if (isQwen25Shape(shape)) {
-    return { path: join(GGUF_CACHE_DIR, `${shape}-seed${RANDOM_SEED}-${GGUF_DTYPE}.gguf`), source: { shape, seed: RANDOM_SEED } };
+    return { path: join(GGUF_CACHE_DIR, `${shape}-seed${RANDOM_SEED}-${dtype}.gguf`), source: { shape, seed: RANDOM_SEED } };
   }
   const dir = resolve(shape);
   const hash = createHash("sha256").update(dir).digest("hex").slice(0, 12);
   const mtime = Math.max(...readdirSync(dir).map((f) => Math.floor(statSync(join(dir, f)).mtimeMs)));
-  return { path: join(GGUF_CACHE_DIR, `${basename(dir)}-${hash}-${mtime}-${GGUF_DTYPE}.gguf`), source: { modelDir: dir } };
+  return { path: join(GGUF_CACHE_DIR, `${basename(dir)}-${hash}-${mtime}-${dtype}.gguf`), source: { modelDir: dir } };
 }
 
 /** The cached GGUF of `shape`, exported first if absent (exportGgufFile renames a file into place only when complete). */
-async function cachedGguf(shape: string, log: (line: string) => void): Promise<string> {
-  const { path, source } = ggufPath(shape);
+async function cachedGguf(shape: string, dtype: GgufDType, log: (line: string) => void): Promise<string> {
+  const { path, source } = ggufPath(shape, dtype);
   if (existsSync(path)) return path;
   mkdirSync(GGUF_CACHE_DIR, { recursive: true });
-  log(`${shape}: exporting the weights as GGUF ${GGUF_DTYPE} to ${path}`);
-  const result = await exportGgufFile(source, path, { dtype: GGUF_DTYPE });
+  log(`${shape}: exporting the weights as GGUF ${dtype} to ${path}`);
+  const result = await exportGgufFile(source, path, { dtype });
   for (const w of result.warnings) log(`${shape}: GGUF export: ${w}`);
   return path;
 }
@@ -132,7 +134,7 @@ export async function measureLlamaCpp(targets: PeerTarget[], opts: PeerOptions):
   const vulkan: Record<string, PeerFigures> = {};
   const cpu: Record<string, PeerFigures> = {};
   for (const target of targets) {
-    const gguf = await cachedGguf(target.shape, opts.log);
+    const gguf = await cachedGguf(target.shape, GGUF_DTYPE_OF[target.quant], opts.log);
     vulkan[target.shape] = await llamaCpp(target, gguf, "vulkan", opts);
     cpu[target.shape] = await llamaCpp(target, gguf, false, opts);
   }

@@ -119,7 +119,8 @@ function peerLines(peers: PeerReports): string[] {
     `  llama.cpp ${p.backend} on ${shape}: ${p.error !== undefined ? `failed: ${p.error}` : "timed out"}; the rates shown are what it reached`);
   return [
     "",
-    "peers: the same weights (GGUF F16), the same prompt, as many decode steps; ratio = r3gpu tok/s / peer tok/s (> 1: r3gpu is faster)",
+    "peers: the same weights (GGUF F16, or Q8_0/Q4_0 for --quant q8/q4 first), the same prompt, as many decode steps; " +
+      "ratio = r3gpu tok/s / peer tok/s (> 1: r3gpu is faster)",
     ...table(["shape", "peer", "device", "prompt", "prefill tok/s", "r3gpu", "ratio", "decode tok/s", "r3gpu", "ratio", "warm-up s"], rows, 3),
     ...notes,
   ];

@@ -310,7 +310,7 @@ export async function runBench(adapter: GPUAdapter, device: GPUDevice, opts: Ben
   // After everything of r3gpu's, so that no peer process or its memory is around while r3gpu is timed. The
   // peers get the bench's first prompt (measured in every mode) and as many decode steps.
   const peers: PeerReports = opts.peers?.includes("llama.cpp")
-    ? await measureLlamaCpp([...measured].map(([shape, [m]]) => ({ shape, config: m.config, prefill: m.prefill[0], decode: m.decode[0] })),
+    ? await measureLlamaCpp([...measured].map(([shape, [m]]) => ({ shape, config: m.config, prefill: m.prefill[0], decode: m.decode[0], quant: m.quant_mode })),
       { decodeSteps: mode.decodeSteps, timeoutS: opts.peerTimeoutS, log })
     : {};
 

@@ -107,7 +107,7 @@ export const EXPORT_GGUF = defineCommand({
   flags: {
     shape: choice(SHAPES, "a Qwen2.5 shape, with seeded random weights, instead of MODEL_DIR"),
     seed: { ...integer("the seed of --shape's weights", { min: 0, max: 2 ** 32 - 1, default: 1 }), requires: ["shape"] },
-    dtype: choice(GGUF_DTYPES, "the type of the matrices", { default: "f16" }),
+    dtype: choice(GGUF_DTYPES, "the type of the matrices; q8_0 and q4_0 are r3gpu's --quant q8 and q4 (q4_0: the MLP Q4_0, the rest Q8_0)", { default: "f16" }),
   },
   examples: ["export-gguf models/tiny-qwen2 /tmp/tiny.gguf", "export-gguf --shape qwen2.5-0.5b /tmp/qwen2.5-0.5b.gguf --dtype bf16"],
 });
@@ -158,7 +158,7 @@ export const BENCH = defineCommand({
     quick: boolean("fewer and shorter measurements"),
     json: text("also write the report as JSON to FILE", { metavar: "FILE" }),
     check: boolean("exit 1 when a target is missed"),
-    peer: repeatable(choice(PEERS, "run the same model in another engine beside r3gpu")),
+    peer: repeatable(choice(PEERS, "run the same model in another engine beside r3gpu (in GGUF F16, or Q8_0/Q4_0 when the first --quant mode is q8/q4)")),
     "peer-timeout": { ...number("the longest a peer may run, in seconds", { min: 0, above: true, metavar: "S" }), requires: ["peer"] },
     batch: integerList("also measure batched decode and packed prefill at these batch sizes", { min: 1, item: "batch size", metavar: "N,N,..." }),
   },

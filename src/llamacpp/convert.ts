@@ -1,5 +1,7 @@
 // Weight dtype conversion on the host, chunk by chunk, with IEEE round-to-nearest-even. Widening
-// (BF16/F16 -> F32) is exact; narrowing rounds once from the float32 value.
+// (BF16/F16 -> F32) is exact; narrowing rounds once from the float32 value; Q8_0 and Q4_0 blocks are quantized from
+// it by quantizeGroup, the steps r3gpu's load-time kernel takes, so llama.cpp runs on the values r3gpu's --quant does.
+import { QUANT_GROUP, quantizeGroup } from "../model/quant.ts";
 import { halfToFloatBits, type DType } from "../model/safetensors.ts";
 import type { GgmlTypeName } from "./writer.ts";
 
@@ -43,6 +45,32 @@ export interface ConvertStats {
 }
 
 /**
+ * GGUF blocks of float32 values (bits), 32 to a block: an f16 scale, then the 32 int8 (Q8_0) or 16 bytes of 4-bit
+ * values, value j in the low nibble of byte j and value j + 16 in its high nibble (Q4_0), as ggml defines them.
+ */
+function quantizedBlocks(bits: Uint32Array, to: "Q8_0" | "Q4_0"): Uint8Array {
+  if (bits.length % QUANT_GROUP !== 0) throw new Error(`convertWeights: ${bits.length} values is not a whole number of ${to} blocks of ${QUANT_GROUP}`);
+  const dtype = to === "Q8_0" ? "Q8" : "Q4";
+  const blockBytes = to === "Q8_0" ? 34 : 18;
+  const out = new Uint8Array((bits.length / QUANT_GROUP) * blockBytes);
+  const x = new Float32Array(bits.buffer, bits.byteOffset, bits.length);
+  const q = new Int8Array(QUANT_GROUP);
+  for (let b = 0; b < bits.length / QUANT_GROUP; b++) {
+    const group = quantizeGroup(x.subarray(b * QUANT_GROUP, (b + 1) * QUANT_GROUP), dtype, q);
+    if (!group.ok) {
+      throw new Error(`values ${b * QUANT_GROUP}..${(b + 1) * QUANT_GROUP - 1} of the chunk hold NaN, infinity or weights too large for ` +
+        `an f16 scale, so they cannot be written as ${to}`);
+    }
+    const at = b * blockBytes;
+    out[at] = group.scale & 0xff;
+    out[at + 1] = group.scale >>> 8;
+    if (dtype === "Q8") for (let i = 0; i < QUANT_GROUP; i++) out[at + 2 + i] = q[i] & 0xff;
+    else for (let i = 0; i < QUANT_GROUP / 2; i++) out[at + 2 + i] = q[i] | (q[i + QUANT_GROUP / 2] << 4);
+  }
+  return out;
+}
+
+/**
  * Converts little-endian values of `from` to `to`. `bytes` must hold whole values. Returns a new array
  * (or `bytes` itself when the types match).
  */
@@ -58,6 +86,7 @@ export function convertWeights(bytes: Uint8Array, from: FloatDType, to: GgmlType
     if (from === "BF16") for (let i = 0; i < n; i++) bits[i] = h[i] << 16;
     else for (let i = 0; i < n; i++) bits[i] = halfToFloatBits(h[i]);
   }
+  if (to === "Q8_0" || to === "Q4_0") return quantizedBlocks(bits, to);
   // Here `from` differs from F32 (equal types returned above), so `bits` is a fresh array.
   if (to === "F32") return new Uint8Array(bits.buffer);
   const narrow = to === "BF16" ? f32BitsToBf16 : f32BitsToF16;

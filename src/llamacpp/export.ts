@@ -2,20 +2,26 @@
 // metadata, tensors under llama.cpp's names. Weights come from a safetensors model folder or are the
 // seeded random weights of a benchmark shape (the same values Qwen2Model.random puts on the GPU).
 // Matrices are written in the chosen dtype; vectors (norms, biases) always as F32, as llama.cpp's converter does.
+// q8_0 and q4_0 are r3gpu's --quant q8 and q4 (src/model/quant.ts): every matrix Q8_0, or the MLP's Q4_0 and the
+// rest Q8_0, with the same values, so that llama.cpp beside r3gpu runs the same quantized model.
 import type { ModelDir } from "../io/files.ts";
 import { checkConfigAgainstTensors, type Qwen2Config } from "../model/config.ts";
 import { openModelFolder } from "../model/folder.ts";
+import { quantizedDType, type WeightMode } from "../model/quant.ts";
 import { randomMatrixBf16, randomVectorF32 } from "../model/random-host.ts";
 import { openModelWeights, streamTensor, type TensorInfo } from "../model/safetensors.ts";
 import { convertWeights, type ConvertStats, type FloatDType } from "./convert.ts";
 import { syntheticVocab, vocabFromTokenizerJson, vocabMetadata, type GgufVocab } from "./vocab.ts";
 import { writeGguf, type ByteSink, type GgmlTypeName, type GgufProgress, type GgufTensor, type GgufValue } from "./writer.ts";
 
-export type GgufDType = "bf16" | "f16" | "f32";
-export const GGUF_DTYPES: GgufDType[] = ["bf16", "f16", "f32"];
+export type GgufDType = "bf16" | "f16" | "f32" | "q8_0" | "q4_0";
+export const GGUF_DTYPES: GgufDType[] = ["bf16", "f16", "f32", "q8_0", "q4_0"];
 
-// llama_ftype of a file whose matrices are all of one type.
-const FILE_TYPE: Record<GgmlTypeName, number> = { F32: 0, F16: 1, BF16: 32 };
+/** The GGUF dtype of r3gpu's weights in a mode. */
+export const GGUF_DTYPE_OF: Record<WeightMode, GgufDType> = { bf16: "f16", q8: "q8_0", q4: "q4_0" };
+
+// llama_ftype of a file by its (most common) matrix type.
+const FILE_TYPE: Record<GgmlTypeName, number> = { F32: 0, F16: 1, Q4_0: 2, Q8_0: 7, BF16: 32 };
 const CHUNK_BYTES = 8 * 1024 * 1024;
 
 export interface ExportOptions {
@@ -97,13 +103,22 @@ async function writeQwen2Gguf(sink: ByteSink, cfg: Qwen2Config, vocab: GgufVocab
   const metadata = new Map<string, GgufValue>([...modelMetadata(cfg, opts.name ?? name, matrixType), ...vocabMetadata(vocab)]);
   const stats: ConvertStats = { overflows: 0 };
   const tensors: GgufTensor[] = tensorMap(cfg).map(({ hf, gguf, shape }) => {
-    const type: GgmlTypeName = shape.length === 1 ? "F32" : matrixType;
+    const type: GgmlTypeName = shape.length === 1 ? "F32" : matrixTypeOf(matrixType, hf);
     const produce = weights.tensor(hf, shape);
-    return { name: gguf, type, dims: [...shape].reverse(), produce: (emit) => produce(type, emit, stats) };
+    return {
+      name: gguf, type, dims: [...shape].reverse(),
+      produce: (emit) => produce(type, emit, stats).catch((e: Error) => { throw new Error(`${hf}: ${e.message}`); }),
+    };
   });
   const bytes = await writeGguf(sink, metadata, tensors, opts.onProgress);
   if (stats.overflows > 0) warnings.push(`${stats.overflows} weight values exceed the ${matrixType} range and were written as infinity`);
   return { bytes, tensors: tensors.length, warnings };
+}
+
+/** The type of one matrix: q4_0 files keep every matrix but the MLP's in Q8_0, as r3gpu's q4 does. */
+function matrixTypeOf(fileType: GgmlTypeName, hf: string): GgmlTypeName {
+  if (fileType !== "Q4_0") return fileType;
+  return quantizedDType("q4", hf.includes(".mlp.") ? "mlp" : hf.includes(".self_attn.") ? "attention" : "embedding") === "Q4" ? "Q4_0" : "Q8_0";
 }
 
 class SafetensorsHostWeights implements HostWeights {

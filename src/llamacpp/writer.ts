@@ -24,10 +24,15 @@ export type GgufValue =
   | { type: "string"; value: string }
   | { type: "array"; itemType: GgufScalarType; value: readonly (number | bigint | boolean | string)[] };
 
-/** ggml_type of the tensor types this writer produces (unquantized only). */
-export const GgmlType = { F32: 0, F16: 1, BF16: 30 } as const;
+/** ggml_type of the tensor types this writer produces. */
+export const GgmlType = { F32: 0, F16: 1, Q4_0: 2, Q8_0: 8, BF16: 30 } as const;
 export type GgmlTypeName = keyof typeof GgmlType;
-export const GGML_TYPE_BYTES: Record<GgmlTypeName, number> = { F32: 4, F16: 2, BF16: 2 };
+/** Each type's block: values along the innermost dimension, and its bytes (ggml's blck_size and type_size). */
+export const GGML_BLOCKS: Record<GgmlTypeName, { values: number; bytes: number }> = {
+  F32: { values: 1, bytes: 4 }, F16: { values: 1, bytes: 2 }, BF16: { values: 1, bytes: 2 },
+  // An f16 scale, then 32 int8 (Q8_0) or 32 4-bit values packed two a byte (Q4_0).
+  Q8_0: { values: 32, bytes: 34 }, Q4_0: { values: 32, bytes: 18 },
+};
 
 export interface GgufTensor {
   name: string;
@@ -150,7 +155,9 @@ function checkRange(type: GgufScalarType, v: number | bigint, key: string): void
 }
 
 function tensorBytes(t: GgufTensor): number {
-  return t.dims.reduce((a, d) => a * d, GGML_TYPE_BYTES[t.type]);
+  const { values, bytes } = GGML_BLOCKS[t.type];
+  if (t.dims[0] % values !== 0) throw new Error(`GGUF: tensor "${t.name}" is ${t.type}, whose blocks of ${values} need a multiple of ${values} values per row, not ${t.dims[0]}`);
+  return (t.dims.reduce((a, d) => a * d, 1) / values) * bytes;
 }
 
 function alignUp(n: number, alignment: number): number {
