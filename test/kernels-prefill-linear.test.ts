@@ -9,12 +9,11 @@
 import { test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
 import type { WeightDType } from "../src/gpu/kernel.ts";
-import { Recorder } from "../src/gpu/recorder.ts";
-import { isSupported, Linear, LINEAR_VARIANTS, sequenceStep, type Precision } from "../src/ops/index.ts";
+import { isSupported, LINEAR_VARIANTS, type Precision } from "../src/ops/index.ts";
 import { forDevice } from "../src/ops/linear-subgroup-matrix.ts";
 import { TILED_PREFILL } from "../src/ops/linear-tiled.ts";
 import {
-  assertClose, gpuMatrix, linearRef, mulberry32, normalF32, quantize, readF32, testGpu, testKernels, uniformF32, upload, uploadF32,
+  assertClose, gpuMatrix, linearRef, mulberry32, normalF32, quantize, runLinear, testGpu, testKernels, uniformF32, upload, uploadF32,
 } from "./gpu-helpers.ts";
 
 const { device } = await testGpu();
@@ -81,15 +80,7 @@ async function checkShape(t: TestContext, s: Shape, dtype: WeightDType, seed: nu
   try {
     for (const variant of PREFILL) {
       await t.test(variant.name, async (st) => {
-        const y = uploadF32(device, y0, "y");
-        const op = new Linear(k, xBuf, W, y, { variants: { decode: variant, prefill: variant }, bias, accumulate: s.accumulate });
-        await k.compiled();
-        const rec = new Recorder(device);
-        op.encode(rec, sequenceStep(M, 0));
-        rec.submit();
-        const got = await readF32(device, y, y0.length);
-        op.destroy();
-        y.destroy();
+        const got = await runLinear(k, xBuf, W, y0, variant, M, { bias, accumulate: s.accumulate });
         const what = `linear ${variant.slot}=${variant.name} ${s.what} ${dtype} M=${M} K=${K} N=${N}`;
         const [byRow, byCol] = reference(variant.precision);
         const gotRows = Float64Array.from(rows.flatMap((m) => [...got.subarray(m * N, (m + 1) * N)]));

@@ -8,10 +8,10 @@ import { test } from "node:test";
 import type { QuantDType } from "../src/gpu/kernel.ts";
 import type { GpuMatrix } from "../src/gpu/matrix.ts";
 import { Recorder } from "../src/gpu/recorder.ts";
-import { Embedding, isSupported, Linear, LINEAR_VARIANTS, sequenceStep, type LinearVariant } from "../src/ops/index.ts";
+import { Embedding, isSupported, LINEAR_VARIANTS, sequenceStep, type LinearVariant } from "../src/ops/index.ts";
 import { forDevice } from "../src/ops/linear-subgroup-matrix.ts";
 import {
-  assertClose, linearRef, mulberry32, normalF32, quantizedMatrix, readF32, testGpu, testKernels, uniformF32, upload, uploadF32, uploadU32,
+  assertClose, linearRef, mulberry32, normalF32, quantizedMatrix, readF32, runLinear, testGpu, testKernels, uniformF32, upload, uploadF32, uploadU32,
 } from "./gpu-helpers.ts";
 
 const { device } = await testGpu();
@@ -58,15 +58,7 @@ async function checkLinear(W: GpuMatrix, Wv: Float32Array, M: number, s: Shape, 
   const refs = new Map<string, ReturnType<typeof linearRef>>();
   try {
     for (const variant of variants) {
-      const y = uploadF32(device, y0, "y");
-      const op = new Linear(k, x, W, y, { variants: { decode: variant, prefill: variant }, bias, accumulate: s.accumulate });
-      await k.compiled();
-      const rec = new Recorder(device);
-      op.encode(rec, sequenceStep(M, 0));
-      rec.submit();
-      const got = await readF32(device, y, y0.length);
-      op.destroy();
-      y.destroy();
+      const got = await runLinear(k, x, W, y0, variant, M, { bias, accumulate: s.accumulate });
       if (!refs.has(variant.precision)) {
         refs.set(variant.precision, linearRef(xv, Wv, K, N, Array.from({ length: M }, (_, m) => m), biasV, s.accumulate ? y0 : undefined,
           { precision: variant.precision, dtype: W.dtype }));
