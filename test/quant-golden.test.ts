@@ -3,11 +3,13 @@
 // tensors), and quantized models stay within the floors below of the float64 golden; the verdict follows the
 // cosine threshold, naming the first position under it. The floors are not the issue's thresholds (MIN_COSINE,
 // which the random-weight sets miss, see README.md "Quantized weights") but what int8 and int4 weights measure with
-// margin: a load or kernel that read a wrong weight gives cosines near 0. The Search-R3 golden embeddings the same way.
+// margin: a load or kernel that read a wrong weight gives cosines near 0. The Search-R3 golden embeddings the same way,
+// and the command's report.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { firstDivergence, runGoldenCheck } from "../src/check/golden.ts";
 import { runSearchGoldenCheck } from "../src/check/search-golden.ts";
+import { run } from "../src/cli/main.ts";
 import { nodeGpu } from "../src/gpu/node.ts";
 import { nodeModelDir } from "../src/io/node.ts";
 import { MIN_COSINE, type Quantization } from "../src/model/quant.ts";
@@ -70,4 +72,20 @@ test("the Search-R3 golden embeddings: q8 within cosine 0.998 of the golden, the
       r3.destroy();
     }
   }
+});
+
+test("r3gpu check --quant q8 prints the cosines, the agreement and the Search-R3 embeddings, and exits 1 exactly when it says FAIL", async () => {
+  const lines: string[] = [];
+  const log = console.log;
+  console.log = (...args: unknown[]) => void lines.push(args.join(" "));
+  let code: number;
+  try {
+    code = await run(["check", embeddedModelDir(), "--quant", "q8", "--no-tune"]);
+  } finally {
+    console.log = log;
+  }
+  const out = lines.join("\n");
+  assert.match(out, /^seq3 \(300 tokens\): cosine min 0\.\d{5} \(mean 0\.\d{5}\) (ok|LOW); top-1 (same|differs), top-5 \d\/5 shared, greedy \d+\/20 steps/m);
+  assert.match(out, /^Search-R3 golden embeddings \(q8\): cosine to the golden, queries( 0\.\d{5}){3}, documents( 0\.\d{5}){3}: min .* documents ranked per query/m);
+  assert.equal(code, /^FAIL/m.test(out) ? 1 : 0, out);
 });
