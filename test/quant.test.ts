@@ -196,8 +196,9 @@ test("SafetensorsWeights: q/k/v stacked, streamed into 3 parts and quantized to 
   const tensors = sizes.map((n, i) => ({ name: `p${i}`, values: testValues(n, K, "BF16", 40 + i) }));
   const all = Float32Array.from(tensors.flatMap((t) => [...t.values]));
   for (const dtype of QUANT) {
-    // Room for 2 blocks of rows per binding: parts of 64, 64 and 2 rows, cutting the stacked tensors mid-way.
-    const weights = memoryWeights(k, layoutBytes(2, K, dtype), ...tensors.map((t, i) => memoryTensor(t.name, "BF16", [sizes[i], K], encodeWeights(t.values, "BF16"))));
+    // Room for 2 blocks of rows of the BF16 staging copy per binding: parts of 64, 64 and 2 rows, cutting the
+    // stacked tensors mid-way.
+    const weights = memoryWeights(k, 2 * 32 * K * 2, ...tensors.map((t, i) => memoryTensor(t.name, "BF16", [sizes[i], K], encodeWeights(t.values, "BF16"))));
     const W = await weights.matrix("qkv", tensors.map((t, i) => ({ name: t.name, size: sizes[i] })), K, dtype);
     await weights.finish();
     assert.deepEqual(W.parts.map((p) => [p.row0, p.rows]), [[0, 64], [64, 64], [128, 2]]);
@@ -254,6 +255,17 @@ async function weightBytes(cfg: Qwen2Config, quant?: Quantization): Promise<numb
   await loadQwen2Weights(source, cfg, quant);
   return bytes;
 }
+
+test("parts of a quantized matrix fit a binding both laid out and as their row-major staging copy (0.5B's table, 128 MiB)", () => {
+  const max = 128 << 20, V = 151936, H = 896;
+  for (const dtype of QUANT) {
+    const parts = planParts("embed", V, H, dtype, max, "BF16");
+    assert.equal(parts.reduce((n, p) => n + p.rows, 0), V);
+    for (const p of parts) assert.ok(p.bytes <= max && p.rows * H * 2 <= max, `${dtype} part of ${p.rows} rows`);
+    // The staging copy (2 bytes a weight) bounds the parts, not the 1.06 or 0.56 bytes a weight laid out.
+    assert.equal(parts[0].rows, Math.floor(max / (32 * H * 2)) * 32);
+  }
+});
 
 test("weight bytes: Qwen2.5-1.5B in q4 under 1.1 GB (the int4 MLP, the rest Q8), q8 under 1.8 GB, against 3.1 GB in BF16", async () => {
   const cfg = QWEN25_SHAPES["qwen2.5-1.5b"];

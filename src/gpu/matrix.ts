@@ -37,11 +37,16 @@ export function layoutBytes(blocks: number, cols: number, dtype: GpuDType): numb
   return quads * quadElements * DTYPE_BYTES[dtype];
 }
 
-/** The row ranges of a matrix's parts: whole blocks, as many as fit `maxBindingBytes` per part. */
-export function planParts(name: string, rows: number, cols: number, dtype: GpuDType, maxBindingBytes: number): { row0: number; rows: number; bytes: number }[] {
+/**
+ * The row ranges of a matrix's parts: whole blocks, as many as fit `maxBindingBytes` per part, laid out and (for a
+ * matrix quantized at load) as the row-major staging copy of the file's dtype `from` that the quantize kernel reads.
+ */
+export function planParts(name: string, rows: number, cols: number, dtype: GpuDType, maxBindingBytes: number,
+  from?: WeightDType): { row0: number; rows: number; bytes: number }[] {
   const blocks = Math.ceil(rows / WEIGHT_LAYOUT.block);
   // From the bytes per block on average: whole tiles add at most one tile to a part, so step down from there.
-  const perBlock = WEIGHT_LAYOUT.block * Math.ceil(cols / WEIGHT_LAYOUT.quadElements) * WEIGHT_LAYOUT.quadElements * elementBytes(dtype);
+  const paddedCols = Math.ceil(cols / WEIGHT_LAYOUT.quadElements) * WEIGHT_LAYOUT.quadElements;
+  const perBlock = WEIGHT_LAYOUT.block * Math.max(paddedCols * elementBytes(dtype), from ? cols * DTYPE_BYTES[from] : 0);
   let blocksPerPart = Math.min(blocks, Math.floor(maxBindingBytes / perBlock));
   while (blocksPerPart > 0 && layoutBytes(blocksPerPart, cols, dtype) > maxBindingBytes) blocksPerPart--;
   if (blocksPerPart === 0) {

@@ -64,9 +64,9 @@ abstract class GpuWeights {
     return (this.rec ??= new Recorder(this.kernels.device));
   }
 
-  /** A matrix's parts, allocated (see planParts) in the weight layout. */
-  protected allocateMatrix(name: string, dtype: GpuDType, rows: number, cols: number): GpuMatrix {
-    const parts = planParts(name, rows, cols, dtype, this.maxBindingBytes).map(({ row0, rows: n, bytes }) => (
+  /** A matrix's parts, allocated (see planParts) in the weight layout, from a file's `from` (staged row-major). */
+  protected allocateMatrix(name: string, dtype: GpuDType, rows: number, cols: number, from: WeightDType): GpuMatrix {
+    const parts = planParts(name, rows, cols, dtype, this.maxBindingBytes, from).map(({ row0, rows: n, bytes }) => (
       { buffer: this.buffers.storage(`${name}[${row0}:${row0 + n}]`, bytes), row0, rows: n }));
     return { name, dtype, rows, cols, parts };
   }
@@ -195,7 +195,7 @@ export class SafetensorsWeights extends GpuWeights implements WeightSource {
 
   async matrix(label: string, parts: StackPart[], cols: number, quant?: QuantDType): Promise<GpuMatrix> {
     const { tensors, dtype } = this.stacked(label, parts, (rows) => [rows, cols]);
-    const m = this.allocateMatrix(label, quant ?? dtype, parts.reduce((n, p) => n + p.size, 0), cols);
+    const m = this.allocateMatrix(label, quant ?? dtype, parts.reduce((n, p) => n + p.size, 0), cols, dtype);
     const rowBytes = cols * DTYPE_BYTES[dtype];
     // Parts fill in stacking order, so each part is relaid out as soon as its last byte has arrived.
     let part = 0;
@@ -266,7 +266,7 @@ export class RandomWeights extends GpuWeights implements WeightSource {
   }
 
   async matrix(label: string, parts: StackPart[], cols: number, quant?: QuantDType): Promise<GpuMatrix> {
-    const m = this.allocateMatrix(label, quant ?? "BF16", parts.reduce((n, p) => n + p.size, 0), cols);
+    const m = this.allocateMatrix(label, quant ?? "BF16", parts.reduce((n, p) => n + p.size, 0), cols, "BF16");
     const range = randomMatrixRange(cols);
     for (const part of m.parts) {
       const rowMajor = this.staging(m, part, "BF16");
