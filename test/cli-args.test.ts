@@ -123,7 +123,8 @@ describe("the commands' declarations", () => {
     refuses(EXPORT_GGUF, ["out.gguf"], "missing OUT.gguf");
     refuses(EXPORT_GGUF, [tiny, "out.gguf", "--seed", "2"], "--seed: applies only with --shape");
     refuses(DUMP, [tiny], "--ids ID,ID,... is required");
-    assert.deepEqual(parseArgs(DUMP, [tiny, "--ids", "9707,11"]).flags, { ids: [9707, 11], "new-tokens": 0 });
+    assert.deepEqual(parseArgs(DUMP, [tiny, "--ids", "9707,11"]).flags,
+      { ids: [9707, 11], "new-tokens": 0, kernels: undefined, "no-tune": false, precision: "f32" });
   });
 
   test("--help and -h anywhere before --, and each command's help shows every flag it reads and an example", () => {

@@ -1,8 +1,9 @@
 // `r3gpu check` (the golden-value harness on a model folder) and `r3gpu dump` (hidden states, logits and greedy
 // tokens of given ids): the model itself, without a tokenizer.
 import { firstDivergence, runGoldenCheck, top5, type GoldenReport } from "../check/golden.ts";
+import { coveringChoices } from "../check/kernel-check.ts";
 import { nodeGpu } from "../gpu/node.ts";
-import { readJson } from "../io/files.ts";
+import { readJson, type ModelDir } from "../io/files.ts";
 import { nodeModelDir } from "../io/node.ts";
 import { Qwen2Model, type LoadOptions } from "../model/qwen2.ts";
 import { choicePrecision } from "../ops/kernel-variants.ts";
@@ -21,6 +22,7 @@ export async function check({ positionals, flags }: CheckArgs): Promise<number> 
   if (!(await dir.exists("golden.json"))) throw new Error(`${dir.name}: no golden.json to check against`);
   const golden = await readJson(dir, "golden.json");
   const longest = Math.max(...golden.sequences.map((s: any) => s.length + s.greedy.new_tokens.length));
+  if (flags["all-variants"]) return checkAllVariants(dir, longest);
   const { model, info } = await loadModel(positionals.MODEL_DIR, flags, { maxSeqLen: longest });
   console.log(`model ${dir.name} on ${info.description || info.vendor || "WebGPU adapter"}`);
   console.log(`kernels: ${Object.entries(model.kernelChoice).map(([slot, v]) => `${slot}=${v}`).join(", ")}`);
@@ -32,6 +34,30 @@ export async function check({ positionals, flags }: CheckArgs): Promise<number> 
   });
   printReport(report, f16.length > 0 ? ` (the f16 tolerance: ${f16.join(", ")} computes in half precision)` : "");
   return report.ok ? 0 : 1;
+}
+
+/** The golden check once per load of coveringChoices: every variant the adapter supports runs in one of them. */
+async function checkAllVariants(dir: ModelDir, maxSeqLen: number): Promise<number> {
+  const { device, info } = await nodeGpu();
+  const choices = coveringChoices(device);
+  console.log(`model ${dir.name} on ${info.description || info.vendor || "WebGPU adapter"}: ${choices.length} loads run every variant it supports`);
+  let failed = 0;
+  for (const choice of choices) {
+    const named = Object.entries(choice).map(([slot, v]) => `${slot}=${v}`).join(", ");
+    const { tolerance } = choicePrecision(choice);
+    const model = await Qwen2Model.load(device, dir, { maxSeqLen, kernels: choice });
+    try {
+      const report = await runGoldenCheck(model, dir, { tolerance });
+      const worst = Math.max(...report.rows.map((r) => r.relError));
+      console.log(`${report.ok ? "PASS" : "FAIL"}: ${named} (tolerance ${tolerance} x max|ref|, worst ${worst.toExponential(2)})` +
+        (report.ok ? "" : `: ${firstDivergence(report)}`));
+      if (!report.ok) failed++;
+    } finally {
+      model.destroy();
+    }
+  }
+  console.log(failed === 0 ? `\nPASS: every variant within tolerance` : `\nFAIL: ${failed} of ${choices.length} loads out of tolerance`);
+  return failed === 0 ? 0 : 1;
 }
 
 function printReport(report: GoldenReport, why: string): void {

@@ -74,8 +74,15 @@ export const CHECK = defineCommand({
   summary: "run the model on MODEL_DIR/golden.json and compare every tensor with the reference",
   notes: "Prints the max abs and relative error per tensor, top-5 and greedy agreement; exits 1 when anything is out of tolerance.",
   positionals: [MODEL_DIR],
-  flags: { ...KERNELS },
-  examples: ["check models/tiny-qwen2"],
+  flags: {
+    ...KERNELS,
+    "all-variants": {
+      ...boolean("check with every kernel variant this adapter supports instead, in the few loads that run them all " +
+        "(each at its precision's tolerance), one verdict line per load"),
+      conflicts: ["kernels", "no-tune", "precision"],
+    },
+  },
+  examples: ["check models/tiny-qwen2", "check models/tiny-qwen2 --all-variants"],
 });
 
 export const DUMP = defineCommand({
