@@ -6,7 +6,7 @@
 // The variants are grouped into few model loads (coveringChoices, src/check/kernel-check.ts).
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, readdirSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { firstDivergence, runGoldenCheck } from "../src/check/golden.ts";
 import { nodeModelDir } from "../src/io/node.ts";
@@ -21,6 +21,14 @@ const { device } = await testGpu();
 const sets = [embeddedModelDir(), ...readdirSync(goldenDir(), { withFileTypes: true })
   .filter((e) => e.isDirectory() && existsSync(join(goldenDir(), e.name, "golden.json"))).map((e) => join(goldenDir(), e.name))];
 
+/** Sets whose longest golden sequence is at most this many tokens also run batched through every f32 choice. */
+const BATCHED_MAX_TOKENS = 512;
+
+function longestSequence(path: string): number {
+  const golden = JSON.parse(readFileSync(join(path, "golden.json"), "utf8")) as { sequences: { input_ids: number[] }[] };
+  return Math.max(...golden.sequences.map((s) => s.input_ids.length));
+}
+
 const supported = allVariants().filter((v) => isSupported(v, device));
 const loads = coveringChoices(device);
 
@@ -34,8 +42,10 @@ for (const choice of loads) {
   const { tolerance } = choicePrecision(choice);
   for (const path of sets) {
     // f32 choices also run every sequence of the set in one batch (reversed): ragged packed prefills and decode steps
-    // of several slots, through the variants.
-    for (const together of tolerance === GOLDEN_TOLERANCE.f32 ? [false, true] : [false]) {
+    // of several slots, through the variants. Only on the sets of short sequences, to keep the suite's time: the long
+    // ones run batched with the default kernels in golden.test.ts.
+    const batched = tolerance === GOLDEN_TOLERANCE.f32 && longestSequence(path) <= BATCHED_MAX_TOKENS;
+    for (const together of batched ? [false, true] : [false]) {
       test(`golden ${path} with ${Object.entries(forced).map(([s, v]) => `${s}=${v}`).join(", ")} (tolerance ${tolerance})${together ? ", all sequences in one batch" : ""}`, async (t) => {
         const dir = nodeModelDir(path);
         const n = JSON.parse(await dir.readText("golden.json")).sequences.length;
