@@ -75,19 +75,27 @@ function printReport(report: GoldenReport, why: string): void {
   console.log(first ? `\nFAIL: first divergence: ${first}` : "\nPASS: every tensor within tolerance, greedy continuations agree");
 }
 
+/**
+ * Every sequence in one batch, each in its own KV-cache slot: one packed prefill, then the greedy tokens of all of them
+ * decoded together (they all want the same number).
+ */
 export async function dump({ positionals, flags }: DumpArgs): Promise<number> {
-  const { ids, "new-tokens": newTokens } = flags;
-  const { model } = await loadModel(positionals.MODEL_DIR, flags, { maxSeqLen: ids.length + newTokens });
+  const { ids: sequences, "new-tokens": newTokens } = flags;
+  const longest = Math.max(...sequences.map((ids) => ids.length));
+  const { model } = await loadModel(positionals.MODEL_DIR, flags, { maxSeqLen: longest + newTokens, maxBatch: sequences.length });
   const H = model.config.hiddenSize;
-  const { next, captured, logits } = await model.prefill(ids, { capture: ["final_norm"], logits: true });
-  const hidden = captured.get("final_norm")!;
-  const top = top5(logits!);
-  const greedy: number[] = [];
-  if (newTokens > 0) {
-    greedy.push(next);
-    while (greedy.length < newTokens) greedy.push(await model.step());
+  const first = await model.forward(sequences.map((ids, slot) => ({ slot, ids })), { capture: ["final_norm"], logits: true });
+  const greedy = first.map((r) => (newTokens > 0 ? [r.next] : []));
+  while (greedy[0].length > 0 && greedy[0].length < newTokens) {
+    const next = await model.forward(greedy.map((g, slot) => ({ slot, ids: [g.at(-1)!] })));
+    next.forEach((r, slot) => greedy[slot].push(r.next));
   }
-  const rows = Array.from({ length: ids.length }, (_, t) => Array.from(hidden.subarray(t * H, (t + 1) * H)));
-  console.log(JSON.stringify({ ids, final_norm_hidden: rows, last_logits_top5: { ids: top, logits: top.map((i) => logits![i]) }, greedy }));
+  sequences.forEach((ids, i) => {
+    const hidden = first[i].captured.get("final_norm")!;
+    const logits = first[i].logits!;
+    const top = top5(logits);
+    const rows = Array.from({ length: ids.length }, (_, t) => Array.from(hidden.subarray(t * H, (t + 1) * H)));
+    console.log(JSON.stringify({ ids, final_norm_hidden: rows, last_logits_top5: { ids: top, logits: top.map((id) => logits[id]) }, greedy: greedy[i] }));
+  });
   return 0;
 }

@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { PEERS } from "../bench/peers.ts";
 import { GGUF_DTYPES } from "../llamacpp/export.ts";
 import { isQwen25Shape, QWEN25_SHAPES, type Qwen25Shape } from "../model/shapes.ts";
-import { DEFAULT_REASONING_TOKENS } from "../search/searchr3.ts";
+import { DEFAULT_BATCH_SIZE, DEFAULT_REASONING_TOKENS } from "../search/searchr3.ts";
 import {
   boolean, choice, defineCommand, integer, integerList, number, repeatable, required, text, UsageError, valueFlag,
   type Args, type ArgsOf, type CommandSpec,
@@ -87,14 +87,17 @@ export const CHECK = defineCommand({
 
 export const DUMP = defineCommand({
   name: "dump",
-  summary: "print final-norm hidden states, the top-5 last logits and greedy tokens of token ids, as one JSON line",
+  summary: "print final-norm hidden states, the top-5 last logits and greedy tokens of token ids, one JSON line per --ids",
+  notes: "Every --ids sequence runs in one batch (packed prefill, then their greedy tokens decoded together), each in " +
+    "its own KV-cache slot; the lines come in the order of the --ids, which errors number from 0 (\"sequence 0\" is " +
+    "the first --ids).",
   positionals: [MODEL_DIR],
   flags: {
     ...KERNELS,
-    ids: required(integerList("the prompt's token ids", { min: 0, item: "token id", metavar: "ID,ID,..." })),
-    "new-tokens": integer("greedy tokens to generate after the prompt", { min: 0, default: 0 }),
+    ids: required(repeatable(integerList("a prompt's token ids; repeat it for more sequences", { min: 0, item: "token id", metavar: "ID,ID,..." }))),
+    "new-tokens": integer("greedy tokens to generate after each prompt", { min: 0, default: 0 }),
   },
-  examples: ["dump models/tiny-qwen2 --ids 9707,11,1879 --new-tokens 4"],
+  examples: ["dump models/tiny-qwen2 --ids 9707,11,1879 --new-tokens 4", "dump models/tiny-qwen2 --ids 9707,11,1879 --ids 40,1079"],
 });
 
 export const EXPORT_GGUF = defineCommand({
@@ -255,23 +258,33 @@ export const CHAT = defineCommand({
 
 export const EMBED = defineCommand({
   name: "embed",
-  summary: "print the Search-R3 embedding of a query or a document as one JSON line",
+  summary: "print the Search-R3 embedding of a query or a document as one JSON line; --jsonl: of each line of a file",
   notes: "A query is reasoned about first (streamed to stderr on a terminal) until the model writes <|embed_token|>. " +
     "The JSON holds \"text\", \"reasoning\" (queries), \"emitted_embed_token\" (whether the model wrote " +
     "<|embed_token|> itself), \"stop_reason\", \"truncated\" (whether any text was cut to fit --max-length), " +
-    "\"embedding\" (L2-normalized) and \"timings\".",
+    "\"embedding\" (L2-normalized) and \"timings\".\n" +
+    "--jsonl reads lines {\"text\": ..., \"kind\": \"document\"|\"query\", \"reasoning\": true|false} (kind " +
+    "defaults to document, reasoning to false; blank lines are skipped) and writes one such JSON line per input, in " +
+    "input order. Up to --batch-size lines run together, as they arrive (a file fills each batch; lines typed at " +
+    "stdin are answered one by one): the queries to reason about reason together, then every text of the batch goes " +
+    "through one packed forward pass; the reasoning_s and embed_s of a line are its batch's. A bad line stops the " +
+    "command (exit 1) with an error naming the line, after the output of every line before it.",
   positionals: [SEARCH_MODEL_DIR],
   flags: {
     ...KERNELS,
     query: text("the query to embed"),
     doc: text("the document to embed"),
+    jsonl: text("embed every JSON line of FILE (- for stdin)", { metavar: "FILE|-" }),
+    "batch-size": { ...integer("--jsonl lines embedded together, one KV-cache slot of --max-length tokens each",
+      { min: 1, max: 64, default: DEFAULT_BATCH_SIZE }), requires: ["jsonl"] },
     "no-reasoning": { ...NO_REASONING, requires: ["query"] },
     "max-length": MAX_LENGTH,
-    "max-new-tokens": { ...MAX_NEW_TOKENS, requires: ["query"], conflicts: ["no-reasoning"] },
+    "max-new-tokens": { ...MAX_NEW_TOKENS, conflicts: ["doc", "no-reasoning"] },
   },
-  oneOf: ["query", "doc"],
+  oneOf: ["query", "doc", "jsonl"],
   examples: ['embed models/tiny-qwen2 --query "what python library is useful for data analysis?" --max-new-tokens 16',
-    'embed models/tiny-qwen2 --doc "The giant panda is a bear species endemic to China."'],
+    'embed models/tiny-qwen2 --doc "The giant panda is a bear species endemic to China."',
+    "embed models/tiny-qwen2 --jsonl texts.jsonl --batch-size 16"],
 });
 
 export const TOKENIZE = defineCommand({
