@@ -665,7 +665,7 @@ describe("info, hybrid search and batch sizes on the BEIR fixture's index", () =
     assert.deepEqual(Object.keys(results[0].ranks).sort(), ["text", "vector"]);
   });
 
-  test("--batch-size: index and eval give batch size 1's results within the golden tolerance", async () => {
+  test("--batch-size: index, eval and search give batch size 1's results within the golden tolerance", async () => {
     // The fixture's index was built at the default batch size (8 chunks a forward pass); again one at a time.
     const single = join(work, "beir-db-batch-1");
     const built = await r3gpu("index", tinyDir, fixture, "--db", single, "--max-length", MAX_LENGTH, "--batch-size", "1");
@@ -695,5 +695,21 @@ describe("info, hybrid search and batch sizes on the BEIR fixture's index", () =
       // Fused scores are sums of 1 / (60 + rank): equal where the rankings are.
       assert.deepEqual(scores, runs[1][qid], qid);
     }
+
+    // search loads the model for --batch-size sequences and embeds its one query in the first.
+    const searched: { id: string; score: number }[][] = [];
+    for (const size of ["1", "4"]) {
+      const found = await r3gpu("search", tinyDir, "--db", db, "cover module because", "--no-reasoning", "--json", "-k", "12", "--batch-size", size);
+      assert.equal(found.code, 0, found.stderr);
+      searched.push(JSON.parse(found.stdout).results);
+    }
+    assert.equal(searched[0].length, 12);
+    searched[0].forEach((hit, i) => {
+      const other = searched[1].find((h) => h.id === hit.id);
+      assert.ok(other, `${hit.id} found at both batch sizes`);
+      // Cosines of unit vectors: the golden tolerance, 1e-4 of their largest possible size.
+      assert.ok(Math.abs(hit.score - other.score) <= 1e-4, `${hit.id}: ${hit.score} at batch size 1, ${other.score} at 4`);
+      assert.ok(Math.abs(hit.score - searched[1][i].score) <= 1e-4, `rank ${i + 1}: the same score, whichever document`);
+    });
   });
 });
