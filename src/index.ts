@@ -49,12 +49,20 @@ export { samplingDistribution, drawToken, applyRepetitionPenalty, argmax, type S
 export { SearchR3, DEFAULT_BATCH_SIZE, type SearchR3Options, type SearchR3LoadOptions, type Reasoning, type Truncation } from "./search/searchr3.ts";
 /** Vector similarity, as the reference's helpers. */
 export { l2normalize, cosineSimilarity, cosineMatrix, cdist } from "./search/similarity.ts";
-/** Corpora: folders, JSONL and BEIR files as documents, and token chunks of them. */
-export { readCorpus, chunkText, documentText, type Document, type Chunk } from "./search/corpus.ts";
-/** A LanceDB index of chunk embeddings and its search. */
-export { SearchIndex, ANN_MIN_ROWS, type Hit } from "./search/store.ts";
+/** Corpora: folders, JSONL, text and BEIR files as documents, and token chunks of them. */
+export {
+  readCorpus, chunkText, documentText, DEFAULT_INCLUDE, type Document, type Chunk, type CorpusOptions, type SkippedFile,
+} from "./search/corpus.ts";
+/** A LanceDB index of chunk embeddings (and a full-text index of their texts) and its vector, full-text and hybrid search. */
+export { SearchIndex, ANN_MIN_ROWS, HYBRID_DEPTH, type Hit } from "./search/store.ts";
+/** Reciprocal rank fusion of rankings, as hybrid search uses it. */
+export { reciprocalRankFusion, RRF_K } from "./search/fusion.ts";
 /** What an index's embeddings depend on (model identity, prompts, chunking). */
-export { indexSettings, resolveChunking, modelIdentity, searchR3Options, type IndexSettings } from "./search/settings.ts";
+export { indexSettings, resolveChunking, searchR3Options, type IndexSettings } from "./search/settings.ts";
+/** A model recognised by content: config.json, tokenizer files, weights. */
+export { modelIdentity, identityDiff, type ModelIdentity } from "./search/model-identity.ts";
+/** One indexing run per index at a time. */
+export { IndexLock, IndexLockedError, lockHolder, type LockHolder } from "./search/lock.ts";
 /** Building an index from a corpus, resumably. */
 export { indexCorpus, type IndexReport, type IndexOptions } from "./search/indexing.ts";
 /** One query against an index, with or without reasoning. */

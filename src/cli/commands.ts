@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { PEERS } from "../bench/peers.ts";
 import { GGUF_DTYPES } from "../llamacpp/export.ts";
 import { isQwen25Shape, QWEN25_SHAPES, type Qwen25Shape } from "../model/shapes.ts";
+import { DEFAULT_INCLUDE } from "../search/corpus.ts";
 import { DEFAULT_BATCH_SIZE, DEFAULT_REASONING_TOKENS } from "../search/searchr3.ts";
 import {
   boolean, choice, defineCommand, integer, integerList, number, repeatable, required, text, UsageError, valueFlag,
@@ -43,19 +44,29 @@ const KERNELS = {
   precision: choice(["f32", "f16"], "f16 lets variants that compute in half precision compete, at their own tolerance", { default: "f32" }),
 };
 
-const CHUNKING = {
+/** How many texts one forward pass embeds (KV-cache slots of --max-length tokens each, so memory grows with it). */
+const batchSize = (help: string, fallback: number) => integer(help, { min: 1, max: 64, default: fallback });
+
+const INDEXING = {
   "max-length": MAX_LENGTH,
   "chunk-tokens": integer("tokens per chunk of a document", { min: 1, defaultText: "what --max-length leaves beside the document prompt" }),
   overlap: integer("tokens that consecutive chunks share", { min: 0, defaultText: "1/8 of --chunk-tokens" }),
-  batch: integer("chunks embedded and committed together", { min: 1, default: 64 }),
+  batch: integer("chunks per commit: documents are written to the index whole, in commits of at least N chunks, so a " +
+    "run killed outright (SIGKILL, a crash) loses at most N chunks' work and Ctrl-C or SIGTERM none; larger means " +
+    "fewer, bigger commits (not the same as --batch-size)", { min: 1, default: 64 }),
+  "batch-size": batchSize("chunks embedded together in one batched forward pass (of consecutive documents); results " +
+    "equal those of 1 within the golden tolerance, and each one more holds another --max-length tokens of KV cache", DEFAULT_BATCH_SIZE),
   "document-system": text("the system prompt of documents", { defaultText: "\"Please represent the document.\"" }),
   "query-system": text("the system prompt of queries", { defaultText: "\"Please represent user queries.\"" }),
+  "progress-every": number("when stderr is not a terminal (a log), a progress line (documents, tokens/s, time left) " +
+    "every this many seconds", { min: 0, above: true, default: 10, metavar: "SECONDS" }),
 };
 
 const QUERY = {
   "no-reasoning": NO_REASONING,
   "max-new-tokens": { ...MAX_NEW_TOKENS, conflicts: ["no-reasoning"] },
   exact: boolean("scan every chunk instead of querying the ANN index"),
+  hybrid: boolean("fuse the vector ranking with a full-text (BM25) ranking of the query's words, by reciprocal rank"),
 };
 
 const SAMPLING = {
@@ -199,12 +210,28 @@ export const TUNE = defineCommand({
 
 export const INDEX = defineCommand({
   name: "index",
-  summary: "embed a corpus into a LanceDB index, in chunks; resumable, re-embeds changed documents",
-  notes: "CORPUS is a folder of .txt/.md files, a JSONL file of {\"id\", \"text\", \"title\"?} or a BEIR folder " +
-    "(corpus.jsonl). An index refuses documents embedded with another model or other settings.",
-  positionals: [SEARCH_MODEL_DIR, { name: "CORPUS", help: "the documents: a folder, a JSONL file or a BEIR folder" }],
-  flags: { db: required(DB), ...CHUNKING, ...KERNELS },
-  examples: ["index models/tiny-qwen2 test/fixtures/beir-tiny --db /tmp/tiny-db"],
+  summary: "embed a corpus into a LanceDB index, in chunks; resumable, follows the corpus as it changes",
+  notes: "CORPUS is a folder (its files that --include matches, default .txt and .md, at any depth; links are not " +
+    "followed), a .jsonl file of {\"id\", \"text\", \"title\"?}, a BEIR folder (corpus.jsonl) or one text file " +
+    "(one document). Run again, it embeds only new and changed documents and, for a folder, removes those whose " +
+    "files are gone. Ctrl-C or SIGTERM stops at the next batch: what is embedded is stored, the run exits 130 " +
+    "(143) and the next one resumes. One run at a time per index: a second is refused, naming the first's " +
+    "process. An index refuses documents embedded with another model (recognised by content: config.json, " +
+    "tokenizer files, weights) or other settings.",
+  positionals: [SEARCH_MODEL_DIR, { name: "CORPUS", help: "the documents: a folder, a .jsonl file, a BEIR folder or a text file" }],
+  flags: {
+    db: required(DB),
+    include: repeatable(text("a glob of the folder's files to index, relative to it (`**` any depth); given, it " +
+      "replaces the default", { metavar: "GLOB" }), [...DEFAULT_INCLUDE]),
+    exclude: repeatable(text("a glob of the folder's files to leave out", { metavar: "GLOB" })),
+    prune: boolean("remove the documents that earlier runs read from CORPUS and that it no longer holds (the " +
+      "default for a folder; for a .jsonl file only with this flag)"),
+    "no-prune": { ...boolean("keep them, even for a folder"), conflicts: ["prune"] },
+    ...INDEXING,
+    ...KERNELS,
+  },
+  examples: ["index models/tiny-qwen2 test/fixtures/beir-tiny --db /tmp/tiny-db",
+    "index models/tiny-qwen2 docs --db /tmp/docs-db --include '**/*.md' --include '**/*.rst' --exclude 'drafts/**'"],
 });
 
 export const SEARCH = defineCommand({
@@ -216,14 +243,18 @@ export const SEARCH = defineCommand({
     db: required(DB),
     k: integer("how many documents to print", { min: 1, default: 10, short: "k" }),
     json: boolean("print one JSON object instead (the reasoning then streams to stderr)"),
+    "batch-size": batchSize("sequences the model is loaded for; a search embeds one query, so more only holds " +
+      "KV-cache memory (accepted for scripts that pass index's flags on)", 1),
     ...QUERY,
   },
-  examples: ['search models/tiny-qwen2 --db /tmp/tiny-db "meet walk best track?" -k 5'],
+  examples: ['search models/tiny-qwen2 --db /tmp/tiny-db "meet walk best track?" -k 5',
+    'search models/tiny-qwen2 --db /tmp/tiny-db "meet walk best track?" --hybrid --no-reasoning'],
 });
 
 export const EVAL = defineCommand({
   name: "eval",
   summary: "index a BEIR dataset, run its queries and print nDCG@10, Recall@100 and MRR@10",
+  notes: "--batch-size also sets how many queries are reasoned about and embedded together.",
   positionals: [SEARCH_MODEL_DIR],
   flags: {
     ...KERNELS,
@@ -233,10 +264,22 @@ export const EVAL = defineCommand({
     json: text("write {\"metrics\", \"run\"} to FILE, and a plot of per-query nDCG@10 beside it", { metavar: "FILE" }),
     plot: text("write the plot of per-query nDCG@10 here (SVG)", { metavar: "FILE.svg" }),
     db: text("keep the index in DB_DIR", { metavar: "DB_DIR", defaultText: "a temporary folder, removed after" }),
-    ...CHUNKING,
+    ...INDEXING,
     ...QUERY,
   },
-  examples: ["eval models/tiny-qwen2 --beir test/fixtures/beir-tiny --no-reasoning --json /tmp/eval.json"],
+  examples: ["eval models/tiny-qwen2 --beir test/fixtures/beir-tiny --no-reasoning --json /tmp/eval.json",
+    "eval models/tiny-qwen2 --beir test/fixtures/beir-tiny --no-reasoning --hybrid"],
+});
+
+export const INFO = defineCommand({
+  name: "info",
+  summary: "what an index holds: its model, settings, documents, chunks, indices and size on disk",
+  positionals: [],
+  flags: {
+    db: required(DB),
+    json: boolean("print one JSON object instead"),
+  },
+  examples: ["info --db /tmp/tiny-db"],
 });
 
 export const CHAT = defineCommand({
@@ -316,12 +359,13 @@ export type IndexArgs = ArgsOf<typeof INDEX>;
 export type TuneArgs = ArgsOf<typeof TUNE>;
 export type SearchArgs = ArgsOf<typeof SEARCH>;
 export type EvalArgs = ArgsOf<typeof EVAL>;
+export type InfoArgs = ArgsOf<typeof INFO>;
 export type ChatArgs = ArgsOf<typeof CHAT>;
 export type EmbedArgs = ArgsOf<typeof EMBED>;
 export type TokenizeArgs = ArgsOf<typeof TOKENIZE>;
 export type DownloadArgs = ArgsOf<typeof DOWNLOAD>;
-/** The chunking flags, which index and eval share. */
-export type ChunkingFlags = Args<typeof CHUNKING>["flags"];
+/** The flags of building an index, which index and eval share. */
+export type IndexingFlags = Args<typeof INDEXING>["flags"];
 /** The kernel flags of every command that loads a model. */
 export type KernelFlags = Args<typeof KERNELS>["flags"];
 
@@ -347,6 +391,7 @@ export const COMMANDS: readonly Command[] = [
   command(INDEX, async (a) => (await import("./search.ts")).index(a)),
   command(SEARCH, async (a) => (await import("./search.ts")).search(a)),
   command(EVAL, async (a) => (await import("./search.ts")).evaluate(a)),
+  command(INFO, async (a) => (await import("./info.ts")).info(a)),
   command(CHAT, async (a) => (await import("./chat.ts")).chat(a)),
   command(EMBED, async (a) => (await import("./embed.ts")).embed(a)),
   command(TOKENIZE, async (a) => (await import("./tokenize.ts")).tokenize(a)),
