@@ -9,13 +9,16 @@
 #       with the working tree, in the 64 MiB that travels to the GPU machine.
 #   bash scripts/device-check.sh run [--allow-cpu] [--bundle FILE]
 #       there (and here against lavapipe, with --allow-cpu): unpacks the bundle, points the loader at the
-#       driver's ICD, prints the adapter, runs `r3gpu check` on every golden set, `r3gpu bench --quick` at
-#       the 0.5B and 1.5B shapes and `r3gpu tune` when the build has it, each under its own time limit, and
+#       driver's ICD, prints the adapter, runs `r3gpu check` on every golden set (with the kernels the tuner
+#       picks, then `--all-variants`: every kernel variant), `r3gpu tune` and `r3gpu bench --quick` at the 0.5B
+#       and 1.5B shapes, each under its own time limit, and
 #       writes every JSON and one log to $OUT (a temporary folder when OUT is unset), ending with one
 #       summary line per step. A failed step is reported and the next one still runs.
 #
 # Environment (run): OUT; R3GPU_DEVICE_CHECK_ALLOW_CPU=1 (= --allow-cpu); R3GPU_DEVICE_CHECK_SHAPES
-# (default "qwen2.5-0.5b qwen2.5-1.5b"); R3GPU_DEVICE_CHECK_BUDGET_S (the whole run's time limit, default 460
+# (default "qwen2.5-0.5b qwen2.5-1.5b"); R3GPU_DEVICE_CHECK_VARIANT_SETS (the golden sets checked with every
+# variant, default all); R3GPU_DEVICE_CHECK_TUNE_TARGETS (shapes or model folders to tune, default the shapes);
+# R3GPU_DEVICE_CHECK_BUDGET_S (the whole run's time limit, default 460
 # on a GPU, 3600 on a CPU adapter); R3GPU_VK_ICD (an ICD JSON to use instead of searching for NVIDIA's);
 # R3GPU_DEVICE_CHECK_KEEP=1 (keep the unpacked bundle). Pack: R3GPU_GOLDEN_DIR (default ../shared/golden).
 # bench/NOTES.md ("On a GPU") says how to run it with the device tool and what it writes.
@@ -435,12 +438,40 @@ run_stage() {
         1) record "check:$name" FAIL "$SECS" "${verdict:-$(why "check:$name")}" ;;
         *) record "check:$name" "$(status_of)" "$SECS" "$(why "check:$name")" ;;
       esac
+      # The same golden set with every kernel variant the adapter supports, a load per few variants.
+      case " ${R3GPU_DEVICE_CHECK_VARIANT_SETS:-$name} " in
+        *" $name "*) ;;
+        *) record "variants:$name" SKIP 0 "left out by R3GPU_DEVICE_CHECK_VARIANT_SETS=\"$R3GPU_DEVICE_CHECK_VARIANT_SETS\""; continue ;;
+      esac
+      run_step "variants:$name" "$t_check" "$NODE" "$APP/bin/r3gpu.js" check "$dir" --all-variants
+      verdict=$(grep -E '^(PASS|FAIL):' "$WORK/variants:$name.out" | tr '\n' ';' | sed 's/;$//' || true)
+      case $RC in
+        0) record "variants:$name" PASS "$SECS" "${verdict:-exit 0}" ;;
+        1) record "variants:$name" FAIL "$SECS" "${verdict:-$(why "variants:$name")}" ;;
+        *) record "variants:$name" "$(status_of)" "$SECS" "$(why "variants:$name")" ;;
+      esac
     done
   else
     record check SKIP 0 "$skip_why"
   fi
 
-  # 6. bench --quick per shape, one process each (each measures its own roofline; peak RSS stays per shape)
+  # 6. tune: every variant of every op slot at each shape (or model folder of R3GPU_DEVICE_CHECK_TUNE_TARGETS)
+  local target tname args=()
+  for target in ${R3GPU_DEVICE_CHECK_TUNE_TARGETS:-$shapes}; do
+    tname=$(basename "$target")
+    if [ "$usable" != 1 ]; then record "tune:$tname" SKIP 0 "$skip_why"; continue; fi
+    if [ -d "$target" ]; then args=("$target"); else args=(--shape "$target"); fi
+    run_step "tune:$tname" "$t_tune" "$NODE" "$APP/bin/r3gpu.js" tune "${args[@]}" --json "$OUT/tune-$tname.json"
+    if [ "$RC" = 0 ] && [ -s "$OUT/tune-$tname.json" ]; then
+      local tline trc=0
+      tline=$("$NODE" "$REPO/scripts/device-report.mjs" tune "$OUT/tune-$tname.json") || trc=$?
+      record "tune:$tname" "$([ "$trc" = 0 ] && echo OK || echo FAIL)" "$SECS" "$tline"
+    else
+      record "tune:$tname" "$(status_of)" "$SECS" "$(why "tune:$tname")"
+    fi
+  done
+
+  # 7. bench --quick per shape, one process each (each measures its own roofline; peak RSS stays per shape)
   local shape limit done_shapes="" expect=()
   [ -n "$cpu_label" ] || expect=(--expect-gpu)
   for shape in $SHAPES_DEFAULT $shapes; do
@@ -462,32 +493,6 @@ run_stage() {
       record "bench:$shape" "$(status_of)" "$SECS" "$(why "bench:$shape")"
     fi
   done
-
-  # 7. tune, where the build has it
-  if [ "$unpacked" != 1 ]; then
-    record tune SKIP 0 "$skip_why"
-  elif "$NODE" "$APP/bin/r3gpu.js" --help 2>/dev/null | grep -qE '^  tune\b'; then
-    if [ "$usable" = 1 ]; then
-      local usage_text args=()
-      usage_text=$("$NODE" "$APP/bin/r3gpu.js" --help 2>/dev/null | awk '/^  tune\b/ { p = 1 } p && /^  [a-z]/ && !/^  tune\b/ { p = 0 } p')
-      case $usage_text in *--quick*) args+=(--quick) ;; esac
-      case $usage_text in *--json*) args+=(--json "$OUT/tune.json") ;; esac
-      run_step tune "$t_tune" "$NODE" "$APP/bin/r3gpu.js" tune "${args[@]}"
-      if [ "$RC" = 0 ]; then
-        if [ -s "$OUT/tune.json" ]; then
-          record tune OK "$SECS" "$("$NODE" "$REPO/scripts/device-report.mjs" tune "$OUT/tune.json")"
-        else
-          record tune OK "$SECS" "$(last_line tune)"
-        fi
-      else
-        record tune "$(status_of)" "$SECS" "$(why tune)"
-      fi
-    else
-      record tune SKIP 0 "$skip_why"
-    fi
-  else
-    record tune SKIP 0 "tune: not available in this build"
-  fi
 
   # 8. summary
   local i line failed=0 total=$(($(date +%s) - START))

@@ -74,10 +74,15 @@ function adapter(file) {
   return 0;
 }
 
+/** What the tuner chose per slot and how far from the roofline, and how many variants were measured, correct, dropped. */
 function tune(file) {
   const t = JSON.parse(readFileSync(file, "utf8"));
-  console.log(`wrote ${file.split("/").pop()} (${Object.keys(t).join(", ")})`);
-  return 0;
+  const chosen = t.variants.filter((v) => v.chosen)
+    .map((v) => `${v.op}=${v.variant} (${v.roofline_fraction === null ? "-" : v.roofline_fraction.toFixed(2)} of the roofline)`);
+  const measured = t.variants.filter((v) => v.seconds !== null).length;
+  const dropped = t.variants.filter((v) => v.correct === false).length;
+  console.log(`chosen ${chosen.join(", ")}; ${measured} of ${t.variants.length} variants measured, ${dropped} dropped as incorrect`);
+  return dropped === 0 ? 0 : 1;
 }
 
 const [what, file, flag] = process.argv.slice(2);

@@ -13,8 +13,11 @@ export { nodeModelDir, openNodeFile } from "./io/node.ts";
 export type { ByteSource, ModelDir } from "./io/files.ts";
 
 // ---- The model
-/** A Qwen2 model on the GPU: load, prefill, decode steps, captures of hidden states, destroy. */
-export { Qwen2Model, type LoadOptions, type PrefillOptions, type PrefillResult, type CaptureName } from "./model/qwen2.ts";
+/** A Qwen2 model on the GPU: load, prefill, decode steps, batched forward over KV-cache slots, captures, destroy. */
+export {
+  Qwen2Model, type LoadOptions, type PrefillOptions, type PrefillResult, type CaptureName,
+  type SequenceTokens, type ForwardOptions, type SequenceResult,
+} from "./model/qwen2.ts";
 /** A model folder's config.json and generation_config.json, read once. */
 export { openModelFolder, type ModelFolder } from "./model/folder.ts";
 /** config.json as a checked Qwen2Config. */
@@ -33,24 +36,33 @@ export { TextTokenizer, StreamDecoder } from "./text/tokenizer.ts";
 export { ChatTemplate, renderChat, type ChatMessage } from "./text/chat.ts";
 /** A model with its tokenizer, chat template and generation defaults. */
 export { Engine, generationDefaults, type EngineLoadOptions } from "./text/engine.ts";
-/** Text generation (greedy or sampled, stop ids and strings), whole or streamed. */
+/** Text generation (greedy or sampled, stop ids and strings), whole or streamed, one prompt or many batched. */
 export {
-  generate, generateStream, type GenerateOptions, type GenerateResult, type Prompt, type StopReason,
+  generate, generateStream, generateBatch, generateBatchStream,
+  type GenerateOptions, type GenerateResult, type Prompt, type StopReason, type BatchChunk,
 } from "./text/generate.ts";
 /** HF's sampling maths: repetition penalty, temperature, top-k, top-p. */
 export { samplingDistribution, drawToken, applyRepetitionPenalty, argmax, type SamplingParams } from "./text/sampling.ts";
 
 // ---- Search-R3 embeddings and search
 /** Search-R3: reasoning about queries, embeddings at <|embed_token|>. */
-export { SearchR3, type SearchR3Options, type SearchR3LoadOptions, type Reasoning, type Truncation } from "./search/searchr3.ts";
+export { SearchR3, DEFAULT_BATCH_SIZE, type SearchR3Options, type SearchR3LoadOptions, type Reasoning, type Truncation } from "./search/searchr3.ts";
 /** Vector similarity, as the reference's helpers. */
 export { l2normalize, cosineSimilarity, cosineMatrix, cdist } from "./search/similarity.ts";
-/** Corpora: folders, JSONL and BEIR files as documents, and token chunks of them. */
-export { readCorpus, chunkText, documentText, type Document, type Chunk } from "./search/corpus.ts";
-/** A LanceDB index of chunk embeddings and its search. */
-export { SearchIndex, ANN_MIN_ROWS, type Hit } from "./search/store.ts";
+/** Corpora: folders, JSONL, text and BEIR files as documents, and token chunks of them. */
+export {
+  readCorpus, chunkText, documentText, DEFAULT_INCLUDE, type Document, type Chunk, type CorpusOptions, type SkippedFile,
+} from "./search/corpus.ts";
+/** A LanceDB index of chunk embeddings (and a full-text index of their texts) and its vector, full-text and hybrid search. */
+export { SearchIndex, ANN_MIN_ROWS, HYBRID_DEPTH, type Hit } from "./search/store.ts";
+/** Reciprocal rank fusion of rankings, as hybrid search uses it. */
+export { reciprocalRankFusion, RRF_K } from "./search/fusion.ts";
 /** What an index's embeddings depend on (model identity, prompts, chunking). */
-export { indexSettings, resolveChunking, modelIdentity, searchR3Options, type IndexSettings } from "./search/settings.ts";
+export { indexSettings, resolveChunking, searchR3Options, type IndexSettings } from "./search/settings.ts";
+/** A model recognised by content: config.json, tokenizer files, weights. */
+export { modelIdentity, identityDiff, type ModelIdentity } from "./search/model-identity.ts";
+/** One indexing run per index at a time. */
+export { IndexLock, IndexLockedError, lockHolder, type LockHolder } from "./search/lock.ts";
 /** Building an index from a corpus, resumably. */
 export { indexCorpus, type IndexReport, type IndexOptions } from "./search/indexing.ts";
 /** One query against an index, with or without reasoning. */

@@ -12,7 +12,7 @@ import {
 } from "../src/cli/args.ts";
 import { BENCH, CHAT, COMMANDS, DUMP, EMBED, EXPORT_GGUF, SEARCH } from "../src/cli/commands.ts";
 import { DawnWarningFilter } from "../src/cli/launch.ts";
-import { DEFAULT_REASONING_TOKENS } from "../src/search/searchr3.ts";
+import { DEFAULT_BATCH_SIZE, DEFAULT_REASONING_TOKENS } from "../src/search/searchr3.ts";
 import { embeddedModelDir, repoRoot } from "./shared-paths.ts";
 
 const tiny = embeddedModelDir();
@@ -104,11 +104,17 @@ describe("the commands' declarations", () => {
     fails(empty, `MODEL_DIR ${empty}: no config.json in this folder, so it is not a Hugging Face model folder`);
   });
 
-  test("embed: --query or --doc, and the flags that apply only to a query", () => {
-    refuses(EMBED, [tiny], "give --query or --doc");
-    refuses(EMBED, [tiny, "--query", "q", "--doc", "d"], "--doc: does not apply with --query; give --query or --doc");
+  test("embed: --query, --doc or --jsonl, and the flags that apply only to a query or to --jsonl", () => {
+    refuses(EMBED, [tiny], "give --query or --doc or --jsonl");
+    refuses(EMBED, [tiny, "--query", "q", "--doc", "d"], "--doc: does not apply with --query; give --query or --doc or --jsonl");
+    refuses(EMBED, [tiny, "--doc", "d", "--jsonl", "-"], "--jsonl: does not apply with --doc; give --query or --doc or --jsonl");
     refuses(EMBED, [tiny, "--doc", "a", "--doc", "b"], "--doc: given twice; it takes one value");
-    refuses(EMBED, [tiny, "--doc", "d", "--max-new-tokens", "4"], "--max-new-tokens: applies only with --query");
+    refuses(EMBED, [tiny, "--doc", "d", "--max-new-tokens", "4"], "--max-new-tokens: does not apply with --doc");
+    refuses(EMBED, [tiny, "--query", "q", "--batch-size", "2"], "--batch-size: applies only with --jsonl");
+    refuses(EMBED, [tiny, "--jsonl", "-", "--no-reasoning"], "--no-reasoning: applies only with --query");
+    refuses(EMBED, [tiny, "--jsonl", "-", "--batch-size", "0"], '--batch-size must be an integer from 1 to 64, got "0"');
+    const jsonl = parseArgs(EMBED, [tiny, "--jsonl", "-", "--max-new-tokens", "4"]).flags;
+    assert.deepEqual([jsonl.jsonl, jsonl["batch-size"], jsonl["max-new-tokens"]], ["-", DEFAULT_BATCH_SIZE, 4], "the default batch size is the library's");
     refuses(EMBED, [tiny, "--doc", "d", "--no-reasoning"], "--no-reasoning: applies only with --query");
     refuses(EMBED, [tiny, "--query", "q", "--no-reasoning", "--max-new-tokens", "4"], "--max-new-tokens: does not apply with --no-reasoning");
     const { flags } = parseArgs(EMBED, [tiny, "--query", "q"]);
@@ -123,8 +129,12 @@ describe("the commands' declarations", () => {
     refuses(EXPORT_GGUF, ["out.gguf"], "missing OUT.gguf");
     refuses(EXPORT_GGUF, [tiny, "out.gguf", "--seed", "2"], "--seed: applies only with --shape");
     refuses(DUMP, [tiny], "--ids ID,ID,... is required");
-    assert.deepEqual(parseArgs(DUMP, [tiny, "--ids", "9707,11"]).flags,
-      { ids: [9707, 11], "new-tokens": 0, quant: "bf16", kernels: undefined, "no-tune": false, precision: "f32" });
+    const dump = (argv: string[]) => {
+      const { ids, "new-tokens": newTokens } = parseArgs(DUMP, [tiny, ...argv]).flags;
+      return { ids, newTokens };
+    };
+    assert.deepEqual(dump(["--ids", "9707,11"]), { ids: [[9707, 11]], newTokens: 0 });
+    assert.deepEqual(dump(["--ids", "9707,11", "--ids", "5", "--new-tokens", "3"]), { ids: [[9707, 11], [5]], newTokens: 3 }, "one list per --ids");
     assert.equal(parseArgs(DUMP, [tiny, "--ids", "1", "--quant", "q4"]).flags.quant, "q4");
     refuses(DUMP, [tiny, "--ids", "1", "--quant", "q8,q4"], "--quant must be one of bf16, q8, q4, got \"q8,q4\"");
     assert.deepEqual(parseArgs(BENCH, ["--quant", "bf16, q4,q8"]).flags.quant, ["bf16", "q4", "q8"]);

@@ -1,6 +1,7 @@
-// The chat, embed and tokenize commands run as a user runs them (node bin/r3gpu.js ...), checked against the golden
-// files and against the library run in this process; help, usage errors and the launcher's handling of stderr and
-// signals (with pipes, and on a terminal made by script(1)); and the model card example against its documented output.
+// The chat, embed (one text, and --jsonl), dump and tokenize commands run as a user runs them (node bin/r3gpu.js
+// ...), checked against the golden files and against the library run in this process; help, usage errors and the
+// launcher's handling of stderr and signals (with pipes, and on a terminal made by script(1)); and the model card
+// example against its documented output.
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
@@ -11,8 +12,10 @@ import { describe, test, type TestContext } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { helpText } from "../src/cli/args.ts";
 import { COMMANDS } from "../src/cli/commands.ts";
+import { parseLine } from "../src/cli/embed.ts";
 import { nodeGpu } from "../src/gpu/node.ts";
 import { nodeModelDir } from "../src/io/node.ts";
+import { openSafetensors, readTensor } from "../src/model/safetensors.ts";
 import { DEFAULT_REASONING_TOKENS, SearchR3 } from "../src/search/searchr3.ts";
 import type { ChatMessage } from "../src/text/chat.ts";
 import { Engine } from "../src/text/engine.ts";
@@ -292,6 +295,170 @@ describe("embed: what the JSON says about a reasoned query", () => {
   });
 });
 
+describe("embed --jsonl", () => {
+  const [q0, q1, q2] = golden.queries;
+  const [d0, d1, d2] = golden.documents;
+  type How = "document" | "query" | "reasoned";
+  // Documents and queries, with and without reasoning, mixed in one file; kind and reasoning given or left to default.
+  const mixed: [object, How, any][] = [
+    [{ text: d0.input }, "document", d0],
+    [{ text: q1.input, kind: "query" }, "query", q1],
+    [{ text: q0.input, kind: "query", reasoning: true }, "reasoned", q0],
+    [{ text: d1.input, kind: "document", reasoning: false }, "document", d1],
+    [{ text: q2.input, kind: "query", reasoning: false }, "query", q2],
+    [{ text: q1.input, kind: "query", reasoning: true }, "reasoned", q1],
+    [{ text: d2.input, kind: "document" }, "document", d2],
+    [{ text: q0.input, kind: "query" }, "query", q0],
+    [{ text: q2.input, kind: "query", reasoning: true }, "reasoned", q2],
+  ];
+  // A blank line (skipped) and a CRLF line ending among them.
+  const file = mixed.map(([line], i) => JSON.stringify(line) + (i === 3 ? "\r\n" : i === 5 ? "\n\n" : "\n")).join("");
+  /** What embedding a query reasoned about gives: its prompt, the golden 16 greedy tokens and the suffix, as --query does. */
+  const reasonedEmbedding = async (q: any) => (await r3.encode([q.prompt_text + q.greedy.text + r3.embedSuffix]))[0];
+
+  async function jsonlFile(t: TestContext, text: string): Promise<string> {
+    const dir = await mkdtemp(join(tmpdir(), "r3gpu-jsonl-"));
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    await writeFile(join(dir, "texts.jsonl"), text);
+    return join(dir, "texts.jsonl");
+  }
+
+  for (const batchSize of [1, 3, mixed.length]) {
+    test(`at --batch-size ${batchSize}: one line per input in input order, each the golden embedding in --doc/--query's format`, async (t) => {
+      const path = await jsonlFile(t, file);
+      const run = await r3gpu(["embed", tinyDir, "--jsonl", path, "--batch-size", String(batchSize), "--max-new-tokens", "16"]);
+      assert.equal(run.code, 0, run.stderr);
+      assert.equal(run.stderr, "", "no warnings: nothing was cut");
+      const outs = run.stdout.trimEnd().split("\n").map((l) => JSON.parse(l));
+      assert.equal(outs.length, mixed.length);
+      for (const [i, [, how, entry]] of mixed.entries()) {
+        const out = outs[i];
+        const what = `line ${i + 1} (${how})`;
+        assert.equal(out.text, entry.input, what);
+        assert.equal(out.truncated, false, what);
+        if (how === "document") {
+          assert.deepEqual(Object.keys(out), ["text", "truncated", "embedding", "timings"], what);
+          assertClose(out.embedding, entry.hidden_normalized, what);
+        } else if (how === "query") {
+          assert.deepEqual(Object.keys(out), QUERY_KEYS, what);
+          assert.deepEqual([out.reasoning, out.emitted_embed_token, out.stop_reason], [null, null, null], what);
+          assertClose(out.embedding, entry.hidden_normalized, what);
+        } else {
+          assert.deepEqual(Object.keys(out), QUERY_KEYS, what);
+          assert.equal(out.reasoning, entry.greedy.text, what);
+          assert.deepEqual([out.emitted_embed_token, out.stop_reason, out.timings.reasoning_tokens], [false, "length", 16], what);
+          assertClose(out.embedding, await reasonedEmbedding(entry), what);
+        }
+        assert.deepEqual(Object.keys(out.timings), how === "reasoned" ? ["load_s", "reasoning_s", "reasoning_tokens", "embed_s"] : ["load_s", "embed_s"], what);
+      }
+    });
+  }
+
+  test("- reads stdin, and a line is answered as it arrives, before the input ends", async () => {
+    const { child, out, closed } = start(["embed", tinyDir, "--jsonl", "-"]);
+    child.stdin!.write(JSON.stringify({ text: d0.input }) + "\n");
+    await until(() => out.stdout.includes("\n"), "the first line's embedding, with stdin still open");
+    assertClose(JSON.parse(out.stdout).embedding, d0.hidden_normalized, "line 1");
+    child.stdin!.end(JSON.stringify({ text: q1.input, kind: "query" }) + "\n");
+    assert.deepEqual(await closed, [0, null]);
+    const lines = out.stdout.trimEnd().split("\n");
+    assert.equal(lines.length, 2);
+    assertClose(JSON.parse(lines[1]).embedding, q1.hidden_normalized, "line 2");
+  });
+
+  test("a bad line stops the command with an error naming it, after the output of every line before it", async (t) => {
+    const path = await jsonlFile(t, `${JSON.stringify({ text: d0.input })}\n${JSON.stringify({ text: q1.input, kind: "query" })}\n\n` +
+      `{"text": "x", "kind": "querry"}\n${JSON.stringify({ text: d1.input })}\n`);
+    const run = await r3gpu(["embed", tinyDir, "--jsonl", path]);
+    assert.equal(run.code, 1);
+    assert.equal(run.stderr, `r3gpu embed: ${path} line 4: "kind" must be "document" or "query", got "querry"\n`);
+    const outs = run.stdout.trimEnd().split("\n").map((l) => JSON.parse(l));
+    assert.equal(outs.length, 2, "the two lines before it, and nothing after");
+    assertClose(outs[0].embedding, d0.hidden_normalized, "line 1");
+    assertClose(outs[1].embedding, q1.hidden_normalized, "line 2");
+  });
+
+  test("what makes a line bad, each named with the line", () => {
+    const bad: [string, RegExp | string][] = [
+      ['{"text": ', /^not JSON: /],
+      ['"just text"', 'expected a JSON object {"text": ..., "kind"?: ..., "reasoning"?: ...}, got "just text"'],
+      ["[1]", 'expected a JSON object {"text": ..., "kind"?: ..., "reasoning"?: ...}, got [1]'],
+      ['{"kind": "query"}', '"text" is missing'],
+      ['{"text": 5}', '"text" must be a string, got 5'],
+      ['{"text": " "}', '"text" is empty'],
+      ['{"text": "a", "knd": "query"}', 'unknown key "knd"; did you mean kind? (a line holds "text", "kind" and "reasoning")'],
+      ['{"text": "a", "kind": null}', '"kind" must be "document" or "query", got null'],
+      ['{"text": "a", "kind": "query", "reasoning": "yes"}', '"reasoning" must be true or false, got "yes"'],
+      ['{"text": "a", "reasoning": true}', '"reasoning": true applies only to "kind": "query"'],
+    ];
+    for (const [text, message] of bad) {
+      assert.throws(() => parseLine({ number: 7, text }, "in.jsonl"), (e: Error) => {
+        if (typeof message === "string") assert.equal(e.message, `in.jsonl line 7: ${message}`);
+        else assert.match(e.message.replace("in.jsonl line 7: ", ""), message);
+        return true;
+      }, text);
+    }
+    assert.deepEqual(parseLine({ number: 1, text: '\uFEFF{"text": "a"}' }, "in.jsonl"), { text: "a", kind: "document", reasoning: false },
+      "defaults, and a byte-order mark before the first line");
+    assert.deepEqual(parseLine({ number: 2, text: '{"text": "a", "kind": "query", "reasoning": true}' }, "in.jsonl"), { text: "a", kind: "query", reasoning: true });
+  });
+
+  test("a --jsonl file that is missing or a folder is named before the model loads", async (t) => {
+    const missing = join(tmpdir(), "r3gpu-no-such.jsonl");
+    assert.deepEqual(await r3gpu(["embed", tinyDir, "--jsonl", missing]), { code: 1, stdout: "", stderr: `r3gpu embed: --jsonl ${missing}: no such file\n` });
+    const folder = await mkdtemp(join(tmpdir(), "r3gpu-jsonl-"));
+    t.after(() => rm(folder, { recursive: true, force: true }));
+    assert.deepEqual(await r3gpu(["embed", tinyDir, "--jsonl", folder]),
+      { code: 1, stdout: "", stderr: `r3gpu embed: --jsonl ${folder}: a folder, not a file of JSON lines\n` });
+  });
+});
+
+describe("dump", () => {
+  const sequences: any[] = JSON.parse(readFileSync(join(tinyDir, "golden.json"), "utf8")).sequences;
+  const dump = async (args: string[]) => {
+    const run = await r3gpu(["dump", tinyDir, ...args]);
+    assert.equal(run.code, 0, run.stderr);
+    return run.stdout.trimEnd().split("\n").map((l) => JSON.parse(l));
+  };
+
+  test("every --ids in one batch, in the order given: the golden values, and each line as the sequence dumped alone", async () => {
+    // Ragged lengths (7, 1, 300, 33 tokens), not in golden order.
+    const order = [1, 0, 3, 2];
+    const lines = await dump([...order.flatMap((i) => ["--ids", sequences[i].input_ids.join(",")]), "--new-tokens", "20"]);
+    assert.equal(lines.length, order.length);
+    const file = await openSafetensors(await nodeModelDir(tinyDir).open("golden.safetensors"));
+    try {
+      for (const [k, i] of order.entries()) {
+        const seq = sequences[i];
+        const out = lines[k];
+        const what = `line ${k + 1} (golden sequence ${i}, ${seq.length} tokens)`;
+        assert.deepEqual(Object.keys(out), ["ids", "final_norm_hidden", "last_logits_top5", "greedy"], what);
+        assert.deepEqual(out.ids, seq.input_ids, what);
+        assert.equal(out.final_norm_hidden.length, seq.length, what);
+        assertClose(out.final_norm_hidden.flat(), await readTensor(file.tensors.get(seq.tensors.final_norm_hidden)!), `${what}: final_norm_hidden`);
+        const logits = await readTensor(file.tensors.get(seq.tensors.last_logits)!);
+        assert.deepEqual(out.last_logits_top5.ids, seq.last_pos_top5_ids, `${what}: top-5 ids`);
+        assertClose(out.last_logits_top5.logits, out.last_logits_top5.ids.map((id: number) => logits[id]), `${what}: top-5 logits`);
+        assert.deepEqual(out.greedy, seq.greedy.new_tokens, `${what}: greedy`);
+
+        const [alone] = await dump(["--ids", seq.input_ids.join(","), "--new-tokens", "20"]);
+        assertClose(out.final_norm_hidden.flat(), alone.final_norm_hidden.flat(), `${what}: final_norm_hidden batched vs alone`);
+        assert.deepEqual(out.last_logits_top5.ids, alone.last_logits_top5.ids, `${what}: top-5 ids batched vs alone`);
+        assertClose(out.last_logits_top5.logits, alone.last_logits_top5.logits, `${what}: top-5 logits batched vs alone`);
+        assert.deepEqual(out.greedy, alone.greedy, `${what}: greedy batched vs alone`);
+      }
+    } finally {
+      await file.source.close();
+    }
+  });
+
+  test("without --new-tokens every line's greedy list is empty", async () => {
+    const lines = await dump(["--ids", sequences[1].input_ids.join(","), "--ids", sequences[0].input_ids.join(",")]);
+    assert.deepEqual(lines.map((l) => [l.ids, l.greedy]), [[sequences[1].input_ids, []], [sequences[0].input_ids, []]]);
+    assert.deepEqual(lines.map((l) => l.last_logits_top5.ids), [sequences[1].last_pos_top5_ids, sequences[0].last_pos_top5_ids]);
+  });
+});
+
 describe("help, version, usage errors and model folders", () => {
   test("CMD --help prints that command's help (every flag it reads, an example) on stdout and exits 0; so does -h", async () => {
     for (const { spec } of COMMANDS) {
@@ -416,7 +583,9 @@ describe("usage errors exit 2 with the command's usage", () => {
     [["chat", tinyDir, "--seed", "-5"], /--seed must be an integer from 0 to 4294967295, got "-5"$/],
     [["chat", tinyDir, "--system", "--prompt", "hi"], /--system: needs a value \(TEXT\); for one that starts with "-", write --system=--prompt$/],
     [["embed", tinyDir, "--doc", "a", "--doc", "b"], /--doc: given twice; it takes one value$/],
-    [["embed", tinyDir, "--doc", "d", "--max-new-tokens", "4"], /--max-new-tokens: applies only with --query$/],
+    [["embed", tinyDir, "--doc", "d", "--max-new-tokens", "4"], /--max-new-tokens: does not apply with --doc$/],
+    [["embed", tinyDir, "--jsonl", "-", "--doc", "d"], /--jsonl: does not apply with --doc; give --query or --doc or --jsonl$/],
+    [["embed", tinyDir, "--doc", "d", "--batch-size", "4"], /--batch-size: applies only with --jsonl$/],
     [["search", tinyDir, "--db", "db", "q", "--no-reasoning", "--max-new-tokens", "4"], /--max-new-tokens: does not apply with --no-reasoning$/],
     [["dump", tinyDir, "--ids", "1", "--new-tokens", ""], /--new-tokens must be an integer >= 0, got ""$/],
     [["dump", tinyDir, "--ids", "1", "--new-tokens", "0x10"], /--new-tokens must be an integer >= 0, got "0x10"$/],

@@ -16,7 +16,7 @@ import { Qwen2Model } from "../src/model/qwen2.ts";
 import { allVariants, choicePrecision, DEFAULT_KERNELS, parseKernelList, resolveKernels } from "../src/ops/kernel-variants.ts";
 import { addUserKernel } from "../src/ops/user-kernel.ts";
 import { GOLDEN_TOLERANCE, OP_SLOTS } from "../src/ops/variant.ts";
-import { tuneKey, type TuneCache, type TuneKeyParts, type TuneRecord } from "../src/tune/cache.ts";
+import { stepClasses, tuneKey, type TuneCache, type TuneKeyParts, type TuneRecord } from "../src/tune/cache.ts";
 import { staticKernels } from "../src/tune/defaults.ts";
 import { testGpu, testKernels } from "./gpu-helpers.ts";
 import { embeddedModelDir, repoRoot } from "./shared-paths.ts";
@@ -60,6 +60,12 @@ test("static defaults: today's kernels on a CPU adapter; split-K, tiles and spli
   assert.deepEqual(staticKernels(fakeDevice(all), { vendor: "nvidia", architecture: "hopper" }),
     { "linear.decode": "splitk_subgroup", "linear.prefill": "tiled", "attention.decode": "splitkv", "attention.prefill": "tiled" });
   assert.equal(staticKernels(fakeDevice([]), { vendor: "apple", architecture: "metal-3" })["linear.decode"], "splitk");
+});
+
+test("step classes: powers of two, decode rows at most 16, keys at most 1024", () => {
+  assert.deepEqual(stepClasses({ maxBatch: 3, maxSeqLen: 400, maxTokens: 256 }), { decodeRows: 4, decodeKeys: 512, prefillRows: 256 });
+  assert.deepEqual(stepClasses({ maxBatch: 64, maxSeqLen: 32768, maxTokens: 300 }), { decodeRows: 16, decodeKeys: 1024, prefillRows: 512 });
+  assert.deepEqual(stepClasses({ maxBatch: 1, maxSeqLen: 1, maxTokens: 1 }), { decodeRows: 1, decodeKeys: 1, prefillRows: 1 });
 });
 
 test("the tuning key: everything a measurement depends on changes it; the order of features does not", async () => {
@@ -111,11 +117,14 @@ test("the tuner on the embedded model: every variant checked, the fastest correc
   }
   assert.equal(cache.writes, 1);
 
-  // A second load of the same shape measures nothing.
+  // A second load of the same shape measures nothing; so does one whose context is in the same class (up to 512).
   const again = await load({});
   assert.equal(again.tuneReport!.source, "cache");
   assert.deepEqual(again.kernelChoice, model.kernelChoice);
   again.destroy();
+  const near = await Qwen2Model.load(device, nodeModelDir(tiny), { maxSeqLen: 500, maxBatch: 3, tune: { cache, measure: QUICK } });
+  assert.equal(near.tuneReport!.source, "cache");
+  near.destroy();
   assert.equal(cache.writes, 1);
 
   // A forced slot is not measured, and the others are measured again (against the forced one).
@@ -147,7 +156,8 @@ test("a context shorter than a prompt chunk: attention at prefill is measured ov
   try {
     const rows = model.tuneReport!.results!.filter((r) => r.op === "attention.prefill" && r.supported);
     assert.ok(rows.length >= 2 && rows.every((r) => r.correct && r.step.rows === 48 && r.step.keys === 48), JSON.stringify(rows));
-    assert.deepEqual(model.tuneReport!.results!.filter((r) => r.op === "attention.decode").map((r) => r.step), [{ rows: 2, keys: 48 }, { rows: 2, keys: 48 }]);
+    const layers = model.config.numLayers;
+    assert.deepEqual(model.tuneReport!.results!.filter((r) => r.op === "attention.decode").map((r) => r.step), [{ rows: 2, keys: 48, layers }, { rows: 2, keys: 48, layers }]);
   } finally {
     model.destroy();
   }

@@ -2,6 +2,7 @@
 // Each function is the one the page's own controls call.
 import type { GoldenReport } from "../src/check/golden.ts";
 import type { GpuInfo } from "../src/gpu/device.ts";
+import type { KernelChoice } from "../src/ops/kernel-variants.ts";
 
 export interface AdapterSummary extends GpuInfo {
   /** A software or otherwise limited adapter (e.g. SwiftShader). */
@@ -21,6 +22,16 @@ export interface ModelSummary {
   chatUnavailable: string | null;
   /** Why search is unavailable (not a Search-R3 tokenizer), or null. */
   searchUnavailable: string | null;
+  /** The kernel variant of each op slot, and where the choice came from. */
+  kernels: KernelChoice;
+  kernelsFrom: "measured" | "cache" | "defaults";
+}
+
+/** How to load: kernel variants forced by name ("linear.decode=splitk,..."), and whether to tune the others. */
+export interface LoadRequest {
+  kernels?: string;
+  /** Measure the variants at load (cached in IndexedDB); default true. */
+  tune?: boolean;
 }
 
 export interface SearchRequest {
@@ -49,7 +60,9 @@ export interface SearchOutcome {
 export interface R3gpuHook {
   /** The adapter in use; rejects with the reason when the browser has no WebGPU adapter. */
   gpu(): Promise<AdapterSummary>;
-  loadFromUrl(url: string): Promise<ModelSummary>;
+  loadFromUrl(url: string, request?: LoadRequest): Promise<ModelSummary>;
+  /** Kernel choices that together run every variant the adapter supports (for golden checks of all of them). */
+  variantChoices(): Promise<KernelChoice[]>;
   runGolden(): Promise<GoldenReport>;
   search(request: SearchRequest): Promise<SearchOutcome>;
 }

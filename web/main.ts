@@ -1,22 +1,22 @@
 // The r3gpu page: pick a model folder (or give a URL), watch it upload, chat, run Search-R3 searches and the
 // golden check. Everything runs in this page on the browser's WebGPU device; the model never leaves the machine.
-import { firstDivergence, runGoldenCheck, TENSOR_TOLERANCE, type GoldenReport } from "../src/check/golden.ts";
+import { firstDivergence, runGoldenCheck, type GoldenReport } from "../src/check/golden.ts";
+import { coveringChoices } from "../src/check/kernel-check.ts";
 import { describeAdapter } from "../src/gpu/device.ts";
 import { webGpu, type WebGpu } from "../src/gpu/web.ts";
 import { pickedFolderModelDir, urlModelDir } from "../src/io/browser.ts";
 import type { ModelDir } from "../src/io/files.ts";
 import type { UploadProgress } from "../src/model/weights.ts";
+import { choicePrecision, parseKernelList } from "../src/ops/kernel-variants.ts";
+import { indexedDbTuneCache } from "../src/tune/cache-indexeddb.ts";
 import { SearchR3 } from "../src/search/searchr3.ts";
 import { cosineMatrix } from "../src/search/similarity.ts";
 import type { ChatMessage } from "../src/text/chat.ts";
 import { Engine } from "../src/text/engine.ts";
 import type { GenerateResult } from "../src/text/generate.ts";
-import type { AdapterSummary, ModelSummary, RankedDocument, SearchOutcome, SearchRequest } from "./hook.ts";
+import type { AdapterSummary, LoadRequest, ModelSummary, RankedDocument, SearchOutcome, SearchRequest } from "./hook.ts";
 
-/**
- * An Engine that reports each generation's text as it is produced. SearchR3.generate runs its reasoning through
- * engine.generate, so this is what lets the page show the reasoning live.
- */
+/** The model in the page, with what the panels need of it. */
 interface Loaded {
   dir: ModelDir;
   engine: Engine;
@@ -143,7 +143,16 @@ function showProgress(p: UploadProgress): void {
   setStatus(ui.loadStatus, "running", `Uploading weights: ${mib(p.bytes)} of ${mib(p.totalBytes)} (${p.tensor})`);
 }
 
-function loadModel(dir: ModelDir): Promise<ModelSummary> {
+/**
+ * The page's URL may force kernel variants (?kernels=linear.decode=splitk,attention.decode=splitkv) and turn tuning
+ * off (?tune=0); a load request from the hook says the same.
+ */
+function loadRequestFromUrl(): LoadRequest {
+  const params = new URLSearchParams(location.search);
+  return { kernels: params.get("kernels") ?? undefined, tune: params.get("tune") !== "0" };
+}
+
+function loadModel(dir: ModelDir, request: LoadRequest = loadRequestFromUrl()): Promise<ModelSummary> {
   return exclusive("load", async () => {
     loaded = undefined;
     clearOutputs();
@@ -152,7 +161,12 @@ function loadModel(dir: ModelDir): Promise<ModelSummary> {
     const t0 = performance.now();
     try {
       const { device } = await deviceForLoad();
-      const engine = await Engine.load(device, dir, { onProgress: showProgress });
+      const kernels = parseKernelList(request.kernels ?? "", "kernels");
+      const onTune = (done: number, total: number, what: string) =>
+        setStatus(ui.loadStatus, "running", `Measuring kernel variants: ${done} of ${total} (${what})`);
+      const engine = await Engine.load(device, dir, {
+        onProgress: showProgress, kernels, tune: request.tune === false ? false : { cache: indexedDbTuneCache(), onProgress: onTune },
+      });
       const searchWarnings: string[] = [];
       let search: SearchR3 | undefined;
       let searchUnavailable: string | null = null;
@@ -176,13 +190,16 @@ function loadModel(dir: ModelDir): Promise<ModelSummary> {
         golden,
         chatUnavailable: engine.chatTemplate ? null : "the tokenizer has no chat template",
         searchUnavailable,
+        kernels: engine.model.kernelChoice,
+        kernelsFrom: engine.model.tuneReport?.source ?? "defaults",
       };
       loaded = { dir, engine, search, summary, documentEmbeddings: new Map(), searchWarnings, chat: [] };
       ui.loadProgress.max = 1;
       ui.loadProgress.value = 1;
       setStatus(ui.loadStatus, "done", `Loaded ${dir.name}: ${config.numLayers} layers, hidden ${config.hiddenSize}, ` +
         `${config.numHeads} heads (${config.numKvHeads} KV), vocab ${config.vocabSize}; ` +
-        `${mib(summary.weightBytes)} of weights in ${summary.loadSeconds.toFixed(1)} s.`);
+        `${mib(summary.weightBytes)} of weights in ${summary.loadSeconds.toFixed(1)} s; kernels ` +
+        `${Object.entries(summary.kernels).map(([slot, v]) => `${slot}=${v}`).join(", ")} (${summary.kernelsFrom}).`);
       setStatus(ui.goldenStatus, "idle", summary.golden ? "golden.json found." : "Needs a folder with golden.json.");
       setStatus(ui.chatStatus, summary.chatUnavailable ? "error" : "idle", summary.chatUnavailable ? `Chat unavailable: ${summary.chatUnavailable}.` : "");
       setStatus(ui.searchStatus, searchUnavailable ? "error" : "idle", searchUnavailable ? `Search unavailable: ${searchUnavailable}` :
@@ -204,8 +221,12 @@ function clearOutputs(): void {
   for (const el of [ui.goldenStatus, ui.chatStatus, ui.searchStatus]) setStatus(el, "idle", "");
 }
 
-function loadFromUrl(url: string): Promise<ModelSummary> {
-  return loadModel(urlModelDir(new URL(url, location.href)));
+function loadFromUrl(url: string, request?: LoadRequest): Promise<ModelSummary> {
+  return loadModel(urlModelDir(new URL(url, location.href)), request);
+}
+
+async function variantChoices() {
+  return coveringChoices((await deviceForLoad()).device);
 }
 
 // ---- Golden check ----
@@ -256,14 +277,18 @@ function runGolden(): Promise<GoldenReport> {
     delete ui.goldenStatus.dataset.ok;
     setStatus(ui.goldenStatus, "running", "Starting…");
     const t0 = performance.now();
+    // A variant that computes in f16 holds the model to f16's tolerance; the verdict says so.
+    const { tolerance, f16 } = choicePrecision(engine.model.kernelChoice);
     try {
       const report = await runGoldenCheck(engine.model, dir, {
+        tolerance,
         onSequence: (i, n) => setStatus(ui.goldenStatus, "running", `Running sequence ${i} (${n} tokens)…`),
       });
       renderGolden(report);
       ui.goldenStatus.dataset.ok = String(report.ok);
       setStatus(ui.goldenStatus, "done", report.ok
-        ? `PASS: ${report.rows.length} tensors within ${TENSOR_TOLERANCE} × max|ref|, top-5 and greedy tokens match (${seconds(performance.now() - t0)}).`
+        ? `PASS: ${report.rows.length} tensors within ${tolerance} × max|ref|${f16.length ? ` (f16: ${f16.join(", ")})` : ""}, ` +
+          `top-5 and greedy tokens match (${seconds(performance.now() - t0)}).`
         : `FAIL: ${firstDivergence(report)}`);
       return report;
     } catch (e) {
@@ -464,7 +489,7 @@ ui.searchForm.addEventListener("submit", (e) => {
 });
 
 updateControls();
-window.r3gpu = { gpu: adapterSummary, loadFromUrl, runGolden, search };
+window.r3gpu = { gpu: adapterSummary, loadFromUrl, variantChoices, runGolden, search };
 
 // The service worker (public/sw.js) lets the built page open again with no network; the dev server needs none.
 if (import.meta.env.PROD && "serviceWorker" in navigator) {

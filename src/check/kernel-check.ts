@@ -7,9 +7,10 @@ import { Recorder } from "../gpu/recorder.ts";
 import { planSteps } from "../model/batch.ts";
 import type { Qwen2Config } from "../model/config.ts";
 import { Attention, type AttentionVariant } from "../ops/attention.ts";
+import { allVariants, DEFAULT_KERNELS, type KernelChoice } from "../ops/kernel-variants.ts";
 import { Linear, type LinearVariant } from "../ops/linear.ts";
 import { sequenceStep } from "../ops/op.ts";
-import type { VariantInfo } from "../ops/variant.ts";
+import { isSupported, OP_SLOTS, type VariantInfo } from "../ops/variant.ts";
 import { mulberry32 } from "../util/prng.ts";
 import { gpuMatrix, readF32, uploadF32, uploadU32 } from "./device-data.ts";
 import { assertClose, attentionRef, linearRef, normalF32, quantize, uniformF32 } from "./reference.ts";
@@ -28,6 +29,23 @@ export interface KernelCheckCase {
 const LINEAR_ROWS = { "linear.decode": [1, 3, 16], "linear.prefill": [33, 128] };
 /** Output columns compared at prefill (a sample, so that the float64 reference stays quick at real widths). */
 const PREFILL_COLUMNS = 256;
+
+/**
+ * Few kernel choices that together run every variant the device supports, for golden checks of all of them: choice
+ * i takes each slot's i-th f32 variant (today's kernel where a slot has fewer), so a variant's error cannot hide
+ * behind another slot's kernel, which is today's or another checked variant; each f16 variant gets a choice of its
+ * own, with today's kernels elsewhere, so that a check at the f16 tolerance says which variant it holds to it.
+ */
+export function coveringChoices(device: GPUDevice): KernelChoice[] {
+  const supported = allVariants().filter((v) => isSupported(v, device));
+  const f32 = OP_SLOTS.map((slot) => supported.filter((v) => v.slot === slot && v.precision === "f32" && v.name !== DEFAULT_KERNELS[slot]));
+  const out: KernelChoice[] = [];
+  for (let i = 0; i < Math.max(...f32.map((l) => l.length)); i++) {
+    out.push(Object.fromEntries(OP_SLOTS.map((slot, s) => [slot, f32[s][i]?.name ?? DEFAULT_KERNELS[slot]])) as KernelChoice);
+  }
+  for (const v of supported.filter((v) => v.precision === "f16")) out.push({ ...DEFAULT_KERNELS, [v.slot]: v.name });
+  return out;
+}
 
 export async function checkVariantFloat64(kernels: Kernels, v: VariantInfo, cfg: Qwen2Config): Promise<KernelCheckCase[]> {
   return v.slot.startsWith("linear.") ? checkLinear(kernels, v as LinearVariant, cfg) : checkAttention(kernels, v as AttentionVariant, cfg);

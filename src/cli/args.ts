@@ -27,7 +27,7 @@ export interface Flag<V> {
   readonly required?: boolean;
   /** One letter, given as -x. */
   readonly short?: string;
-  /** Flags without which this one does not apply (`--max-new-tokens` needs `--query`). */
+  /** Flags without which this one does not apply (`--no-reasoning` needs `--query`). */
   readonly requires?: readonly string[];
   /** Flags with which this one does not apply (`--max-new-tokens` with `--no-reasoning`). */
   readonly conflicts?: readonly string[];

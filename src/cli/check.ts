@@ -3,8 +3,9 @@
 // ids): the model itself, without a tokenizer (but for the Search-R3 embeddings).
 import { firstDivergence, runGoldenCheck, top5, type GoldenReport } from "../check/golden.ts";
 import { runSearchGoldenCheck } from "../check/search-golden.ts";
+import { coveringChoices } from "../check/kernel-check.ts";
 import { nodeGpu } from "../gpu/node.ts";
-import { readJson } from "../io/files.ts";
+import { readJson, type ModelDir } from "../io/files.ts";
 import { nodeModelDir } from "../io/node.ts";
 import { MIN_COSINE, type Quantization } from "../model/quant.ts";
 import { Qwen2Model, type LoadOptions } from "../model/qwen2.ts";
@@ -25,6 +26,7 @@ export async function check({ positionals, flags }: CheckArgs): Promise<number> 
   if (!(await dir.exists("golden.json"))) throw new Error(`${dir.name}: no golden.json to check against`);
   const golden = await readJson(dir, "golden.json");
   const longest = Math.max(...golden.sequences.map((s: any) => s.length + s.greedy.new_tokens.length));
+  if (flags["all-variants"]) return checkAllVariants(dir, longest);
   const { model, info, device } = await loadModel(positionals.MODEL_DIR, flags, { maxSeqLen: longest });
   console.log(`model ${dir.name} on ${info.description || info.vendor || "WebGPU adapter"}`);
   console.log(`kernels: ${Object.entries(model.kernelChoice).map(([slot, v]) => `${slot}=${v}`).join(", ")}`);
@@ -72,6 +74,30 @@ function printAgreement(report: GoldenReport, quant: Quantization): void {
   console.log(first ? `\nFAIL (${quant}): ${first}` : `\nPASS (${quant}): cosine >= ${report.minCosine} at every position`);
 }
 
+/** The golden check once per load of coveringChoices: every variant the adapter supports runs in one of them. */
+async function checkAllVariants(dir: ModelDir, maxSeqLen: number): Promise<number> {
+  const { device, info } = await nodeGpu();
+  const choices = coveringChoices(device);
+  console.log(`model ${dir.name} on ${info.description || info.vendor || "WebGPU adapter"}: ${choices.length} loads run every variant it supports`);
+  let failed = 0;
+  for (const choice of choices) {
+    const named = Object.entries(choice).map(([slot, v]) => `${slot}=${v}`).join(", ");
+    const { tolerance } = choicePrecision(choice);
+    const model = await Qwen2Model.load(device, dir, { maxSeqLen, kernels: choice });
+    try {
+      const report = await runGoldenCheck(model, dir, { tolerance });
+      const worst = Math.max(...report.rows.map((r) => r.relError));
+      console.log(`${report.ok ? "PASS" : "FAIL"}: ${named} (tolerance ${tolerance} x max|ref|, worst ${worst.toExponential(2)})` +
+        (report.ok ? "" : `: ${firstDivergence(report)}`));
+      if (!report.ok) failed++;
+    } finally {
+      model.destroy();
+    }
+  }
+  console.log(failed === 0 ? `\nPASS: every variant within tolerance` : `\nFAIL: ${failed} of ${choices.length} loads out of tolerance`);
+  return failed === 0 ? 0 : 1;
+}
+
 function printReport(report: GoldenReport, why: string): void {
   console.log(`\n${"seq".padEnd(4)}${"tensor".padEnd(20)}${"max abs err".padStart(13)}${"max|ref|".padStart(11)}${"rel".padStart(11)}  ok`);
   for (const r of report.rows) {
@@ -88,19 +114,27 @@ function printReport(report: GoldenReport, why: string): void {
   console.log(first ? `\nFAIL: first divergence: ${first}` : "\nPASS: every tensor within tolerance, greedy continuations agree");
 }
 
+/**
+ * Every sequence in one batch, each in its own KV-cache slot: one packed prefill, then the greedy tokens of all of them
+ * decoded together (they all want the same number).
+ */
 export async function dump({ positionals, flags }: DumpArgs): Promise<number> {
-  const { ids, "new-tokens": newTokens } = flags;
-  const { model } = await loadModel(positionals.MODEL_DIR, flags, { maxSeqLen: ids.length + newTokens });
+  const { ids: sequences, "new-tokens": newTokens } = flags;
+  const longest = Math.max(...sequences.map((ids) => ids.length));
+  const { model } = await loadModel(positionals.MODEL_DIR, flags, { maxSeqLen: longest + newTokens, maxBatch: sequences.length });
   const H = model.config.hiddenSize;
-  const { next, captured, logits } = await model.prefill(ids, { capture: ["final_norm"], logits: true });
-  const hidden = captured.get("final_norm")!;
-  const top = top5(logits!);
-  const greedy: number[] = [];
-  if (newTokens > 0) {
-    greedy.push(next);
-    while (greedy.length < newTokens) greedy.push(await model.step());
+  const first = await model.forward(sequences.map((ids, slot) => ({ slot, ids })), { capture: ["final_norm"], logits: true });
+  const greedy = first.map((r) => (newTokens > 0 ? [r.next] : []));
+  while (greedy[0].length > 0 && greedy[0].length < newTokens) {
+    const next = await model.forward(greedy.map((g, slot) => ({ slot, ids: [g.at(-1)!] })));
+    next.forEach((r, slot) => greedy[slot].push(r.next));
   }
-  const rows = Array.from({ length: ids.length }, (_, t) => Array.from(hidden.subarray(t * H, (t + 1) * H)));
-  console.log(JSON.stringify({ ids, final_norm_hidden: rows, last_logits_top5: { ids: top, logits: top.map((i) => logits![i]) }, greedy }));
+  sequences.forEach((ids, i) => {
+    const hidden = first[i].captured.get("final_norm")!;
+    const logits = first[i].logits!;
+    const top = top5(logits);
+    const rows = Array.from({ length: ids.length }, (_, t) => Array.from(hidden.subarray(t * H, (t + 1) * H)));
+    console.log(JSON.stringify({ ids, final_norm_hidden: rows, last_logits_top5: { ids: top, logits: top.map((id) => logits[id]) }, greedy: greedy[i] }));
+  });
   return 0;
 }

@@ -8,7 +8,8 @@ import { PEERS } from "../bench/peers.ts";
 import { GGUF_DTYPES } from "../llamacpp/export.ts";
 import { WEIGHT_MODES } from "../model/quant.ts";
 import { isQwen25Shape, QWEN25_SHAPES, type Qwen25Shape } from "../model/shapes.ts";
-import { DEFAULT_REASONING_TOKENS } from "../search/searchr3.ts";
+import { DEFAULT_INCLUDE } from "../search/corpus.ts";
+import { DEFAULT_BATCH_SIZE, DEFAULT_REASONING_TOKENS } from "../search/searchr3.ts";
 import {
   boolean, choice, choiceList, defineCommand, integer, integerList, number, repeatable, required, text, UsageError, valueFlag,
   type Args, type ArgsOf, type CommandSpec,
@@ -49,19 +50,29 @@ const KERNELS = {
   precision: choice(["f32", "f16"], "f16 lets variants that compute in half precision compete, at their own tolerance", { default: "f32" }),
 };
 
-const CHUNKING = {
+/** How many texts one forward pass embeds (KV-cache slots of --max-length tokens each, so memory grows with it). */
+const batchSize = (help: string, fallback: number) => integer(help, { min: 1, max: 64, default: fallback });
+
+const INDEXING = {
   "max-length": MAX_LENGTH,
   "chunk-tokens": integer("tokens per chunk of a document", { min: 1, defaultText: "what --max-length leaves beside the document prompt" }),
   overlap: integer("tokens that consecutive chunks share", { min: 0, defaultText: "1/8 of --chunk-tokens" }),
-  batch: integer("chunks embedded and committed together", { min: 1, default: 64 }),
+  batch: integer("chunks per commit: documents are written to the index whole, in commits of at least N chunks, so a " +
+    "run killed outright (SIGKILL, a crash) loses at most N chunks' work and Ctrl-C or SIGTERM none; larger means " +
+    "fewer, bigger commits (not the same as --batch-size)", { min: 1, default: 64 }),
+  "batch-size": batchSize("chunks embedded together in one batched forward pass (of consecutive documents); results " +
+    "equal those of 1 within the golden tolerance, and each one more holds another --max-length tokens of KV cache", DEFAULT_BATCH_SIZE),
   "document-system": text("the system prompt of documents", { defaultText: "\"Please represent the document.\"" }),
   "query-system": text("the system prompt of queries", { defaultText: "\"Please represent user queries.\"" }),
+  "progress-every": number("when stderr is not a terminal (a log), a progress line (documents, tokens/s, time left) " +
+    "every this many seconds", { min: 0, above: true, default: 10, metavar: "SECONDS" }),
 };
 
 const QUERY = {
   "no-reasoning": NO_REASONING,
   "max-new-tokens": { ...MAX_NEW_TOKENS, conflicts: ["no-reasoning"] },
   exact: boolean("scan every chunk instead of querying the ANN index"),
+  hybrid: boolean("fuse the vector ranking with a full-text (BM25) ranking of the query's words, by reciprocal rank"),
 };
 
 const SAMPLING = {
@@ -83,20 +94,30 @@ export const CHECK = defineCommand({
     "agreement, and for a folder with search-golden.json the Search-R3 embeddings' cosine and the documents' ranking; it " +
     "exits 1 when a cosine is under 0.999 (q8) or 0.98 (q4).",
   positionals: [MODEL_DIR],
-  flags: { ...KERNELS },
-  examples: ["check models/tiny-qwen2", "check models/tiny-qwen2 --quant q8"],
+  flags: {
+    ...KERNELS,
+    "all-variants": {
+      ...boolean("check with every kernel variant this adapter supports instead, in the few loads that run them all " +
+        "(each at its precision's tolerance), one verdict line per load"),
+      conflicts: ["kernels", "no-tune", "precision", "quant"],
+    },
+  },
+  examples: ["check models/tiny-qwen2", "check models/tiny-qwen2 --all-variants", "check models/tiny-qwen2 --quant q8"],
 });
 
 export const DUMP = defineCommand({
   name: "dump",
-  summary: "print final-norm hidden states, the top-5 last logits and greedy tokens of token ids, as one JSON line",
+  summary: "print final-norm hidden states, the top-5 last logits and greedy tokens of token ids, one JSON line per --ids",
+  notes: "Every --ids sequence runs in one batch (packed prefill, then their greedy tokens decoded together), each in " +
+    "its own KV-cache slot; the lines come in the order of the --ids, which errors number from 0 (\"sequence 0\" is " +
+    "the first --ids).",
   positionals: [MODEL_DIR],
   flags: {
     ...KERNELS,
-    ids: required(integerList("the prompt's token ids", { min: 0, item: "token id", metavar: "ID,ID,..." })),
-    "new-tokens": integer("greedy tokens to generate after the prompt", { min: 0, default: 0 }),
+    ids: required(repeatable(integerList("a prompt's token ids; repeat it for more sequences", { min: 0, item: "token id", metavar: "ID,ID,..." }))),
+    "new-tokens": integer("greedy tokens to generate after each prompt", { min: 0, default: 0 }),
   },
-  examples: ["dump models/tiny-qwen2 --ids 9707,11,1879 --new-tokens 4"],
+  examples: ["dump models/tiny-qwen2 --ids 9707,11,1879 --new-tokens 4", "dump models/tiny-qwen2 --ids 9707,11,1879 --ids 40,1079"],
 });
 
 export const EXPORT_GGUF = defineCommand({
@@ -199,12 +220,28 @@ export const TUNE = defineCommand({
 
 export const INDEX = defineCommand({
   name: "index",
-  summary: "embed a corpus into a LanceDB index, in chunks; resumable, re-embeds changed documents",
-  notes: "CORPUS is a folder of .txt/.md files, a JSONL file of {\"id\", \"text\", \"title\"?} or a BEIR folder " +
-    "(corpus.jsonl). An index refuses documents embedded with another model or other settings.",
-  positionals: [SEARCH_MODEL_DIR, { name: "CORPUS", help: "the documents: a folder, a JSONL file or a BEIR folder" }],
-  flags: { db: required(DB), ...CHUNKING, ...KERNELS },
-  examples: ["index models/tiny-qwen2 test/fixtures/beir-tiny --db /tmp/tiny-db"],
+  summary: "embed a corpus into a LanceDB index, in chunks; resumable, follows the corpus as it changes",
+  notes: "CORPUS is a folder (its files that --include matches, default .txt and .md, at any depth; links are not " +
+    "followed), a .jsonl file of {\"id\", \"text\", \"title\"?}, a BEIR folder (corpus.jsonl) or one text file " +
+    "(one document). Run again, it embeds only new and changed documents and, for a folder, removes those whose " +
+    "files are gone. Ctrl-C or SIGTERM stops at the next batch: what is embedded is stored, the run exits 130 " +
+    "(143) and the next one resumes. One run at a time per index: a second is refused, naming the first's " +
+    "process. An index refuses documents embedded with another model (recognised by content: config.json, " +
+    "tokenizer files, weights) or other settings.",
+  positionals: [SEARCH_MODEL_DIR, { name: "CORPUS", help: "the documents: a folder, a .jsonl file, a BEIR folder or a text file" }],
+  flags: {
+    db: required(DB),
+    include: repeatable(text("a glob of the folder's files to index, relative to it (`**` any depth); given, it " +
+      "replaces the default", { metavar: "GLOB" }), [...DEFAULT_INCLUDE]),
+    exclude: repeatable(text("a glob of the folder's files to leave out", { metavar: "GLOB" })),
+    prune: boolean("remove the documents that earlier runs read from CORPUS and that it no longer holds (the " +
+      "default for a folder; for a .jsonl file only with this flag)"),
+    "no-prune": { ...boolean("keep them, even for a folder"), conflicts: ["prune"] },
+    ...INDEXING,
+    ...KERNELS,
+  },
+  examples: ["index models/tiny-qwen2 test/fixtures/beir-tiny --db /tmp/tiny-db",
+    "index models/tiny-qwen2 docs --db /tmp/docs-db --include '**/*.md' --include '**/*.rst' --exclude 'drafts/**'"],
 });
 
 export const SEARCH = defineCommand({
@@ -216,14 +253,18 @@ export const SEARCH = defineCommand({
     db: required(DB),
     k: integer("how many documents to print", { min: 1, default: 10, short: "k" }),
     json: boolean("print one JSON object instead (the reasoning then streams to stderr)"),
+    "batch-size": batchSize("sequences the model is loaded for; a search embeds one query, so more only holds " +
+      "KV-cache memory (accepted for scripts that pass index's flags on)", 1),
     ...QUERY,
   },
-  examples: ['search models/tiny-qwen2 --db /tmp/tiny-db "meet walk best track?" -k 5'],
+  examples: ['search models/tiny-qwen2 --db /tmp/tiny-db "meet walk best track?" -k 5',
+    'search models/tiny-qwen2 --db /tmp/tiny-db "meet walk best track?" --hybrid --no-reasoning'],
 });
 
 export const EVAL = defineCommand({
   name: "eval",
   summary: "index a BEIR dataset, run its queries and print nDCG@10, Recall@100 and MRR@10",
+  notes: "--batch-size also sets how many queries are reasoned about and embedded together.",
   positionals: [SEARCH_MODEL_DIR],
   flags: {
     ...KERNELS,
@@ -233,10 +274,22 @@ export const EVAL = defineCommand({
     json: text("write {\"metrics\", \"run\"} to FILE, and a plot of per-query nDCG@10 beside it", { metavar: "FILE" }),
     plot: text("write the plot of per-query nDCG@10 here (SVG)", { metavar: "FILE.svg" }),
     db: text("keep the index in DB_DIR", { metavar: "DB_DIR", defaultText: "a temporary folder, removed after" }),
-    ...CHUNKING,
+    ...INDEXING,
     ...QUERY,
   },
-  examples: ["eval models/tiny-qwen2 --beir test/fixtures/beir-tiny --no-reasoning --json /tmp/eval.json"],
+  examples: ["eval models/tiny-qwen2 --beir test/fixtures/beir-tiny --no-reasoning --json /tmp/eval.json",
+    "eval models/tiny-qwen2 --beir test/fixtures/beir-tiny --no-reasoning --hybrid"],
+});
+
+export const INFO = defineCommand({
+  name: "info",
+  summary: "what an index holds: its model, settings, documents, chunks, indices and size on disk",
+  positionals: [],
+  flags: {
+    db: required(DB),
+    json: boolean("print one JSON object instead"),
+  },
+  examples: ["info --db /tmp/tiny-db"],
 });
 
 export const CHAT = defineCommand({
@@ -258,23 +311,33 @@ export const CHAT = defineCommand({
 
 export const EMBED = defineCommand({
   name: "embed",
-  summary: "print the Search-R3 embedding of a query or a document as one JSON line",
+  summary: "print the Search-R3 embedding of a query or a document as one JSON line; --jsonl: of each line of a file",
   notes: "A query is reasoned about first (streamed to stderr on a terminal) until the model writes <|embed_token|>. " +
     "The JSON holds \"text\", \"reasoning\" (queries), \"emitted_embed_token\" (whether the model wrote " +
     "<|embed_token|> itself), \"stop_reason\", \"truncated\" (whether any text was cut to fit --max-length), " +
-    "\"embedding\" (L2-normalized) and \"timings\".",
+    "\"embedding\" (L2-normalized) and \"timings\".\n" +
+    "--jsonl reads lines {\"text\": ..., \"kind\": \"document\"|\"query\", \"reasoning\": true|false} (kind " +
+    "defaults to document, reasoning to false; blank lines are skipped) and writes one such JSON line per input, in " +
+    "input order. Up to --batch-size lines run together, as they arrive (a file fills each batch; lines typed at " +
+    "stdin are answered one by one): the queries to reason about reason together, then every text of the batch goes " +
+    "through one packed forward pass; the reasoning_s and embed_s of a line are its batch's. A bad line stops the " +
+    "command (exit 1) with an error naming the line, after the output of every line before it.",
   positionals: [SEARCH_MODEL_DIR],
   flags: {
     ...KERNELS,
     query: text("the query to embed"),
     doc: text("the document to embed"),
+    jsonl: text("embed every JSON line of FILE (- for stdin)", { metavar: "FILE|-" }),
+    "batch-size": { ...integer("--jsonl lines embedded together, one KV-cache slot of --max-length tokens each",
+      { min: 1, max: 64, default: DEFAULT_BATCH_SIZE }), requires: ["jsonl"] },
     "no-reasoning": { ...NO_REASONING, requires: ["query"] },
     "max-length": MAX_LENGTH,
-    "max-new-tokens": { ...MAX_NEW_TOKENS, requires: ["query"], conflicts: ["no-reasoning"] },
+    "max-new-tokens": { ...MAX_NEW_TOKENS, conflicts: ["doc", "no-reasoning"] },
   },
-  oneOf: ["query", "doc"],
+  oneOf: ["query", "doc", "jsonl"],
   examples: ['embed models/tiny-qwen2 --query "what python library is useful for data analysis?" --max-new-tokens 16',
-    'embed models/tiny-qwen2 --doc "The giant panda is a bear species endemic to China."'],
+    'embed models/tiny-qwen2 --doc "The giant panda is a bear species endemic to China."',
+    "embed models/tiny-qwen2 --jsonl texts.jsonl --batch-size 16"],
 });
 
 export const TOKENIZE = defineCommand({
@@ -306,12 +369,13 @@ export type IndexArgs = ArgsOf<typeof INDEX>;
 export type TuneArgs = ArgsOf<typeof TUNE>;
 export type SearchArgs = ArgsOf<typeof SEARCH>;
 export type EvalArgs = ArgsOf<typeof EVAL>;
+export type InfoArgs = ArgsOf<typeof INFO>;
 export type ChatArgs = ArgsOf<typeof CHAT>;
 export type EmbedArgs = ArgsOf<typeof EMBED>;
 export type TokenizeArgs = ArgsOf<typeof TOKENIZE>;
 export type DownloadArgs = ArgsOf<typeof DOWNLOAD>;
-/** The chunking flags, which index and eval share. */
-export type ChunkingFlags = Args<typeof CHUNKING>["flags"];
+/** The flags of building an index, which index and eval share. */
+export type IndexingFlags = Args<typeof INDEXING>["flags"];
 /** The kernel flags of every command that loads a model. */
 export type KernelFlags = Args<typeof KERNELS>["flags"];
 
@@ -337,6 +401,7 @@ export const COMMANDS: readonly Command[] = [
   command(INDEX, async (a) => (await import("./search.ts")).index(a)),
   command(SEARCH, async (a) => (await import("./search.ts")).search(a)),
   command(EVAL, async (a) => (await import("./search.ts")).evaluate(a)),
+  command(INFO, async (a) => (await import("./info.ts")).info(a)),
   command(CHAT, async (a) => (await import("./chat.ts")).chat(a)),
   command(EMBED, async (a) => (await import("./embed.ts")).embed(a)),
   command(TOKENIZE, async (a) => (await import("./tokenize.ts")).tokenize(a)),

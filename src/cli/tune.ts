@@ -83,7 +83,7 @@ export async function tune({ positionals, flags }: TuneArgs): Promise<number> {
       const forced = await Qwen2Model.load(device, dir, { maxSeqLen: longest, kernels: { [u.slot]: u.name } });
       try {
         const check = await runGoldenCheck(forced, dir);
-        golden.push({ variant: `${u.slot}=${u.name}`, model: dir.name, ok: check.ok, note: firstDivergence(check) ?? "every tensor within tolerance" });
+        golden.push({ variant: `${u.slot}=${u.name}`, model: basename(dirPath), ok: check.ok, note: firstDivergence(check) ?? "every tensor within tolerance" });
       } finally {
         forced.destroy();
       }

@@ -96,7 +96,7 @@ class SplitKvAttention extends Op {
     return { flops: 0, bytes: 0 };
   }
 
-  destroy(): void {
+  override destroy(): void {
     super.destroy();
     this.scratch.destroy();
   }

@@ -1,33 +1,121 @@
-// Documents to index, from a folder of .txt/.md files, a JSONL file or a BEIR corpus, and their token chunks.
+// Documents to index, from a folder of text files, a JSONL file, one text file or a BEIR corpus, and their token
+// chunks.
 import { createReadStream } from "node:fs";
 import { readdir, readFile, stat } from "node:fs/promises";
-import { extname, join, relative, sep } from "node:path";
+import { basename, extname, join, relative, resolve, sep } from "node:path";
 import { createInterface } from "node:readline";
+import picomatch from "picomatch/posix.js";
 import type { TextTokenizer } from "../text/tokenizer.ts";
 
 export interface Document {
   id: string;
   title?: string;
   text: string;
-  /** Where it was read from: the file, or the JSONL file and line. */
+  /** Where it was read from: the file (an absolute path), or the JSONL file and line (`/path/docs.jsonl:12`). */
   source: string;
+}
+
+/** The files of a folder that are documents, unless CorpusOptions.include says otherwise. */
+export const DEFAULT_INCLUDE = ["**/*.txt", "**/*.md"];
+
+export interface CorpusOptions {
+  /**
+   * Globs of the files of a folder that are documents, matched against their paths relative to the folder (with
+   * `/`), ignoring case, by picomatch's rules (`*` does not match `/`, `**` any depth; names starting with a dot
+   * match only a pattern that names the dot). Default DEFAULT_INCLUDE. A single file given as the corpus is one
+   * document when these match its name.
+   */
+  include?: readonly string[];
+  /** Globs of files of a folder to leave out although `include` matches them. */
+  exclude?: readonly string[];
+  /** Told of each file of a folder that is not read as a document, and why. */
+  onSkip?: (skipped: SkippedFile) => void;
+}
+
+export type SkipReason = "not included" | "excluded" | "not a regular file" | "empty" | "not UTF-8 text";
+
+export interface SkippedFile {
+  path: string;
+  reason: SkipReason;
 }
 
 /**
  * The documents under `path`, in a stable order:
  * - a folder with a `corpus.jsonl` is a BEIR dataset, read from that file;
- * - any other folder: its `.txt` and `.md` files, at any depth, each a document whose id is its path relative to the
- *   folder (with `/` separators);
- * - a file: JSON lines of `{"id" (or BEIR's "_id"), "text", "title"?}`.
+ * - any other folder: its files that `include` matches (default `.txt` and `.md`) at any depth, each a document
+ *   whose id is its path relative to the folder (with `/` separators). Links are not followed;
+ * - a `.jsonl` file: JSON lines of `{"id" (or BEIR's "_id"), "text", "title"?}`;
+ * - any other file that `include` matches: one document, whose id is the file's name.
  */
-export async function* readCorpus(path: string): AsyncGenerator<Document> {
-  if (!(await stat(path)).isDirectory()) return yield* readJsonl(path);
-  const beir = join(path, "corpus.jsonl");
-  if (await isFile(beir)) return yield* readJsonl(beir);
-  for (const file of await textFiles(path)) {
-    const id = relative(path, file).split(sep).join("/");
-    yield { id, text: await readFile(file, "utf8"), source: file };
+export async function* readCorpus(path: string, opts: CorpusOptions = {}): AsyncGenerator<Document> {
+  const root = resolve(path);
+  const included = picomatch([...(opts.include ?? DEFAULT_INCLUDE)], { nocase: true });
+  const excluded = picomatch([...(opts.exclude ?? [])], { nocase: true });
+  if (!(await stat(root)).isDirectory()) {
+    if (extname(root).toLowerCase() === ".jsonl") return yield* readJsonl(root);
+    if (!included(basename(root))) {
+      throw new Error(`${path}: not a corpus: a folder, a .jsonl file, or a file that the include patterns ` +
+        `(${(opts.include ?? DEFAULT_INCLUDE).join(", ")}) match`);
+    }
+    const read = await readText(root);
+    if ("reason" in read) throw new Error(`${path}: ${read.reason}, so there is nothing to index`);
+    return yield { id: basename(root), text: read.text, source: root };
   }
+  const beir = join(root, "corpus.jsonl");
+  if (await isFile(beir)) return yield* readJsonl(beir);
+  for (const file of await folderFiles(root)) {
+    const id = relative(root, file.path).split(sep).join("/");
+    const skip = (reason: SkipReason) => opts.onSkip?.({ path: file.path, reason });
+    if (!included(id)) skip("not included");
+    else if (excluded(id)) skip("excluded");
+    else if (!file.regular) skip("not a regular file");
+    else {
+      const read = await readText(file.path);
+      if ("reason" in read) skip(read.reason);
+      else yield { id, text: read.text, source: file.path };
+    }
+  }
+}
+
+/** The text of a file, or why it is not a document. */
+async function readText(path: string): Promise<{ text: string } | { reason: "empty" | "not UTF-8 text" }> {
+  let text: string;
+  try {
+    text = new TextDecoder("utf-8", { fatal: true }).decode(await readFile(path));
+  } catch (e) {
+    if (e instanceof TypeError) return { reason: "not UTF-8 text" };
+    throw e;
+  }
+  return text.trim() === "" ? { reason: "empty" } : { text };
+}
+
+/** "skipped 5 files: 3 not included (2 .json, 1 .png), 2 empty"; "" when none was. */
+export function describeSkipped(skipped: readonly SkippedFile[]): string {
+  if (skipped.length === 0) return "";
+  const byReason = new Map<SkipReason, SkippedFile[]>();
+  for (const s of skipped) byReason.set(s.reason, [...(byReason.get(s.reason) ?? []), s]);
+  const parts = [...byReason].map(([reason, files]) => {
+    if (reason !== "not included") return `${files.length} ${reason}`;
+    const byExt = new Map<string, number>();
+    for (const f of files) {
+      const ext = extname(f.path).toLowerCase() || "no extension";
+      byExt.set(ext, (byExt.get(ext) ?? 0) + 1);
+    }
+    const exts = [...byExt].sort((a, b) => b[1] - a[1]);
+    const shown = exts.slice(0, 5).map(([ext, n]) => `${n} ${ext}`).join(", ");
+    return `${files.length} not included (${shown}${exts.length > 5 ? ", ..." : ""})`;
+  });
+  return `skipped ${skipped.length} file${skipped.length === 1 ? "" : "s"}: ${parts.join(", ")}`;
+}
+
+/**
+ * Whether a document's `source` is in the corpus at `path`: a file under the folder, a line of the JSONL file, or
+ * the file itself.
+ */
+export function isFromCorpus(path: string, source: string): boolean {
+  const root = resolve(path);
+  const at = resolve(source);
+  return at === root || at.startsWith(root.endsWith(sep) ? root : root + sep) || (at.startsWith(root) && /^:\d+$/.test(at.slice(root.length)));
 }
 
 export async function* readJsonl(path: string): AsyncGenerator<Document> {
@@ -59,18 +147,19 @@ async function isFile(path: string): Promise<boolean> {
   }
 }
 
-async function textFiles(dir: string): Promise<string[]> {
-  const out: string[] = [];
+/** Every entry but folders under `dir`, at any depth, without following links. */
+async function folderFiles(dir: string): Promise<{ path: string; regular: boolean }[]> {
+  const out: { path: string; regular: boolean }[] = [];
   const walk = async (folder: string) => {
     for (const entry of await readdir(folder, { withFileTypes: true })) {
       const path = join(folder, entry.name);
       if (entry.isDirectory()) await walk(path);
-      else if (entry.isFile() && [".txt", ".md"].includes(extname(entry.name).toLowerCase())) out.push(path);
+      else out.push({ path, regular: entry.isFile() });
     }
   };
   await walk(dir);
   // Code-unit order rather than locale order, so that the order does not depend on the machine.
-  return out.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  return out.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
 }
 
 /** The text that is chunked and embedded: the title, when there is one, on a line before the body. */

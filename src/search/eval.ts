@@ -2,7 +2,7 @@
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { readJsonl } from "./corpus.ts";
-import { searchQuery, type QueryOptions } from "./query.ts";
+import type { QueryOptions } from "./query.ts";
 import type { SearchIndex } from "./store.ts";
 import type { Qrels, Run } from "./metrics.ts";
 import type { SearchR3 } from "./searchr3.ts";
@@ -60,17 +60,23 @@ export function parseQrels(text: string, name = "qrels"): Qrels {
 export interface RunOptions extends Omit<QueryOptions, "k"> {
   /** Documents kept per query. Default 100. */
   depth?: number;
+  /** Queries embedded so far, of `total`. */
   onQuery?: (done: number, total: number) => void;
 }
 
-/** Each query's top documents, scored by their best chunk (query reasoning on unless turned off). */
+/**
+ * Each query's top documents, scored by their best chunk (query reasoning on unless turned off). The queries are
+ * reasoned about and embedded together, the SearchR3's batchSize (or `batchSize`) at a time.
+ */
 export async function runQueries(r3: SearchR3, index: SearchIndex, queries: readonly BeirQuery[], opts: RunOptions = {}): Promise<Run> {
-  const { depth = 100, onQuery, ...query } = opts;
+  const { depth = 100, onQuery, reasoning = true, exact, hybrid = false, ...generate } = opts;
+  const texts = queries.map((q) => q.text);
+  const embedded = reasoning ? (await r3.generate(texts, { ...generate, onProgress: onQuery })).map((r) => r.text) : texts;
+  const vectors = await r3.encode(embedded, { kind: "query", batchSize: generate.batchSize, onProgress: reasoning ? undefined : onQuery });
   const run = new Map<string, Record<string, number>>();
   for (const [i, q] of queries.entries()) {
-    const { hits } = await searchQuery(r3, index, q.text, { ...query, k: depth });
+    const hits = hybrid ? await index.hybridSearch(vectors[i], q.text, depth, { exact }) : await index.search(vectors[i], depth, { exact });
     run.set(q.id, Object.fromEntries(hits.map((h) => [h.id, h.score])));
-    onQuery?.(i + 1, queries.length);
   }
   return Object.fromEntries(run);
 }

@@ -1,16 +1,12 @@
 // What the embeddings of an index depend on (the model, its prompts, the chunking), so that an index can refuse
 // writes and queries that would mix embeddings made another way.
-import { createHash } from "node:crypto";
-import type { ModelDir } from "../io/files.ts";
-import { asModelFolder, type ModelFolder } from "../model/folder.ts";
+import type { ModelIdentity } from "./model-identity.ts";
 import type { SearchR3, SearchR3Options } from "./searchr3.ts";
 
 /** What the embeddings in an index depend on; an index refuses writes and queries that would mix other ones. */
 export interface IndexSettings {
-  /** The model folder's name. */
-  model: string;
-  /** SHA-256 of config.json's content, keys sorted, so that formatting does not count. */
-  configHash: string;
+  /** The model, by content (see identityDiff). */
+  model: ModelIdentity;
   dimensions: number;
   maxLength: number;
   chunkTokens: number;
@@ -21,26 +17,6 @@ export interface IndexSettings {
   reasoningSystem: string;
   embedPrompt: string;
   embedSuffix: string;
-}
-
-export interface ModelIdentity {
-  model: string;
-  configHash: string;
-}
-
-export async function modelIdentity(source: ModelDir | ModelFolder): Promise<ModelIdentity> {
-  const { dir, configJson } = await asModelFolder(source);
-  const model = dir.name.split(/[\\/]/).filter(Boolean).at(-1) ?? dir.name;
-  return { model, configHash: createHash("sha256").update(canonicalJson(configJson)).digest("hex") };
-}
-
-function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
-  if (value !== null && typeof value === "object") {
-    const entries = Object.entries(value).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(",")}}`;
-  }
-  return JSON.stringify(value);
 }
 
 export interface Chunking {
@@ -61,7 +37,7 @@ export function resolveChunking(r3: SearchR3, given: Partial<Chunking> = {}): Ch
 
 export function indexSettings(r3: SearchR3, model: ModelIdentity, chunking: Chunking): IndexSettings {
   return {
-    ...model,
+    model,
     dimensions: r3.engine.model.config.hiddenSize,
     maxLength: r3.maxLength,
     ...chunking,
@@ -80,9 +56,9 @@ export function searchR3Options(settings: IndexSettings): SearchR3Options {
   return { maxLength, embedToken, documentSystem, querySystem, reasoningSystem, embedPrompt, embedSuffix };
 }
 
-/** "key: stored X, given Y" for each setting that differs. */
-export function settingsDiff(stored: IndexSettings, given: Partial<IndexSettings>): string[] {
+/** "key: stored X, given Y" for each setting but the model (see identityDiff) that differs. */
+export function settingsDiff(stored: IndexSettings, given: IndexSettings): string[] {
   return (Object.keys(stored) as (keyof IndexSettings)[])
-    .filter((key) => key in given && given[key] !== stored[key])
+    .filter((key) => key !== "model" && given[key] !== stored[key])
     .map((key) => `${key}: index has ${JSON.stringify(stored[key])}, this run ${JSON.stringify(given[key])}`);
 }

@@ -1,18 +1,24 @@
 // A LanceDB store of Search-R3 chunk embeddings, and the nearest-neighbour search over it.
 //
-// Layout: table `settings` holds one JSON row (model, config hash, prompts, chunking); table `chunks` one row per
-// chunk. Each write is a LanceDB commit holding whole documents, so a killed run leaves every document either
-// complete or absent, and the next run embeds only the documents whose text hash is not stored.
+// Layout: table `settings` holds one JSON row (the model's identity, prompts, chunking); table `chunks` one row per
+// chunk, with a full-text (BM25) index of the chunk texts beside the vectors. Each write is a LanceDB commit holding
+// whole documents, so a killed run leaves every document either complete or absent, and the next run embeds only
+// the documents whose text hash is not stored.
 import { existsSync } from "node:fs";
 import * as lancedb from "@lancedb/lancedb";
 import { Field, FixedSizeList, Float32, Int32, Schema, Utf8 } from "apache-arrow";
+import { reciprocalRankFusion, RRF_K } from "./fusion.ts";
 import { compareIds } from "./metrics.ts";
-import { settingsDiff, type IndexSettings, type ModelIdentity } from "./settings.ts";
+import { identityDiff, type ModelIdentity } from "./model-identity.ts";
+import { settingsDiff, type IndexSettings } from "./settings.ts";
 
 /** One search result: a document, scored by its best chunk. */
 export interface Hit {
   id: string;
-  /** Cosine similarity of the query and the best chunk. */
+  /**
+   * Cosine similarity of the query and the best chunk; for a full-text search the best chunk's BM25 score; for a
+   * hybrid search the reciprocal-rank fusion of the two rankings (see `ranks`).
+   */
   score: number;
   chunk: number;
   /** Offset of the chunk in the document's text (title line included), in UTF-16 code units. */
@@ -20,12 +26,17 @@ export interface Hit {
   text: string;
   title?: string;
   source: string;
+  /** In a hybrid search: the document's place (from 1) in the vector and the full-text rankings, where it has one. */
+  ranks?: { vector?: number; text?: number };
 }
 
 export interface SearchOptions {
   /** Scan every chunk even where an ANN index exists. */
   exact?: boolean;
 }
+
+/** The documents of each ranking that a hybrid search fuses: deep enough that the fused top k rarely changes. */
+export const HYBRID_DEPTH = 100;
 
 /**
  * Chunks at which indexing builds an ANN index; below it every query is an exact scan. At 1536 dimensions an exact
@@ -39,6 +50,8 @@ const annIndex = () => lancedb.Index.hnswSq({ distanceType: "cosine" });
 // LanceDB's defaults (20 partitions probed, no refinement) lost 6-14% of the true top 10 in the benchmark; these
 // found all of it, and the refinement re-scores the candidates with their full vectors, so scores are exact.
 const annQuery = (query: lancedb.VectorQuery, limit: number) => query.nprobes(64).ef(Math.max(128, limit)).refineFactor(2);
+
+const ftsIndex = () => lancedb.Index.fts();
 
 const SETTINGS = "settings";
 const CHUNKS = "chunks";
@@ -87,7 +100,12 @@ export class SearchIndex {
     const db = await lancedb.connect(uri);
     if (!(await db.tableNames()).includes(SETTINGS)) return undefined;
     const [row] = await (await db.openTable(SETTINGS)).query().toArray();
-    return row && JSON.parse(row.json);
+    const settings = row && JSON.parse(row.json);
+    if (typeof settings?.model === "string") {
+      throw new Error(`${uri} was made by an earlier r3gpu, which recorded the model by its folder name only; ` +
+        "its documents cannot be checked against a model, so index them again into a new --db");
+    }
+    return settings;
   }
 
   /**
@@ -103,6 +121,8 @@ export class SearchIndex {
       // Written before any chunk, so that no chunk is ever stored without the settings it was embedded with.
       await db.createTable(SETTINGS, [{ json: JSON.stringify(settings) }], { mode: "create", existOk: true });
     } else if (opts.create) {
+      const model = identityDiff(settings.model, opts.create.model);
+      if (model.length > 0) throw anotherModel(uri, model);
       const diff = settingsDiff(settings, opts.create);
       if (diff.length > 0) {
         throw new Error(`${uri} holds embeddings made with other settings, which must not be mixed ` +
@@ -115,19 +135,23 @@ export class SearchIndex {
 
   /** Refuses a model other than the one whose embeddings the index holds. */
   checkModel(model: ModelIdentity): void {
-    const diff = settingsDiff(this.settings, model);
-    if (diff.length > 0) throw new Error(`${this.uri} was built with another model (${diff.join("; ")})`);
+    const diff = identityDiff(this.settings.model, model);
+    if (diff.length > 0) throw anotherModel(this.uri, diff);
   }
 
   countChunks(): Promise<number> {
     return this.table.countRows();
   }
 
-  /** Document id -> hash of the text its stored chunks were made from. */
-  async storedDocuments(): Promise<Map<string, string>> {
-    // Every stored document has a chunk 0, committed with the rest of its chunks.
-    const rows = await this.table.query().where("chunk = 0").select(["doc_id", "doc_hash"]).toArray();
-    return new Map(rows.map((r) => [r.doc_id as string, r.doc_hash as string]));
+  /** Every stored document has a chunk 0, committed with the rest of its chunks. */
+  countDocuments(): Promise<number> {
+    return this.table.countRows("chunk = 0");
+  }
+
+  /** Document id -> the hash of the text its stored chunks were made from, and where that text was read. */
+  async storedDocuments(): Promise<Map<string, { hash: string; source: string }>> {
+    const rows = await this.table.query().where("chunk = 0").select(["doc_id", "doc_hash", "source"]).toArray();
+    return new Map(rows.map((r) => [r.doc_id as string, { hash: r.doc_hash as string, source: r.source as string }]));
   }
 
   /**
@@ -140,11 +164,13 @@ export class SearchIndex {
   }
 
   /**
-   * Compacts the many small commits of an indexing run, brings an existing ANN index up to date, and builds one once
-   * the index reaches `annMinRows` chunks. Returns whether an ANN index exists.
+   * Compacts the many small commits of an indexing run and brings the indices up to date: the full-text index,
+   * made where there is none yet (an index from before hybrid search), and the ANN index, built once the index
+   * reaches `annMinRows` chunks. Returns whether an ANN index exists.
    */
   async optimize(annMinRows = ANN_MIN_ROWS): Promise<boolean> {
     await this.table.optimize();
+    if (!(await this.hasFullTextIndex())) await this.table.createIndex("text", { config: ftsIndex() });
     if (await this.hasAnnIndex()) return true;
     if ((await this.countChunks()) < annMinRows) return false;
     await this.table.createIndex("vector", { config: annIndex() });
@@ -155,6 +181,18 @@ export class SearchIndex {
     return (await this.table.listIndices()).some((index) => index.columns.includes("vector"));
   }
 
+  async hasFullTextIndex(): Promise<boolean> {
+    return (await this.table.listIndices()).some((index) => index.indexType === "FTS" && index.columns.includes("text"));
+  }
+
+  /** Refuses full-text (and hybrid) search where the index has no full-text index yet. */
+  async checkFullTextIndex(): Promise<void> {
+    if (!(await this.hasFullTextIndex())) {
+      throw new Error(`${this.uri} has no full-text index (an index from before hybrid search, or one never finished); ` +
+        "run `r3gpu index` on it again to build one");
+    }
+  }
+
   /**
    * The k documents whose best chunk is most similar to `vector`, best first; ties in score go to the larger id, as
    * trec_eval ranks them.
@@ -163,24 +201,66 @@ export class SearchIndex {
     if (vector.length !== this.settings.dimensions) {
       throw new Error(`query vector has ${vector.length} dimensions, the index ${this.settings.dimensions}`);
     }
-    const total = await this.countChunks();
-    // Documents with several chunks among the nearest take several rows, so fetch more rows until k documents show.
-    for (let limit = Math.min(total, 4 * k); ; limit = Math.min(total, 4 * limit)) {
-      const query = this.table.vectorSearch(vector).distanceType("cosine").select([...COLUMNS, "_distance"]).limit(Math.max(1, limit));
+    return this.bestChunks(k, async (limit) => {
+      const query = this.table.vectorSearch(vector).distanceType("cosine").select([...COLUMNS, "_distance"]).limit(limit);
       // Without an ANN index the tuning is ignored and LanceDB scans every chunk.
       const rows = await (opts.exact ? query.bypassVectorIndex() : annQuery(query, limit)).toArray();
+      return rows.map((row) => ({ row, score: 1 - row._distance }));
+    });
+  }
+
+  /**
+   * The k documents whose best chunk scores highest for `text` by BM25 (LanceDB's full-text index: words lowercased
+   * and stemmed, English stop words left out), best first; only documents with a matching word.
+   */
+  async fullTextSearch(text: string, k: number): Promise<Hit[]> {
+    await this.checkFullTextIndex();
+    return this.bestChunks(k, async (limit) => {
+      const rows = await this.table.query().fullTextSearch(text, { columns: "text" }).select([...COLUMNS, "_score"]).limit(limit).toArray();
+      return rows.map((row) => ({ row, score: row._score as number }));
+    });
+  }
+
+  /**
+   * The vector ranking and the full-text ranking of the documents, HYBRID_DEPTH deep (or k), fused by reciprocal
+   * rank (see fusion.ts); each hit shows its best chunk by vector, or by text where only the text ranking has it.
+   */
+  async hybridSearch(vector: Float32Array, text: string, k: number, opts: SearchOptions = {}): Promise<Hit[]> {
+    const depth = Math.max(k, HYBRID_DEPTH);
+    const [byVector, byText] = [await this.search(vector, depth, opts), await this.fullTextSearch(text, depth)];
+    const chunks = new Map([...byText, ...byVector].map((h) => [h.id, h]));
+    const rank = (hits: Hit[]) => new Map(hits.map((h, i) => [h.id, i + 1]));
+    const [vectorRanks, textRanks] = [rank(byVector), rank(byText)];
+    return reciprocalRankFusion([byVector.map((h) => h.id), byText.map((h) => h.id)], RRF_K).slice(0, k).map(({ id, score }) => ({
+      ...chunks.get(id)!, score, ranks: { vector: vectorRanks.get(id), text: textRanks.get(id) },
+    }));
+  }
+
+  /**
+   * The k best documents, each by its best chunk, from `rows(limit)`: the `limit` best chunks. Documents with several
+   * chunks among the best take several rows, so more are fetched until k documents show or none are left.
+   */
+  private async bestChunks(k: number, rows: (limit: number) => Promise<{ row: Record<string, any>; score: number }[]>): Promise<Hit[]> {
+    const total = await this.countChunks();
+    for (let limit = Math.min(total, 4 * k); ; limit = Math.min(total, 4 * limit)) {
+      const found = await rows(Math.max(1, limit));
       const best = new Map<string, Hit>();
-      for (const row of rows) {
+      for (const { row, score } of found) {
         const hit: Hit = {
-          id: row.doc_id, score: 1 - row._distance, chunk: row.chunk, offset: row.offset,
-          text: row.text, title: row.title ?? undefined, source: row.source,
+          id: row.doc_id, score, chunk: row.chunk, offset: row.offset, text: row.text, title: row.title ?? undefined, source: row.source,
         };
         const seen = best.get(hit.id);
         if (!seen || hit.score > seen.score) best.set(hit.id, hit);
       }
-      if (best.size >= k || limit >= total) {
+      // Fewer rows than asked for: a full-text search has found every chunk with a matching word.
+      if (best.size >= k || limit >= total || found.length < limit) {
         return [...best.values()].sort((a, b) => b.score - a.score || compareIds(b.id, a.id)).slice(0, k);
       }
     }
   }
+}
+
+function anotherModel(uri: string, reasons: string[]): Error {
+  return new Error(`${uri} holds the embeddings of another model, which must not be mixed with this one's ` +
+    `(${reasons.join("; ")}); use the model the index was built with, or another --db`);
 }

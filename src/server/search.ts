@@ -2,7 +2,8 @@
 // index's documents were embedded with, which need not be the server's /v1/embeddings settings.
 import { existsSync } from "node:fs";
 import type { ModelDir } from "../io/files.ts";
-import { modelIdentity, searchR3Options } from "../search/settings.ts";
+import { modelIdentity } from "../search/model-identity.ts";
+import { searchR3Options } from "../search/settings.ts";
 import { SearchIndex } from "../search/store.ts";
 import { SearchR3 } from "../search/searchr3.ts";
 import type { Engine } from "../text/engine.ts";

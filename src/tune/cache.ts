@@ -1,5 +1,5 @@
 // The tuner's memory: a choice of kernel variants is kept per adapter (vendor, architecture, description, features,
-// limits), kernel source, model shape, weight dtype, batch size class and precision, so that the second load of a
+// limits), kernel source, model shape, weight dtype, step size classes (batch, context, prompt chunk) and precision, so that the second load of a
 // model on one machine tunes nothing. Where it lives depends on the runtime: cache-fs.ts (Node, Deno) and
 // cache-indexeddb.ts (browsers).
 import { SHADERS } from "../gpu/shaders.gen.ts";
@@ -41,6 +41,17 @@ async function sha256Hex(text: string): Promise<string> {
 export async function tuneKey(parts: TuneKeyParts): Promise<string> {
   const sources = await sha256Hex(Object.keys(SHADERS).sort().map((k) => `${k}\n${SHADERS[k]}`).join("\n"));
   return sha256Hex(JSON.stringify({ ...parts, features: [...parts.features].sort(), sources }));
+}
+
+const pow2 = (n: number) => 2 ** Math.ceil(Math.log2(Math.max(1, n)));
+
+/**
+ * The sizes of the steps a model's slots are measured at, in classes (powers of two), so that loads of one model with
+ * nearby limits share a tuning result: the rows of a decode step (sequences, at most 16), the keys of its attention
+ * (at most 1024) and the rows of a prompt chunk.
+ */
+export function stepClasses(t: { maxBatch: number; maxSeqLen: number; maxTokens: number }): Record<string, number> {
+  return { decodeRows: pow2(Math.min(t.maxBatch, 16)), decodeKeys: pow2(Math.min(t.maxSeqLen, 1024)), prefillRows: pow2(t.maxTokens) };
 }
 
 /** The device's limits as plain numbers (Dawn and wgpu expose them as prototype accessors). */

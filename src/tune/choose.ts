@@ -2,7 +2,7 @@
 // and shape, then a fresh measurement (when tuning is asked for), else static defaults for the adapter's class.
 import { resolveKernels, type KernelChoice } from "../ops/kernel-variants.ts";
 import type { Precision } from "../ops/variant.ts";
-import { deviceLimits, tuneKey, type TuneCache } from "./cache.ts";
+import { deviceLimits, stepClasses, tuneKey, type TuneCache } from "./cache.ts";
 import { staticKernels } from "./defaults.ts";
 import { tuneKernels, type TuneOptions, type TuneReport, type TuneTarget } from "./tuner.ts";
 
@@ -36,8 +36,7 @@ export async function chooseKernels(t: TuneTarget, opts: { kernels?: Partial<Ker
   const key = tune.cache && await tuneKey({
     adapter: { vendor: info.vendor ?? "", architecture: info.architecture ?? "", description: info.description ?? "" },
     features: [...device.features], limits: deviceLimits(device),
-    shape: { hiddenSize, intermediateSize, numLayers, numHeads, numKvHeads, headDim, vocabSize, tieWordEmbeddings,
-      maxBatch: t.maxBatch, maxSeqLen: t.maxSeqLen, maxTokens: t.maxTokens },
+    shape: { hiddenSize, intermediateSize, numLayers, numHeads, numKvHeads, headDim, vocabSize, tieWordEmbeddings, ...stepClasses(t) },
     dtype, precision, fixed,
   });
   if (key && !tune.refresh) {

@@ -2,9 +2,11 @@
 //
 // For every slot, each candidate the adapter supports (and the precision allows) is bound over the loaded model's
 // own weights and buffers, checked once against the reference variant on random inputs (a candidate whose output
-// differs beyond its tolerance is dropped, and the drop reported), then timed over every layer chained in one
-// submission (each layer reads its own weights and cache, as a real step does, so no cache flatters it). The fastest
-// correct one is kept. The reference variants are today's kernels ("rows", "online").
+// differs beyond its tolerance is dropped, and the drop reported), then timed over layers chained in one submission
+// (each layer reads its own weights and cache, as a real step does, so no cache flatters it: every layer, or for the
+// linear layers as many as hold CHAIN_BYTES of weights, far more than any GPU's last-level cache). The fastest
+// correct one is kept. The reference variants are today's kernels ("rows", "online"). Slots are measured cheapest
+// first (decode before prefill), so a time budget spent on a slow adapter leaves the dearest measurements out.
 import type { Kernels } from "../gpu/kernel.ts";
 import type { GpuMatrix } from "../gpu/matrix.ts";
 import { Recorder } from "../gpu/recorder.ts";
@@ -61,12 +63,12 @@ export interface VariantResult {
   error: number | null;
   tolerance: number;
   chosen: boolean;
-  /** Device seconds of one step's work of this slot (every layer), and the rates from the ops' compulsory work. */
+  /** Device seconds of the timed work (`step.layers` layers of this slot), and the rates from the ops' compulsory work. */
   seconds: number | null;
   gbps: number | null;
   gflops: number | null;
-  /** The step timed: rows (tokens) and, for attention, keys per token. */
-  step: { rows: number; keys?: number };
+  /** The step timed: rows (tokens), for attention the keys per token, and the layers chained. */
+  step: { rows: number; keys?: number; layers: number };
   note?: string;
 }
 
@@ -84,6 +86,8 @@ const toleranceOf = (v: VariantInfo) => (v.precision === "f16" ? F16_TOLERANCE :
 interface SlotPlan {
   slot: OpSlot;
   step: Step;
+  /** Layers chained in a timing. */
+  layers: number;
   /** Binds the slot's ops for every layer with a variant. */
   bind(variant: VariantInfo): StepOp[];
   /** The checked op (layer 0's representative work), writing `checkFloats` floats into `out`. */
@@ -94,6 +98,9 @@ interface SlotPlan {
 }
 
 const steps = (T: number, outputs: number, keysPerToken: number): Step => ({ T, outputs, keys: T * keysPerToken, maxKeys: keysPerToken });
+
+/** Weights the chained linear layers hold at least (all layers where the model has fewer). */
+const CHAIN_BYTES = 256 * 2 ** 20;
 
 function plans(t: TuneTarget): SlotPlan[] {
   const { kernels, cfg, weights: w, buffers: b } = t;
@@ -117,14 +124,17 @@ function plans(t: TuneTarget): SlotPlan[] {
       [mlp.gate_up_proj.weight, b.h, b.gateUp, undefined], [mlp.down_proj.weight, b.act, b.x, undefined],
     ];
   };
+  const layerBytes = (l: number) => projections(l).reduce((n, [W]) => n + W.parts.reduce((m, p) => m + p.buffer.size, 0), 0);
+  let chained = 0;
+  for (let bytes = 0; chained < w.layers.length && bytes < CHAIN_BYTES; chained++) bytes += layerBytes(chained);
   const linearPlan = (slot: OpSlot, rows: number): SlotPlan => {
     const variants = (v: VariantInfo) => ({ decode: v as LinearVariant, prefill: v as LinearVariant });
     // A decode step also runs the LM head, at one row per sequence; a prefill step's LM head is a decode-slot matter.
     const withHead = slot === "linear.decode";
     return {
-      slot, step: steps(rows, withHead ? rows : 1, 1),
+      slot, step: steps(rows, withHead ? rows : 1, 1), layers: chained,
       bind: (v) => [
-        ...w.layers.flatMap((_, l) => projections(l).map(([W, x, y, bias]) => new Linear(kernels, x, W, y, { variants: variants(v), bias }))),
+        ...w.layers.slice(0, chained).flatMap((_, l) => projections(l).map(([W, x, y, bias]) => new Linear(kernels, x, W, y, { variants: variants(v), bias }))),
         ...(withHead ? [new Linear(kernels, b.hOut, w.lm_head, b.logits, { variants: variants(v), perOutput: true })] : []),
       ],
       // The widest projection of layer 0 (the MLP's), or the LM head at decode: the longest sums and the most rows.
@@ -147,7 +157,7 @@ function plans(t: TuneTarget): SlotPlan[] {
     for (let r = 0; r < rows; r++) table.set(decode ? [keys - 1, r] : [r, 0], 2 * r);
     const keysSum = decode ? rows * keys : (rows * (rows + 1)) / 2;
     return {
-      slot, step: { T: rows, outputs: decode ? rows : 1, keys: keysSum, maxKeys: decode ? keys : rows },
+      slot, step: { T: rows, outputs: decode ? rows : 1, keys: keysSum, maxKeys: decode ? keys : rows }, layers: w.layers.length,
       bind: (v) => w.layers.map((_, l) => attention(v, l, b.attn)),
       checked: (v, out) => attention(v, 0, out),
       checkFloats: rows * qDim,
@@ -164,10 +174,10 @@ function plans(t: TuneTarget): SlotPlan[] {
   const decodeKeys = Math.min(t.maxSeqLen, 1024);
   return [
     linearPlan("linear.decode", decodeRows),
-    linearPlan("linear.prefill", prefillRows),
     attentionPlan("attention.decode", decodeRows, decodeKeys),
     // A prompt fills one slot at most: a chunk of maxTokens, or the whole context where that is shorter.
     attentionPlan("attention.prefill", Math.min(prefillRows, t.maxSeqLen), Math.min(prefillRows, t.maxSeqLen)),
+    linearPlan("linear.prefill", prefillRows),
   ];
 }
 
@@ -209,7 +219,7 @@ export async function tuneKernels(t: TuneTarget, opts: TuneOptions = {}): Promis
   for (const plan of slots) {
     const candidates = all.filter((v) => v.slot === plan.slot);
     const reference = candidates.find((v) => v.name === DEFAULT_KERNELS[plan.slot])!;
-    const stepInfo = { rows: plan.step.T, ...(plan.slot.startsWith("attention") ? { keys: plan.step.maxKeys } : {}) };
+    const stepInfo = { rows: plan.step.T, ...(plan.slot.startsWith("attention") ? { keys: plan.step.maxKeys } : {}), layers: plan.layers };
     // The reference's output on the check's random inputs; every candidate must reproduce it.
     const floats = plan.checkFloats;
     const refOut = device.createBuffer({ label: "tune reference", size: floats * 4, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC });

@@ -1,7 +1,9 @@
 // End-to-end test of the browser page (dist-web/, built by `npm run build:web`) in headless Chromium with WebGPU:
-// it loads the shared tiny-public model from a local server, runs the golden check and Search-R3 searches in the
-// page and compares them with the golden values, chats, screenshots the page, loads a folder whose safetensors
-// file is over 4 GiB through the folder picker and from a URL, and reopens with no server (service worker).
+// it loads the shared tiny-public model from a local server (tuning its kernel variants, then again from the
+// IndexedDB cache), runs the golden check (with the kernels chosen, then with every variant the adapter supports)
+// and Search-R3 searches in the page and compares them with the golden values, chats, screenshots the page, loads a
+// folder whose safetensors file is over 4 GiB through the folder picker and from a URL, and reopens with no server
+// (service worker).
 import assert from "node:assert/strict";
 import { copyFile, mkdir, mkdtemp, open, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -159,6 +161,8 @@ describe("browser page in headless Chromium (WebGPU)", { timeout: 1_200_000 }, (
     await page.click("#url-load");
     const status = await settled(page, "#load-status");
     assert.match(status, /^Loaded .*: 2 layers, hidden 64, 4 heads \(2 KV\), vocab 151936;/);
+    // A fresh profile: the kernel variants were measured at this load (and kept in IndexedDB).
+    assert.match(status, /; kernels linear\.decode=\w+, linear\.prefill=\w+, attention\.decode=\w+, attention\.prefill=\w+ \(measured\)\.$/);
     const bar = await page.$eval("#load-progress", (p) => ({ value: (p as HTMLProgressElement).value, max: (p as HTMLProgressElement).max }));
     assert.equal(bar.value, bar.max);
     // The weights came in Range slices, never as one whole-file response.
@@ -233,6 +237,25 @@ describe("browser page in headless Chromium (WebGPU)", { timeout: 1_200_000 }, (
     t.diagnostic(`${path}: ${image.width}x${image.height}, ${colours} colours, background ${(dominantShare * 100).toFixed(1)}%`);
     assert.ok(image.width >= 1280 && image.height >= 900, `${image.width}x${image.height}`);
     assert.ok(colours >= 64 && dominantShare <= 0.95, `the screenshot looks blank: ${colours} colours, one covers ${dominantShare}`);
+  });
+
+  test("the tuning at load is kept in IndexedDB: loading tiny-public again measures nothing", { timeout: SLOW }, async () => {
+    const summary = await page.evaluate((url) => window.r3gpu.loadFromUrl(url), `${server.origin}/model/`);
+    assert.equal(summary.kernelsFrom, "cache");
+  });
+
+  test("every kernel variant the adapter supports passes the golden check in the page", { timeout: 4 * SLOW }, async (t) => {
+    const choices = await page.evaluate(() => window.r3gpu.variantChoices());
+    assert.ok(choices.length >= 2, JSON.stringify(choices));
+    for (const choice of choices) {
+      const list = Object.entries(choice).map(([slot, v]) => `${slot}=${v}`).join(",");
+      const summary = await page.evaluate(([url, kernels]) => window.r3gpu.loadFromUrl(url, { kernels, tune: false }), [`${server.origin}/model/`, list] as const);
+      assert.deepEqual(summary.kernels, choice);
+      const report = await page.evaluate(() => window.r3gpu.runGolden());
+      const verdict = await page.textContent("#golden-status") ?? "";
+      t.diagnostic(`${list}: ${verdict}`);
+      assert.ok(report.ok, `${list}: ${verdict}`);
+    }
   });
 
   test("loads a folder with a safetensors file over 4 GiB through the folder picker", { timeout: SLOW }, async () => {
