@@ -24,7 +24,7 @@ import { IndexLock, IndexLockedError, LOCK_FILE } from "../src/search/lock.ts";
 import { searchQuery } from "../src/search/query.ts";
 import { modelIdentity } from "../src/search/model-identity.ts";
 import { indexSettings, resolveChunking, searchR3Options } from "../src/search/settings.ts";
-import { SearchIndex } from "../src/search/store.ts";
+import { SearchIndex, type ChunkRow } from "../src/search/store.ts";
 import { reciprocalRankFusion } from "../src/search/fusion.ts";
 import { evaluateRun, rankDocuments } from "../src/search/metrics.ts";
 import { SearchR3 } from "../src/search/searchr3.ts";
@@ -86,17 +86,8 @@ async function collect(path: string, opts?: CorpusOptions): Promise<Document[]> 
   return out;
 }
 
-interface Row {
-  doc_id: string;
-  chunk: number;
-  offset: number;
-  tokens: number;
-  text: string;
-  title: string | null;
-  source: string;
-  doc_hash: string;
-  vector: number[];
-}
+/** A chunk row as LanceDB gives it back (vectors as plain arrays). */
+type Row = Omit<ChunkRow, "vector"> & { vector: number[] };
 
 /** Every chunk row of the index at `db`, by document and chunk. */
 async function readRows(db: string): Promise<Row[]> {

@@ -83,10 +83,10 @@ export interface QuantFigures {
   kernel_variants: KernelChoice;
 }
 
-export interface ModelReport {
-  /** The weight mode of the figures below (the first of --quant); `quant` has every mode measured. */
+/** What one measured load was: the model, its kernels and its memory. */
+export interface ModelSetup {
+  /** The weight mode of the figures (in a report, the first of --quant; `quant` has every mode measured). */
   quant_mode: WeightMode;
-  quant: Partial<Record<WeightMode, QuantFigures>>;
   config: Qwen2Config;
   load: LoadFigures;
   /** The kernel variant of each op slot, and whether it was measured at this load, taken from the tuning cache or fixed. */
@@ -101,6 +101,10 @@ export interface ModelReport {
   gpu_buffer_bytes: number;
   /** The process's peak resident memory when this model's measurements ended. */
   host_peak_rss_bytes: number;
+}
+
+export interface ModelReport extends ModelSetup {
+  quant: Partial<Record<WeightMode, QuantFigures>>;
   prefill: PrefillReport[];
   decode: DecodeReport[];
   kernels: { decode: StepFigures; prefill: StepFigures };
@@ -195,17 +199,7 @@ function watchErrors(device: GPUDevice): (phase: string) => void {
   };
 }
 
-interface Measured {
-  quant_mode: WeightMode;
-  config: Qwen2Config;
-  load: LoadFigures;
-  kernel_variants: KernelChoice;
-  kernel_variants_from: "measured" | "cache" | "defaults";
-  max_batch: number;
-  kv_cache_bytes: number;
-  batched?: BatchedFigures;
-  gpu_buffer_bytes: number;
-  host_peak_rss_bytes: number;
+interface Measured extends ModelSetup {
   prefill: PrefillFigures[];
   decode: DecodeFigures[];
   kernels: { decode: StepProfile; prefill: StepProfile };

@@ -4,7 +4,7 @@ import { createReadStream } from "node:fs";
 import { readdir, readFile, stat } from "node:fs/promises";
 import { basename, extname, join, relative, resolve, sep } from "node:path";
 import { createInterface } from "node:readline";
-import picomatch from "picomatch/posix.js";
+import picomatch from "picomatch";
 import type { TextTokenizer } from "../text/tokenizer.ts";
 
 export interface Document {
@@ -49,8 +49,9 @@ export interface SkippedFile {
  */
 export async function* readCorpus(path: string, opts: CorpusOptions = {}): AsyncGenerator<Document> {
   const root = resolve(path);
-  const included = picomatch([...(opts.include ?? DEFAULT_INCLUDE)], { nocase: true });
-  const excluded = picomatch([...(opts.exclude ?? [])], { nocase: true });
+  // Paths are matched with "/" separators on every OS (windows: false), as the globs are written.
+  const included = picomatch([...(opts.include ?? DEFAULT_INCLUDE)], { nocase: true, windows: false });
+  const excluded = picomatch([...(opts.exclude ?? [])], { nocase: true, windows: false });
   if (!(await stat(root)).isDirectory()) {
     if (extname(root).toLowerCase() === ".jsonl") return yield* readJsonl(root);
     if (!included(basename(root))) {
