@@ -94,7 +94,7 @@ test("pack: one archive that fits beside the working tree, with Node, Dawn, the 
   assert.deepEqual(members.slice(0, 3), ["manifest.tsv", "contents.txt", "core.tar.xz"]);
   const core = tarList(bundle, "core.tar.xz");
   for (const f of ["bin/node", "lib/libvulkan.so.1", "app/package.json", "app/bin/r3gpu.js", "app/dist/src/cli/main.js",
-    "app/dist/bench/run.js", "app/node_modules/webgpu/dist/linux-x64/dawn.node", "app/node_modules/webgpu/index.js"]) {
+    "app/dist/src/bench/run.js", "app/node_modules/webgpu/dist/linux-x64/dawn.node", "app/node_modules/webgpu/index.js"]) {
     assert.ok(core.includes(`r3gpu-device/${f}`), `${f} not in the bundle`);
   }
   assert.ok(!core.some((f) => f.includes("lancedb-linux-x64")), "LanceDB's native module stays out");

@@ -10,6 +10,7 @@ import { nodeModelDir } from "../io/node.ts";
 import { MIN_COSINE, type Quantization } from "../model/quant.ts";
 import { Qwen2Model, type LoadOptions } from "../model/qwen2.ts";
 import { choicePrecision } from "../ops/kernel-variants.ts";
+import { TUNED_CONTEXT } from "../ops/variant.ts";
 import { SearchR3 } from "../search/searchr3.ts";
 import type { CheckArgs, DumpArgs, KernelFlags } from "./commands.ts";
 import { kernelOptions, withLoadProgress } from "./load.ts";
@@ -27,7 +28,8 @@ export async function check({ positionals, flags }: CheckArgs): Promise<number> 
   const golden = await readJson(dir, "golden.json");
   const longest = Math.max(...golden.sequences.map((s: any) => s.length + s.greedy.new_tokens.length));
   if (flags["all-variants"]) return checkAllVariants(dir, longest);
-  const { model, info, device } = await loadModel(positionals.MODEL_DIR, flags, { maxSeqLen: longest });
+  // A cache of at least the tuned context, so that this load takes the kernels `r3gpu tune` chose for the model.
+  const { model, info, device } = await loadModel(positionals.MODEL_DIR, flags, { maxSeqLen: Math.max(longest, TUNED_CONTEXT) });
   console.log(`model ${dir.name} on ${info.description || info.vendor || "WebGPU adapter"}`);
   console.log(`kernels: ${Object.entries(model.kernelChoice).map(([slot, v]) => `${slot}=${v}`).join(", ")}`);
   // Variants that compute in f16 are held to f16's tolerance, and the report says why; quantized weights to the

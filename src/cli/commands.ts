@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { PEERS } from "../bench/peers.ts";
 import { GGUF_DTYPES } from "../llamacpp/export.ts";
 import { WEIGHT_MODES } from "../model/quant.ts";
+import { TUNED_CONTEXT } from "../ops/variant.ts";
 import { isQwen25Shape, QWEN25_SHAPES, type Qwen25Shape } from "../model/shapes.ts";
 import { DEFAULT_INCLUDE } from "../search/corpus.ts";
 import { DEFAULT_BATCH_SIZE, DEFAULT_REASONING_TOKENS } from "../search/searchr3.ts";
@@ -213,7 +214,7 @@ export const TUNE = defineCommand({
     kernel: repeatable(text("a kernel of yours for a slot, SLOT=FILE.wgsl (its name: the file's, without .wgsl)", { metavar: "SLOT=FILE" })),
     precision: KERNELS.precision,
     batch: integer("decode steps of this many sequences are measured (the decode slot's rows)", { min: 1, max: 16, default: 1 }),
-    context: integer("the KV cache in tokens (decode attention is measured at up to 1024 keys)", { min: 16, default: 1024 }),
+    context: integer(`the KV cache in tokens (decode attention is measured at up to ${TUNED_CONTEXT} keys)`, { min: 16, default: TUNED_CONTEXT }),
   },
   examples: ["tune --shape qwen2.5-0.5b --json /tmp/tune.json", "tune models/tiny-qwen2 --kernel linear.decode=examples/kernels/linear_naive.wgsl"],
 });

@@ -30,6 +30,9 @@ export interface VariantInfo {
 /** Rows at which a step's linear layers and attention switch from the decode slot's variant to the prefill slot's. */
 export const DECODE_MAX_ROWS = 16;
 
+/** Decode attention is tuned at up to this many keys: `r3gpu tune`'s default context, and the least `check` loads. */
+export const TUNED_CONTEXT = 1024;
+
 /** Whether the device has every feature the variant needs. */
 export function isSupported(v: VariantInfo, device: GPUDevice): boolean {
   return v.requires.every((f) => device.features.has(f as GPUFeatureName));

@@ -15,7 +15,7 @@ import { Attention, type AttentionVariant } from "../ops/attention.ts";
 import { ATTENTION_VARIANTS, DEFAULT_KERNELS, LINEAR_VARIANTS, type KernelChoice } from "../ops/kernel-variants.ts";
 import { Linear, type LinearVariant } from "../ops/linear.ts";
 import type { Step, StepOp } from "../ops/op.ts";
-import { DECODE_MAX_ROWS, isSupported, type OpSlot, type Precision, type VariantInfo } from "../ops/variant.ts";
+import { DECODE_MAX_ROWS, isSupported, TUNED_CONTEXT, type OpSlot, type Precision, type VariantInfo } from "../ops/variant.ts";
 import type { Qwen2Config } from "../model/config.ts";
 import type { Qwen2Weights } from "../model/qwen2-weights.ts";
 import { mulberry32 } from "../util/prng.ts";
@@ -171,7 +171,7 @@ function plans(t: TuneTarget): SlotPlan[] {
       },
     };
   };
-  const decodeKeys = Math.min(t.maxSeqLen, 1024);
+  const decodeKeys = Math.min(t.maxSeqLen, TUNED_CONTEXT);
   return [
     linearPlan("linear.decode", decodeRows),
     attentionPlan("attention.decode", decodeRows, decodeKeys),
