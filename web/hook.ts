@@ -63,7 +63,8 @@ export interface R3gpuHook {
   loadFromUrl(url: string, request?: LoadRequest): Promise<ModelSummary>;
   /** Kernel choices that together run every variant the adapter supports (for golden checks of all of them). */
   variantChoices(): Promise<KernelChoice[]>;
-  runGolden(): Promise<GoldenReport>;
+  /** The golden check of the loaded model; with maxLength, only its sequences of at most that many tokens. */
+  runGolden(opts?: { maxLength?: number }): Promise<GoldenReport>;
   search(request: SearchRequest): Promise<SearchOutcome>;
 }
 

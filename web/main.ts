@@ -269,7 +269,7 @@ function renderGolden(report: GoldenReport): void {
   ui.goldenOut.replaceChildren(table);
 }
 
-function runGolden(): Promise<GoldenReport> {
+function runGolden(opts: { maxLength?: number } = {}): Promise<GoldenReport> {
   return exclusive("golden", async () => {
     const { engine, dir, summary } = requireModel();
     if (!summary.golden) throw new Error(`${dir.name} has no golden.json`);
@@ -282,6 +282,7 @@ function runGolden(): Promise<GoldenReport> {
     try {
       const report = await runGoldenCheck(engine.model, dir, {
         tolerance,
+        maxLength: opts.maxLength,
         onSequence: (i, n) => setStatus(ui.goldenStatus, "running", `Running sequence ${i} (${n} tokens)…`),
       });
       renderGolden(report);
@@ -455,7 +456,7 @@ ui.urlForm.addEventListener("submit", (e) => {
   if (url) fromControl(() => loadFromUrl(url));
 });
 
-ui.goldenRun.addEventListener("click", () => fromControl(runGolden));
+ui.goldenRun.addEventListener("click", () => fromControl(() => runGolden()));
 
 ui.chatForm.addEventListener("submit", (e) => {
   e.preventDefault();
