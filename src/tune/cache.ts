@@ -4,7 +4,7 @@
 // cache-indexeddb.ts (browsers).
 import { SHADERS } from "../gpu/shaders.gen.ts";
 import type { KernelChoice } from "../ops/kernel-variants.ts";
-import { TUNED_CONTEXT } from "../ops/variant.ts";
+import { DECODE_MAX_ROWS, TUNED_CONTEXT } from "../ops/variant.ts";
 import type { VariantResult } from "./tuner.ts";
 
 export interface TuneRecord {
@@ -48,11 +48,11 @@ const pow2 = (n: number) => 2 ** Math.ceil(Math.log2(Math.max(1, n)));
 
 /**
  * The sizes of the steps a model's slots are measured at, in classes (powers of two), so that loads of one model with
- * nearby limits share a tuning result: the rows of a decode step (sequences, at most 16), the keys of its attention
+ * nearby limits share a tuning result: the rows of a decode step (sequences, at most DECODE_MAX_ROWS), the keys of its attention
  * (at most TUNED_CONTEXT) and the rows of a prompt chunk.
  */
 export function stepClasses(t: { maxBatch: number; maxSeqLen: number; maxTokens: number }): Record<string, number> {
-  return { decodeRows: pow2(Math.min(t.maxBatch, 16)), decodeKeys: pow2(Math.min(t.maxSeqLen, TUNED_CONTEXT)), prefillRows: pow2(t.maxTokens) };
+  return { decodeRows: pow2(Math.min(t.maxBatch, DECODE_MAX_ROWS)), decodeKeys: pow2(Math.min(t.maxSeqLen, TUNED_CONTEXT)), prefillRows: pow2(t.maxTokens) };
 }
 
 /** The device's limits as plain numbers (Dawn and wgpu expose them as prototype accessors). */
