@@ -4,7 +4,7 @@
 // The CLI's entry point imports every subcommand statically, so every package any of them imports must
 // resolve at start-up. Packages the checked commands use are copied (webgpu with only its Linux x64
 // binary; the tokenizer and chat-template libraries, which are small and pure JS). The others (LanceDB
-// with its 155 MB native module, Apache Arrow, the hub client, node-llama-cpp) are replaced by stubs that
+// with its 155 MB native module, Apache Arrow, the hub client) are replaced by stubs that
 // export the real package's names and throw, naming the package, if anything calls them.
 import { copyFileSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";

@@ -6,8 +6,10 @@ import { after, test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { runLlamaCppPeer } from "../src/llamacpp/peer.ts";
+import { readdirSync } from "node:fs";
+import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
+import { LLAMACPP_ENTRY, llamaCppMissing, runLlamaCppPeer } from "../src/llamacpp/peer.ts";
 import { f32BitsToBf16, f32BitsToF16 } from "../src/llamacpp/convert.ts";
 import { exportGgufFile } from "../src/llamacpp/export-file.ts";
 import { exportRandom } from "../src/llamacpp/export.ts";
@@ -24,6 +26,18 @@ import { embeddedModelDir, goldenDir } from "./shared-paths.ts";
 
 const tmp = await mkdtemp(join(tmpdir(), "r3gpu-gguf-"));
 after(() => rm(tmp, { recursive: true, force: true }));
+
+test("llama.cpp peer: its own folder with only the Linux x64 CPU and Vulkan builds; r3gpu's dependencies hold none of it", async () => {
+  const peerDir = dirname(LLAMACPP_ENTRY);
+  assert.equal(llamaCppMissing(), undefined, "npm run test:node runs scripts/setup-llamacpp.sh first");
+  assert.deepEqual(readdirSync(join(peerDir, "node_modules", "@node-llama-cpp")).sort(), ["linux-x64", "linux-x64-vulkan"]);
+  assert.throws(() => createRequire(import.meta.url).resolve("node-llama-cpp/package.json"), /Cannot find module/,
+    "node-llama-cpp resolves from r3gpu's own node_modules");
+  const missing = llamaCppMissing(tmp);
+  assert.match(missing ?? "", new RegExp(`${join(tmp, "node_modules").replace(/[.*+?^${}()|[\]\\]/g, "\\$&")} has no node-llama-cpp.*setup-llamacpp\.sh`));
+  const run = await runLlamaCppPeer({ gguf: join(tmp, "none.gguf"), gpu: false, promptTokens: 1, decodeTokens: 0, timeoutMs: 60_000 });
+  assert.match(run.error ?? "", /none\.gguf|no such file|failed/i, "a missing GGUF is the worker's error, not a hang");
+});
 
 // ---------------------------------------------------------------------------------------------
 // An independent GGUF reader (only what the tests check)

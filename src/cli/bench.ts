@@ -5,6 +5,7 @@ import { missedTargets, runBench, runProfile } from "../bench/run.ts";
 import { nodeGpu } from "../gpu/node.ts";
 import type { UploadProgress } from "../model/weights.ts";
 import type { BenchArgs, ProfileArgs } from "./commands.ts";
+import { llamaCppMissing } from "../llamacpp/peer.ts";
 import { quantOf } from "../model/quant.ts";
 import { kernelOptions } from "./load.ts";
 import { Progress } from "./progress.ts";
@@ -25,6 +26,12 @@ function loadBars(): (p: UploadProgress) => void {
 const log = (line: string) => console.error(line);
 
 export async function bench({ flags, argv }: BenchArgs): Promise<number> {
+  // Said before r3gpu's own measurements, which take minutes, rather than in the peer's row after them.
+  const missing = flags.peer?.includes("llama.cpp") ? llamaCppMissing() : undefined;
+  if (missing) {
+    console.error(`r3gpu bench --peer llama.cpp: ${missing}`);
+    return 1;
+  }
   const { adapter, device } = await nodeGpu();
   const report = await runBench(adapter, device, {
     shapes: flags.shape, quick: flags.quick, command: ["r3gpu", "bench", ...argv].join(" "), log, onLoadProgress: loadBars(),

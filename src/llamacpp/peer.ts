@@ -5,8 +5,15 @@
 // Each run happens in a child process (peer-worker.ts) that reports the prompt start and every token as
 // they happen. A native evaluation cannot be interrupted, and on lavapipe llama.cpp's Vulkan backend can take
 // minutes for a short prompt, so at the time limit the child is killed and the result says what was reached.
+//
+// node-llama-cpp is not one of r3gpu's own dependencies: its optional dependencies are prebuilt binaries for
+// every platform, 538 MB of them CUDA builds that nothing here loads, and npm cannot leave out one package's
+// optional dependencies. It lives in peers/llama.cpp with its own lockfile and only the Linux x64 CPU and
+// Vulkan builds, installed by scripts/setup-llamacpp.sh when the peer is wanted.
 import { fork } from "node:child_process";
+import { existsSync } from "node:fs";
 import { availableParallelism } from "node:os";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { WorkerMessage, WorkerRequest } from "./peer-worker.ts";
 
@@ -61,6 +68,18 @@ export interface LlamaCppPeerResult {
 // The worker sits next to this module, compiled or not.
 const WORKER = fileURLToPath(new URL(`./peer-worker${import.meta.url.endsWith(".ts") ? ".ts" : ".js"}`, import.meta.url));
 const STDERR_TAIL = 2000;
+
+/** peers/llama.cpp/index.js, from src/llamacpp (run as TypeScript) or dist/src/llamacpp (compiled). */
+export const LLAMACPP_ENTRY = ["../../peers/llama.cpp/index.js", "../../../peers/llama.cpp/index.js"]
+  .map((up) => fileURLToPath(new URL(up, import.meta.url)))
+  .find((p) => existsSync(p)) ?? fileURLToPath(new URL("../../../peers/llama.cpp/index.js", import.meta.url));
+
+/** Why the peer cannot run here (node-llama-cpp not installed in peers/llama.cpp), or undefined when it can. */
+export function llamaCppMissing(dir = dirname(LLAMACPP_ENTRY)): string | undefined {
+  if (existsSync(join(dir, "node_modules", "node-llama-cpp", "package.json"))) return undefined;
+  return `llama.cpp peer not installed: ${join(dir, "node_modules")} has no node-llama-cpp; ` +
+    "run `bash scripts/setup-llamacpp.sh` in r3gpu's clone (node-llama-cpp 3.21.1 with its Linux x64 CPU and Vulkan builds, 164 MB)";
+}
 const EXIT_GRACE_MS = 5000;
 
 function syntheticPrompt(n: number): number[] {
@@ -81,6 +100,8 @@ export async function runLlamaCppPeer(opts: LlamaCppPeerOptions): Promise<LlamaC
     backend: opts.gpu || "cpu", device: null, prompt_tokens: prompt.length, prefill_tok_s: null, decode_tok_s: null,
     decode_steps: 0, load_s: null, warmup_s: null, tokens: [], timed_out: false,
   };
+  const missing = llamaCppMissing();
+  if (missing) return { ...result, error: missing };
   // llama.cpp's Vulkan backend skips CPU Vulkan devices such as lavapipe unless they are listed explicitly.
   const env = opts.gpu === "vulkan" ? { ...process.env, GGML_VK_VISIBLE_DEVICES: process.env.GGML_VK_VISIBLE_DEVICES ?? "0" } : process.env;
   const child = fork(WORKER, [], { env, execArgv: [], stdio: ["ignore", "ignore", "pipe", "ipc"] });
@@ -123,7 +144,7 @@ export async function runLlamaCppPeer(opts: LlamaCppPeerOptions): Promise<LlamaC
     child.on("close", (code, signal) => resolve(signal ? `signal ${signal}` : `exit code ${code}`));
     child.on("error", (e) => resolve(e.message));
   });
-  const request: WorkerRequest = { gguf: opts.gguf, gpu: opts.gpu, prompt, decodeTokens: opts.decodeTokens,
+  const request: WorkerRequest = { entry: LLAMACPP_ENTRY, gguf: opts.gguf, gpu: opts.gpu, prompt, decodeTokens: opts.decodeTokens,
     threads: opts.threads ?? availableParallelism(), kvCacheType: opts.kvCacheType ?? "F16", warmup: opts.warmup ?? true };
   child.send(request);
 
