@@ -2,13 +2,17 @@
 // W [rows, K] in the layout of lib/weight_layout.wgsl (one part of a weight split across buffers, with its n0), the
 // same contract as linear.wgsl. Two variants come from this file: the K-slices' partial sums meet in workgroup
 // memory, or first across the subgroup by shuffles (SUBGROUPS) and only then across subgroups in workgroup memory.
+// SWIGLU fuses the MLP's activation into its stacked gate/up projection (W = [gate; up]: 2 * rows weight rows in
+// one part, no bias, no accumulation): y[m, n] = silu(gate[m, n]) * up[m, n] for n < rows, N = rows, so that the
+// projection's own 2 * rows outputs are never written or read back. Of a workgroup's RG groups, the first RG / 2
+// are gate rows and the others the up rows `rows` further on, so each output's two sums meet in its reduction.
 // Bindings: p, x: f32 [M, K] as vec2 pairs, w: laid-out weight quads, bias: f32 [N] (HAS_BIAS), y: f32 [M, N].
 // Constants: TM input rows and RG groups of W_LANES weight rows per workgroup; WG = W_LANES * KT invocations.
 // Work per invocation: invocation t is one lane of one K-slice ks (t = ks % KL + KL * (lane + W_LANES * (ks / KL)));
 // it owns weight row `lane` of each of the workgroup's RG groups and the K-quads kq = ks, ks + KT, ... (8 elements
 // each) of those rows, for all TM input rows: RG * TM partial dot products over nq / KT quads.
-// Grid: one workgroup per (RG * W_LANES rows, TM input rows), numbered along x then y (x at most 65535), so a
-// part of any number of rows, and any M (TM rows at a time), fits the grid.
+// Grid: one workgroup per (RG * W_LANES rows, TM input rows; SWIGLU: RG / 2 * W_LANES outputs), numbered along x
+// then y (x at most 65535), so a part of any number of rows, and any M (TM rows at a time), fits the grid.
 //
 // Why this mapping suits GPUs: a decode step has one (or a few) input rows, so the linear layer only streams the
 // weights once, and what bounds it is how many loads are in flight. Giving the K of each row to KT invocations
@@ -36,6 +40,12 @@ struct Params { M: u32, K: u32, N: u32, n0: u32, rows: u32 }
 override ACCUMULATE: bool = false;
 
 const KT: u32 = WG / W_LANES;
+#if SWIGLU
+// Groups of outputs per workgroup: each has a gate group and an up group.
+const OG: u32 = RG / 2u;
+#else
+const OG: u32 = RG;
+#endif
 // K-slices interleaved below the lane in the invocation index (see the header).
 const KL: u32 = min(KT, 4u);
 // Input rows whose partial sums go through workgroup memory together: at most 16 KiB of it (WebGPU's default
@@ -48,14 +58,14 @@ var<workgroup> red: array<f32, KT * OUT>;
 
 alias Acc = array<array<f32, RG>, TM>;
 
-// Adds to acc the products of K-quad kq of the invocation's RG rows (q: the quad's index in the first of them)
-// with TM input rows from m0. `last`: kq is the last quad and K ends inside it; its padding weights are zero, but x past K
+// Adds to acc the products of K-quad kq of the invocation's RG rows (q[g]: the quad's index in row g) with TM input
+// rows from m0. `last`: kq is the last quad and K ends inside it; its padding weights are zero, but x past K
 // must not be read (it is the next row, or memory never written, and 0 * inf is NaN). The two callers pass a
 // constant, so the main loop carries no guard.
-fn add_quad(acc: ptr<function, Acc>, q: u32, kq: u32, m0: u32, last: bool) {
+fn add_quad(acc: ptr<function, Acc>, q: array<u32, RG>, kq: u32, m0: u32, last: bool) {
   let hk = p.K / 2u;
   var wq: array<array<vec2f, 4>, RG>;
-  for (var g = 0u; g < RG; g++) { wq[g] = load_w8(q + g * W_LANES); }
+  for (var g = 0u; g < RG; g++) { wq[g] = load_w8(q[g]); }
   for (var i = 0u; i < TM; i++) {
     // Rows past M read the last valid row; their results are not stored.
     let xb = min(m0 + i, p.M - 1u) * hk;
@@ -76,10 +86,10 @@ fn main(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wid: vec
 ) {
   // The workgroup's rows and input rows come from workgroup_id only, so they are uniform: the early return keeps
   // the barriers below in uniform control flow, and x's row addresses are the same in every invocation.
-  let row_wgs = (p.rows + RG * W_LANES - 1u) / (RG * W_LANES);
+  let row_wgs = (p.rows + OG * W_LANES - 1u) / (OG * W_LANES);
   let idx = wid.x + wid.y * nwg.x;
   if (idx >= row_wgs * ((p.M + TM - 1u) / TM)) { return; }
-  let g0 = (idx % row_wgs) * RG;
+  let g0 = (idx % row_wgs) * OG;
   let m0 = (idx / row_wgs) * TM;
   let lane = (t / KL) % W_LANES;
   let ks = t % KL + (t / (KL * W_LANES)) * KL;
@@ -87,11 +97,28 @@ fn main(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wid: vec
   let hk = p.K / 2u;
   let nq = (hk + 3u) / 4u;
   let full = hk / 4u;
-  // RG divides W_GROUPS, so the workgroup's groups are neighbours in one block: group g0 + g is W_LANES quads on.
-  let q0 = w_quad(g0 * W_LANES + lane, 0u, nq);
+  // Quad 0 of each of the invocation's rows; quad kq of a row is kq * W_BLOCK further on.
+  var q: array<u32, RG>;
+  for (var g = 0u; g < RG; g++) {
+#if SWIGLU
+    // Up rows are `rows` after their gate rows, rarely in the same block; rows past the gate's read its last row.
+    let row = min((g0 + g % OG) * W_LANES + lane, p.rows - 1u) + select(0u, p.rows, g >= OG);
+#else
+    let row = (g0 + g) * W_LANES + lane;
+#endif
+    q[g] = w_quad(row, 0u, nq);
+  }
   var acc: Acc;
-  for (var kq = ks; kq < full; kq += KT) { add_quad(&acc, q0 + kq * W_BLOCK, kq, m0, false); }
-  if (full < nq && ks == full % KT) { add_quad(&acc, q0 + full * W_BLOCK, full, m0, true); }
+  for (var kq = ks; kq < full; kq += KT) {
+    var qk: array<u32, RG>;
+    for (var g = 0u; g < RG; g++) { qk[g] = q[g] + kq * W_BLOCK; }
+    add_quad(&acc, qk, kq, m0, false);
+  }
+  if (full < nq && ks == full % KT) {
+    var qk: array<u32, RG>;
+    for (var g = 0u; g < RG; g++) { qk[g] = q[g] + full * W_BLOCK; }
+    add_quad(&acc, qk, full, m0, true);
+  }
 
   // The K-slices ks with ks % stride == 0 hold the sums over stride K-slices (theirs and the next stride - 1):
   // without subgroups, their own.
@@ -127,11 +154,23 @@ fn main(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wid: vec
       }
     }
     workgroupBarrier();
-    // Output o of the round: input row m0 + c + o / (RG * W_LANES), weight row (g0 + o / W_LANES % RG) * W_LANES
-    // + o % W_LANES; neighbouring invocations read neighbouring words.
+    // Sum o of the round: input row m0 + c + o / (RG * W_LANES), of the workgroup's group o / W_LANES % RG, lane
+    // o % W_LANES; neighbouring invocations read neighbouring words.
     for (var o = t; o < OUT; o += WG) {
-      let n = (g0 + (o / W_LANES) % RG) * W_LANES + o % W_LANES;
+      let g = (o / W_LANES) % RG;
+      let n = (g0 + g) * W_LANES + o % W_LANES;
       let m = m0 + c + o / (RG * W_LANES);
+#if SWIGLU
+      // The gate's sums write the outputs, each with the up sum OG groups on.
+      if (g >= OG || n >= p.rows || m >= p.M) { continue; }
+      var gate = 0.0;
+      var up = 0.0;
+      for (var s = 0u; s < sets; s++) {
+        gate += red[s * OUT + o];
+        up += red[s * OUT + o + OG * W_LANES];
+      }
+      y[m * p.N + n] = gate / (1.0 + exp(-gate)) * up;
+#else
       if (n >= p.rows || m >= p.M) { continue; }
       var v = 0.0;
       for (var s = 0u; s < sets; s++) { v += red[s * OUT + o]; }
@@ -141,6 +180,7 @@ fn main(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wid: vec
       let out = m * p.N + p.n0 + n;
       if (ACCUMULATE) { v += y[out]; }
       y[out] = v;
+#endif
     }
     // The next round overwrites red.
     if (c + MC < TM) { workgroupBarrier(); }

@@ -388,14 +388,20 @@ test("export q8_0 and q4_0: r3gpu's quantized types per tensor, the definitions'
     assert.equal(run.error, undefined, `llama.cpp on ${dtype}: ${run.error}`);
     assert.equal(run.tokens.length, 5, `llama.cpp on ${dtype}: its greedy tokens`);
     const typeOf = (name: string) => g.tensors.find((t) => t.name === name)!.type;
-    // ggml_type: Q8_0 8, Q4_0 2, F32 0.
-    assert.equal(typeOf("token_embd.weight"), 8);
-    assert.equal(typeOf("blk.0.attn_q.weight"), 8);
-    assert.equal(typeOf("blk.0.ffn_gate.weight"), dtype === "q8_0" ? 8 : 2);
-    assert.equal(typeOf("blk.0.ffn_down.weight"), dtype === "q8_0" ? 8 : 2);
+    // ggml_type: Q8_0 8, Q4_0 2, F16 1, F32 0. q8 keeps the attention and the embedding lookup unquantized (F16
+    // here) and adds an int8 output.weight for the tied table; q4 has one Q8_0 table for both.
+    const q8 = dtype === "q8_0";
+    assert.equal(typeOf("token_embd.weight"), q8 ? 1 : 8);
+    assert.equal(typeOf("blk.0.attn_q.weight"), q8 ? 1 : 8);
+    assert.equal(typeOf("blk.0.ffn_gate.weight"), q8 ? 8 : 2);
+    assert.equal(typeOf("blk.0.ffn_down.weight"), q8 ? 8 : 2);
+    assert.equal(g.tensors.find((t) => t.name === "output.weight")?.type, q8 ? 8 : undefined);
     assert.equal(typeOf("blk.0.attn_norm.weight"), 0);
-    for (const [hf, gguf, rows, cols] of [["model.layers.0.mlp.down_proj.weight", "blk.0.ffn_down.weight", 64, 96],
-      ["model.layers.0.self_attn.k_proj.weight", "blk.0.attn_k.weight", 32, 64]] as const) {
+    // The first 64 rows of a tied table's int8 output.weight are enough to check its blocks.
+    const quantized = q8
+      ? [["model.layers.0.mlp.down_proj.weight", "blk.0.ffn_down.weight", 64, 96], ["model.embed_tokens.weight", "output.weight", 64, 64]] as const
+      : [["model.layers.0.mlp.down_proj.weight", "blk.0.ffn_down.weight", 64, 96], ["model.layers.0.self_attn.k_proj.weight", "blk.0.attn_k.weight", 32, 64]] as const;
+    for (const [hf, gguf, rows, cols] of quantized) {
       const type = typeOf(gguf) === 8 ? "Q8_0" : "Q4_0";
       const t = g.tensors.find((x) => x.name === gguf)!;
       const data = g.bytes.subarray(g.dataStart + t.offset, g.dataStart + t.offset + (rows * cols / 32) * (type === "Q8_0" ? 34 : 18));

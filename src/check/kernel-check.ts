@@ -8,12 +8,14 @@ import { planSteps } from "../model/batch.ts";
 import type { Qwen2Config } from "../model/config.ts";
 import { Attention, type AttentionVariant } from "../ops/attention.ts";
 import { allVariants, DEFAULT_KERNELS, type KernelChoice } from "../ops/kernel-variants.ts";
+import { GateUpSwiGlu, type SwiGluVariant } from "../ops/gate-up-swiglu.ts";
 import { Linear, type LinearVariant } from "../ops/linear.ts";
+import { ROWS_DECODE, ROWS_PREFILL } from "../ops/linear-rows.ts";
 import { sequenceStep } from "../ops/op.ts";
 import { isSupported, OP_SLOTS, type VariantInfo } from "../ops/variant.ts";
 import { mulberry32 } from "../util/prng.ts";
 import { gpuMatrix, readF32, uploadF32, uploadU32 } from "./device-data.ts";
-import { assertClose, attentionRef, linearRef, normalF32, quantize, uniformF32 } from "./reference.ts";
+import { assertClose, attentionRef, linearRef, normalF32, quantize, swigluRef, uniformF32 } from "./reference.ts";
 
 export interface KernelCheckCase {
   /** The problem, in words (shape, rows, bias or accumulation; sequences and contexts). */
@@ -48,6 +50,7 @@ export function coveringChoices(device: GPUDevice): KernelChoice[] {
 }
 
 export async function checkVariantFloat64(kernels: Kernels, v: VariantInfo, cfg: Qwen2Config): Promise<KernelCheckCase[]> {
+  if (v.slot === "swiglu.decode") return checkSwiGlu(kernels, v as SwiGluVariant, cfg);
   return v.slot.startsWith("linear.") ? checkLinear(kernels, v as LinearVariant, cfg) : checkAttention(kernels, v as AttentionVariant, cfg);
 }
 
@@ -106,6 +109,44 @@ async function checkLinear(kernels: Kernels, v: LinearVariant, cfg: Qwen2Config)
     } finally {
       W.parts.forEach((p) => p.buffer.destroy());
     }
+  }
+  return out;
+}
+
+/** The MLP's stacked gate/up projection and SwiGLU at the model's widths, at 1, 3 and 16 rows. */
+async function checkSwiGlu(kernels: Kernels, v: SwiGluVariant, cfg: Qwen2Config): Promise<KernelCheckCase[]> {
+  const { device } = kernels;
+  const K = cfg.hiddenSize, I = cfg.intermediateSize;
+  const rand = mulberry32(3000);
+  const Wv = quantize(uniformF32(rand, 2 * I * K), "BF16");
+  const W = gpuMatrix(device, "check gate/up", Wv, 2 * I, K, "BF16");
+  const out: KernelCheckCase[] = [];
+  try {
+    for (const M of LINEAR_ROWS["linear.decode"]) {
+      out.push(await run(`gate/up K=${K} I=${I} + SwiGLU, ${M} rows`, async () => {
+        const xv = normalF32(rand, M * K);
+        const act0 = normalF32(rand, (M + 1) * I, 2);
+        const x = uploadF32(device, xv, "x"), act = uploadF32(device, act0, "act");
+        const gateUp = uploadF32(device, new Float32Array(M * 2 * I), "gate_up");
+        const op = new GateUpSwiGlu(kernels, x, W, gateUp, act, I, { linear: { decode: ROWS_DECODE, prefill: ROWS_PREFILL }, decode: v });
+        try {
+          await kernels.compiled();
+          const rec = new Recorder(device);
+          op.encode(rec, sequenceStep(M, 0));
+          rec.submit();
+          const got = await readF32(device, act, act0.length);
+          const ref = swigluRef(linearRef(xv, Wv, K, 2 * I, [...Array(M).keys()], undefined, undefined, { dtype: "BF16" }), M, I);
+          const { maxRatio } = assertClose(got.subarray(0, M * I), ref.y, (i) => ref.bound[i], "output");
+          assertClose(got.subarray(M * I), act0.subarray(M * I), 0, "the row past the output (must stay untouched)");
+          return maxRatio;
+        } finally {
+          op.destroy();
+          for (const b of [x, act, gateUp]) b.destroy();
+        }
+      }));
+    }
+  } finally {
+    W.parts.forEach((p) => p.buffer.destroy());
   }
   return out;
 }

@@ -266,6 +266,27 @@ export function linearRef(x: Float32Array, W: Float32Array, K: number, N: number
   return { y, bound };
 }
 
+/**
+ * SwiGLU over a stacked gate/up projection's reference (linearRef of 2 I columns per row, gate then up):
+ * act[r, n] = silu(g) u with g, u its columns n and I + n, and a bound from theirs: |silu'| <= 1.1 everywhere, so
+ * the error is at most 1.1 bg (|u| + bu) + (|silu(g)| + 1.1 bg) bu, plus the f32 evaluation of g / (1 + exp(-g)) u
+ * (exp within (3 + 2 |g|) ulp, as WGSL requires, and three roundings).
+ */
+export function swigluRef(gateUp: { y: Float64Array; bound: Float64Array }, rows: number, I: number): { y: Float64Array; bound: Float64Array } {
+  const y = new Float64Array(rows * I), bound = new Float64Array(rows * I);
+  for (let r = 0; r < rows; r++) {
+    for (let n = 0; n < I; n++) {
+      const g = gateUp.y[r * 2 * I + n], u = gateUp.y[r * 2 * I + I + n];
+      const bg = gateUp.bound[r * 2 * I + n], bu = gateUp.bound[r * 2 * I + I + n];
+      const silu = g / (1 + Math.exp(-g));
+      y[r * I + n] = silu * u;
+      bound[r * I + n] = 1.1 * bg * (Math.abs(u) + bu) + (Math.abs(silu) + 1.1 * bg) * bu +
+        (6 + 2 * Math.abs(g)) * F32_ROUNDOFF * 2 * Math.abs(silu * u) + 1e-30;
+    }
+  }
+  return { y, bound };
+}
+
 export interface CloseReport {
   /** Largest |actual - expected|. */
   maxErr: number;

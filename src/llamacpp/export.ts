@@ -7,7 +7,7 @@
 import type { ModelDir } from "../io/files.ts";
 import { checkConfigAgainstTensors, type Qwen2Config } from "../model/config.ts";
 import { openModelFolder } from "../model/folder.ts";
-import { quantizedDType, type WeightMode } from "../model/quant.ts";
+import { quantizedDType, type MatrixRole, type WeightMode } from "../model/quant.ts";
 import { randomMatrixBf16, randomVectorF32 } from "../model/random-host.ts";
 import { openModelWeights, streamTensor, type TensorInfo } from "../model/safetensors.ts";
 import { convertWeights, type ConvertStats, type FloatDType } from "./convert.ts";
@@ -47,7 +47,8 @@ interface HostWeights {
 }
 
 /** HF tensor name and row-major shape -> GGUF tensor name, for every tensor llama.cpp's qwen2 graph reads. */
-function tensorMap(cfg: Qwen2Config): { hf: string; gguf: string; shape: number[] }[] {
+/** `separateHead`: an output.weight even for a tied model (read from its table), when the head's type differs from the table's. */
+function tensorMap(cfg: Qwen2Config, separateHead: boolean): { hf: string; gguf: string; shape: number[] }[] {
   const H = cfg.hiddenSize, I = cfg.intermediateSize, V = cfg.vocabSize;
   const qDim = cfg.numHeads * cfg.headDim, kvDim = cfg.numKvHeads * cfg.headDim;
   const out = [{ hf: "model.embed_tokens.weight", gguf: "token_embd.weight", shape: [V, H] }];
@@ -70,8 +71,10 @@ function tensorMap(cfg: Qwen2Config): { hf: string; gguf: string; shape: number[
     );
   }
   out.push({ hf: "model.norm.weight", gguf: "output_norm.weight", shape: [H] });
-  // Tied models have no output.weight; llama.cpp then uses token_embd.weight for the LM head.
-  if (!cfg.tieWordEmbeddings) out.push({ hf: "lm_head.weight", gguf: "output.weight", shape: [V, H] });
+  // Tied models have no output.weight unless its type differs; without one, llama.cpp uses token_embd.weight.
+  if (!cfg.tieWordEmbeddings || separateHead) {
+    out.push({ hf: cfg.tieWordEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight", gguf: "output.weight", shape: [V, H] });
+  }
   return out;
 }
 
@@ -102,8 +105,9 @@ async function writeQwen2Gguf(sink: ByteSink, cfg: Qwen2Config, vocab: GgufVocab
   const matrixType = (opts.dtype ?? "f16").toUpperCase() as GgmlTypeName;
   const metadata = new Map<string, GgufValue>([...modelMetadata(cfg, opts.name ?? name, matrixType), ...vocabMetadata(vocab)]);
   const stats: ConvertStats = { overflows: 0 };
-  const tensors: GgufTensor[] = tensorMap(cfg).map(({ hf, gguf, shape }) => {
-    const type: GgmlTypeName = shape.length === 1 ? "F32" : matrixTypeOf(matrixType, hf);
+  const separateHead = matrixTypeOf(matrixType, "lm_head") !== matrixTypeOf(matrixType, "embedding");
+  const tensors: GgufTensor[] = tensorMap(cfg, separateHead).map(({ hf, gguf, shape }) => {
+    const type: GgmlTypeName = shape.length === 1 ? "F32" : matrixTypeOf(matrixType, roleOf(gguf));
     const produce = weights.tensor(hf, shape);
     return {
       name: gguf, type, dims: [...shape].reverse(),
@@ -115,10 +119,18 @@ async function writeQwen2Gguf(sink: ByteSink, cfg: Qwen2Config, vocab: GgufVocab
   return { bytes, tensors: tensors.length, warnings };
 }
 
-/** The type of one matrix: q4_0 files keep every matrix but the MLP's in Q8_0, as r3gpu's q4 does. */
-function matrixTypeOf(fileType: GgmlTypeName, hf: string): GgmlTypeName {
-  if (fileType !== "Q4_0") return fileType;
-  return quantizedDType("q4", hf.includes(".mlp.") ? "mlp" : hf.includes(".self_attn.") ? "attention" : "embedding") === "Q4" ? "Q4_0" : "Q8_0";
+const roleOf = (gguf: string): MatrixRole =>
+  gguf.includes(".ffn_") ? "mlp" : gguf.includes(".attn_") ? "attention" : gguf === "output.weight" ? "lm_head" : "embedding";
+
+/**
+ * The type of one matrix. q8_0 and q4_0 files hold what r3gpu's q8 and q4 modes hold (src/model/quant.ts): Q8_0,
+ * Q4_0 where those quantize, and F16 (the file type of the bf16 comparisons) where q8 keeps the stored dtype.
+ */
+function matrixTypeOf(fileType: GgmlTypeName, role: MatrixRole): GgmlTypeName {
+  const mode = fileType === "Q8_0" ? "q8" : fileType === "Q4_0" ? "q4" : undefined;
+  if (!mode) return fileType;
+  const q = quantizedDType(mode, role);
+  return q === "Q4" ? "Q4_0" : q === "Q8" ? "Q8_0" : "F16";
 }
 
 class SafetensorsHostWeights implements HostWeights {

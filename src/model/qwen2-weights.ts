@@ -93,12 +93,16 @@ export async function loadLayerWeights(w: WeightSource, cfg: Qwen2Config, l: num
 export async function loadQwen2Weights(w: WeightSource, cfg: Qwen2Config, quant?: Quantization): Promise<Qwen2Weights> {
   const H = cfg.hiddenSize;
   const table = (name: string) => ({ name, size: cfg.vocabSize });
-  const tableDType = quant && quantizedDType(quant, "embedding");
-  const embed_tokens = await w.matrix("model.embed_tokens.weight", [table("model.embed_tokens.weight")], H, tableDType);
+  const embedDType = quant && quantizedDType(quant, "embedding");
+  const headDType = quant && quantizedDType(quant, "lm_head");
+  const embed_tokens = await w.matrix("model.embed_tokens.weight", [table("model.embed_tokens.weight")], H, embedDType);
   const layers: Qwen2LayerWeights[] = [];
   for (let l = 0; l < cfg.numLayers; l++) layers.push(await loadLayerWeights(w, cfg, l, quant));
   const norm = await w.vector("model.norm.weight", [{ name: "model.norm.weight", size: H }]);
-  const lm_head = cfg.tieWordEmbeddings ? embed_tokens : await w.matrix("lm_head.weight", [table("lm_head.weight")], H, tableDType);
+  // A tied table whose two uses get different dtypes is loaded twice, the second time as the LM head.
+  const lm_head = cfg.tieWordEmbeddings && headDType === embedDType ? embed_tokens
+    : cfg.tieWordEmbeddings ? await w.matrix("lm_head (tied: model.embed_tokens.weight)", [table("model.embed_tokens.weight")], H, headDType)
+    : await w.matrix("lm_head.weight", [table("lm_head.weight")], H, headDType);
   await w.finish();
   return { embed_tokens, layers, norm, lm_head };
 }

@@ -6,7 +6,8 @@
 //     h = input_layernorm(x);  q, k, v = q_proj(h), k_proj(h), v_proj(h)      (one stacked matrix)
 //     q, k = rope(q, k);  cache[slot, pos] = k, v
 //     x = x + o_proj(attention(q, cache[slot]))
-//     h = post_attention_layernorm(x);  x = x + down_proj(silu(gate_proj(h)) * up_proj(h))   (gate and up stacked)
+//     h = post_attention_layernorm(x);  x = x + down_proj(silu(gate_proj(h)) * up_proj(h))   (gate and up stacked;
+//       at decode, SwiGLU may be the projection's epilogue: the swiglu.decode slot)
 //   h = norm(x);  logits = lm_head(h[output rows]);  next = argmax(logits)   (one output row per sequence)
 //
 // Every token of a step carries its own (slot, position), so one step can hold the prompt of one sequence, the
@@ -16,6 +17,7 @@ import { Kernels } from "../gpu/kernel.ts";
 import { Recorder } from "../gpu/recorder.ts";
 import type { ModelDir } from "../io/files.ts";
 import { Argmax, NO_FINITE_LOGIT } from "../ops/argmax.ts";
+import { GateUpSwiGlu } from "../ops/gate-up-swiglu.ts";
 import { Attention } from "../ops/attention.ts";
 import { DEFAULT_KERNELS, resolveKernels, type KernelChoice, type ModelKernels } from "../ops/kernel-variants.ts";
 import { chooseKernels, type ModelTuneOptions, type ModelTuneReport } from "../tune/choose.ts";
@@ -27,7 +29,6 @@ import { Linear, type LinearOptions } from "../ops/linear.ts";
 import type { CaptureCopy, Step, StepOp } from "../ops/op.ts";
 import { RmsNorm } from "../ops/rmsnorm.ts";
 import { RopeKv, type AttentionBuffers, type AttentionDims } from "../ops/rope-kv.ts";
-import { SwiGlu } from "../ops/swiglu.ts";
 import { planSteps, type SequenceInput, type StepPlan } from "./batch.ts";
 import { checkConfigAgainstTensors, type Qwen2Config } from "./config.ts";
 import { asModelFolder, type ModelFolder } from "./folder.ts";
@@ -154,8 +155,8 @@ function decoderLayer(c: Context, l: number, w: Qwen2LayerWeights, cache: { kCac
     new Attention(kernels, `layer ${l}`, kv, a.attn, dims, c.variants.attention, { maxTokens: c.maxTokens, maxKeys: c.slotLen }),
     linear(c, a.attn, attn.o_proj, a.x, { accumulate: true }),
     new RmsNorm(kernels, `${p}post_attention_layernorm`, a.x, w.post_attention_layernorm, a.h, H, eps),
-    linear(c, a.h, mlp.gate_up_proj, a.gateUp),
-    new SwiGlu(kernels, a.gateUp, a.act, cfg.intermediateSize),
+    new GateUpSwiGlu(kernels, a.h, mlp.gate_up_proj.weight, a.gateUp, a.act, cfg.intermediateSize,
+      { linear: c.variants.linear, decode: c.variants.swiglu.decode }),
     linear(c, a.act, mlp.down_proj, a.x, { accumulate: true }),
     new CapturePoint(`layer${l}`, a.x, H * 4),
   ];

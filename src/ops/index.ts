@@ -5,11 +5,12 @@ export { Attention, type AttentionVariant, type AttentionContext } from "./atten
 export { ATTENTION, MAX_HEAD_DIM, ONLINE_DECODE, ONLINE_PREFILL } from "./attention-online.ts";
 export { CapturePoint } from "./capture.ts";
 export { Embedding, EMBEDDING } from "./embedding.ts";
+export { GateUpSwiGlu, SEPARATE_SWIGLU, SPLITK_SUBGROUP_SWIGLU, SPLITK_SWIGLU, type SwiGluVariant } from "./gate-up-swiglu.ts";
 export { GatherRows, GATHER_ROWS } from "./gather.ts";
 export { Linear, LINEAR_BINDINGS, LINEAR_UNIFORMS, type LinearOptions, type LinearVariant, type LinearKernel } from "./linear.ts";
 export { LINEAR_ROWS, ROWS_DECODE, ROWS_PREFILL } from "./linear-rows.ts";
 export {
-  allVariants, ATTENTION_VARIANTS, DEFAULT_KERNELS, LINEAR_VARIANTS, parseKernelList, resolveKernels, supportedVariants,
+  allVariants, ATTENTION_VARIANTS, DEFAULT_KERNELS, LINEAR_VARIANTS, parseKernelList, resolveKernels, supportedVariants, SWIGLU_VARIANTS,
   type KernelChoice, type ModelKernels,
 } from "./kernel-variants.ts";
 export { DECODE_MAX_ROWS, isSupported, OP_SLOTS, pickVariant, type OpSlot, type Precision, type VariantInfo } from "./variant.ts";

@@ -3,6 +3,7 @@ import type { AttentionVariant } from "./attention.ts";
 import { ONLINE_DECODE, ONLINE_PREFILL } from "./attention-online.ts";
 import { SPLITKV_DECODE } from "./attention-splitkv.ts";
 import { TILED_PREFILL as TILED_ATTENTION_PREFILL } from "./attention-tiled.ts";
+import { SEPARATE_SWIGLU, SPLITK_SUBGROUP_SWIGLU, SPLITK_SWIGLU, type SwiGluVariant } from "./gate-up-swiglu.ts";
 import type { LinearVariant } from "./linear.ts";
 import { ROWS_DECODE, ROWS_PREFILL } from "./linear-rows.ts";
 import { forDevice, SUBGROUP_MATRIX_PREFILL } from "./linear-subgroup-matrix.ts";
@@ -15,10 +16,11 @@ export const LINEAR_VARIANTS: LinearVariant[] = [
   ROWS_DECODE, ROWS_PREFILL, SPLITK_DECODE, SPLITK_SUBGROUP_DECODE, TILED_PREFILL, TILED_F16_PREFILL, SUBGROUP_MATRIX_PREFILL,
 ];
 export const ATTENTION_VARIANTS: AttentionVariant[] = [ONLINE_DECODE, SPLITKV_DECODE, ONLINE_PREFILL, TILED_ATTENTION_PREFILL];
+export const SWIGLU_VARIANTS: readonly SwiGluVariant[] = [SEPARATE_SWIGLU, SPLITK_SWIGLU, SPLITK_SUBGROUP_SWIGLU];
 
 /** Every variant of every slot, the user's included. */
 export function allVariants(): VariantInfo[] {
-  return [...LINEAR_VARIANTS, ...ATTENTION_VARIANTS];
+  return [...LINEAR_VARIANTS, ...ATTENTION_VARIANTS, ...SWIGLU_VARIANTS];
 }
 
 /** A variant name per op slot. */
@@ -27,11 +29,13 @@ export type KernelChoice = Record<OpSlot, string>;
 /** Today's kernels: what runs where nothing was measured or asked for. */
 export const DEFAULT_KERNELS: KernelChoice = {
   "linear.decode": "rows", "linear.prefill": "rows", "attention.decode": "online", "attention.prefill": "online",
+  "swiglu.decode": "separate",
 };
 
 export interface ModelKernels {
   linear: { decode: LinearVariant; prefill: LinearVariant };
   attention: { decode: AttentionVariant; prefill: AttentionVariant };
+  swiglu: { decode: SwiGluVariant };
 }
 
 /** The variants named by `choice` (DEFAULT_KERNELS for the slots it leaves out), checked against the device. */
@@ -43,6 +47,7 @@ export function resolveKernels(device: GPUDevice, choice: Partial<KernelChoice> 
   return {
     linear: { decode: linear("linear.decode"), prefill: linear("linear.prefill") },
     attention: { decode: attention("attention.decode"), prefill: attention("attention.prefill") },
+    swiglu: { decode: pickVariant(SWIGLU_VARIANTS, "swiglu.decode", names["swiglu.decode"], device) },
   };
 }
 

@@ -31,24 +31,28 @@ export const SPLITK_SHAPES: readonly SplitKShape[] = [
 
 const isPowerOfTwo = (n: number) => Number.isInteger(n) && n > 0 && (n & (n - 1)) === 0;
 
-/** The member of one shape; `subgroups`: the subgroup-shuffle reduction (needs the adapter's subgroups). */
-export function splitkMember({ TM, RG, KT }: SplitKShape, subgroups: boolean): LinearKernel {
+/**
+ * The member of one shape; `subgroups`: the subgroup-shuffle reduction (needs the adapter's subgroups); `swiglu`:
+ * the stacked gate/up projection with SwiGLU as its epilogue (src/ops/gate-up-swiglu.ts).
+ */
+export function splitkMember({ TM, RG, KT }: SplitKShape, subgroups: boolean, swiglu = false): LinearKernel {
   const WG = KT * WEIGHT_LAYOUT.lanes;
   // The shader's reduction halves and splits these (butterfly steps over K-slices, rounds of input rows through
   // workgroup memory), a workgroup's groups must lie in one block of the layout, and 256 invocations is
   // WebGPU's default limit per workgroup.
-  if (![TM, RG, KT].every(isPowerOfTwo) || WEIGHT_LAYOUT.groups % RG !== 0 || WG > 256) {
-    throw new Error(`split-K linear shape TM=${TM} RG=${RG} KT=${KT}: TM, RG and KT must be powers of two, RG divide ${WEIGHT_LAYOUT.groups}, 8 KT <= 256`);
+  if (![TM, RG, KT].every(isPowerOfTwo) || WEIGHT_LAYOUT.groups % RG !== 0 || WG > 256 || (swiglu && RG < 2)) {
+    throw new Error(`split-K linear shape TM=${TM} RG=${RG} KT=${KT}: TM, RG and KT must be powers of two, RG divide ${WEIGHT_LAYOUT.groups}` +
+      `${swiglu ? " and be at least 2 (a gate and an up group)" : ""}, 8 KT <= 256`);
   }
   return defineKernel({
-    name: `linear.splitk${subgroups ? "_subgroup" : ""}.m${TM}r${RG * WEIGHT_LAYOUT.lanes}k${KT}`,
+    name: `linear.splitk${subgroups ? "_subgroup" : ""}${swiglu ? "_swiglu" : ""}.m${TM}r${RG * WEIGHT_LAYOUT.lanes}k${KT}`,
     shader: "linear_splitk",
     weights: true,
     workgroupSize: WG,
     constants: { TM, RG },
     overrides: { ACCUMULATE: "bool" },
-    flags: ["SUBGROUPS"],
-    defines: subgroups ? ["SUBGROUPS"] : [],
+    flags: ["SUBGROUPS", "SWIGLU"],
+    defines: [...(subgroups ? ["SUBGROUPS"] : []), ...(swiglu ? ["SWIGLU"] : [])],
     bindings: LINEAR_BINDINGS,
     uniforms: LINEAR_UNIFORMS,
   });
@@ -58,9 +62,11 @@ export function splitkMember({ TM, RG, KT }: SplitKShape, subgroups: boolean): L
  * One workgroup per (RG * 8 weight rows, TM input rows), numbered along x then y as the shader reads them: x at
  * most 65535, so that any part (the tests' 262147 rows) and any M fit.
  */
-function splitkGrid(member: LinearKernel, rows: number, M: number): [number, number] {
+export function splitkGrid(member: LinearKernel, rows: number, M: number): [number, number] {
   const { TM, RG } = member.constants!;
-  const total = Math.ceil(rows / (RG * WEIGHT_LAYOUT.lanes)) * Math.ceil(M / TM);
+  // A SwiGLU member's workgroup writes half its groups' rows: the gate's, each with its up row.
+  const outputGroups = member.defines?.includes("SWIGLU") ? RG / 2 : RG;
+  const total = Math.ceil(rows / (outputGroups * WEIGHT_LAYOUT.lanes)) * Math.ceil(M / TM);
   const x = Math.min(total, MAX_GROUPS_PER_DIMENSION);
   return [x, Math.ceil(total / x)];
 }

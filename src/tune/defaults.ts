@@ -11,6 +11,7 @@ const GPU_PREFERENCES: Record<OpSlot, string[]> = {
   "linear.prefill": ["tiled", "rows"],
   "attention.decode": ["splitkv", "online"],
   "attention.prefill": ["tiled", "online"],
+  "swiglu.decode": ["splitk_subgroup", "splitk", "separate"],
 };
 
 /** Software adapters: their figures are a CPU's (Mesa's llvmpipe/lavapipe, SwiftShader, WARP). */

@@ -5,14 +5,16 @@
 // differs beyond its tolerance is dropped, and the drop reported), then timed over layers chained in one submission
 // (each layer reads its own weights and cache, as a real step does, so no cache flatters it: every layer, or for the
 // linear layers as many as hold CHAIN_BYTES of weights, far more than any GPU's last-level cache). The fastest
-// correct one is kept. The reference variants are today's kernels ("rows", "online"). Slots are measured cheapest
-// first (decode before prefill), so a time budget spent on a slow adapter leaves the dearest measurements out.
+// correct one is kept. The reference variants are today's kernels ("rows", "online", "separate"). Slots are measured
+// cheapest first (decode before prefill), so a time budget spent on a slow adapter leaves the dearest measurements
+// out; swiglu.decode comes after linear.decode, whose choice its "separate" variant runs.
 import type { Kernels } from "../gpu/kernel.ts";
 import type { GpuMatrix } from "../gpu/matrix.ts";
 import { Recorder } from "../gpu/recorder.ts";
 import { GpuTimer, type MeasureOptions } from "../gpu/timer.ts";
 import { Attention, type AttentionVariant } from "../ops/attention.ts";
-import { ATTENTION_VARIANTS, DEFAULT_KERNELS, LINEAR_VARIANTS, type KernelChoice } from "../ops/kernel-variants.ts";
+import { GateUpSwiGlu, type SwiGluVariant } from "../ops/gate-up-swiglu.ts";
+import { ATTENTION_VARIANTS, DEFAULT_KERNELS, LINEAR_VARIANTS, resolveKernels, SWIGLU_VARIANTS, type KernelChoice } from "../ops/kernel-variants.ts";
 import { Linear, type LinearVariant } from "../ops/linear.ts";
 import type { Step, StepOp } from "../ops/op.ts";
 import { DECODE_MAX_ROWS, isSupported, TUNED_CONTEXT, type OpSlot, type Precision, type VariantInfo } from "../ops/variant.ts";
@@ -102,7 +104,8 @@ const steps = (T: number, outputs: number, keysPerToken: number): Step => ({ T, 
 /** Weights the chained linear layers hold at least (all layers where the model has fewer). */
 const CHAIN_BYTES = 256 * 2 ** 20;
 
-function plans(t: TuneTarget): SlotPlan[] {
+/** `choice`: the slots chosen so far (the separate gate/up and SwiGLU runs the linear.decode slot's choice). */
+function plans(t: TuneTarget, choice: KernelChoice): SlotPlan[] {
   const { kernels, cfg, weights: w, buffers: b } = t;
   const device = kernels.device;
   const random = mulberry32(7);
@@ -145,6 +148,18 @@ function plans(t: TuneTarget): SlotPlan[] {
       fill: () => (withHead ? fillRandom(b.hOut, rows * H) : fillRandom(b.act, rows * I)),
     };
   };
+  // The MLP's gate/up projection and SwiGLU at a decode step, fused or not, over the chained layers' weights.
+  const swigluPlan = (rows: number): SlotPlan => {
+    const op = (v: VariantInfo, l: number, out: GPUBuffer) => new GateUpSwiGlu(kernels, b.h, w.layers[l].mlp.gate_up_proj.weight, b.gateUp, out, I,
+      { linear: resolveKernels(device, choice).linear, decode: v as SwiGluVariant });
+    return {
+      slot: "swiglu.decode", step: steps(rows, rows, 1), layers: chained,
+      bind: (v) => w.layers.slice(0, chained).map((_, l) => op(v, l, b.act)),
+      checked: (v, out) => op(v, 0, out),
+      checkFloats: rows * I,
+      fill: () => fillRandom(b.h, rows * H),
+    };
+  };
   const attentionPlan = (slot: OpSlot, rows: number, keys: number): SlotPlan => {
     const dims = { nHeads: cfg.numHeads, nKv: cfg.numKvHeads, headDim: cfg.headDim };
     const limits = { maxTokens: t.maxTokens, maxKeys: t.maxSeqLen };
@@ -174,6 +189,7 @@ function plans(t: TuneTarget): SlotPlan[] {
   const decodeKeys = Math.min(t.maxSeqLen, TUNED_CONTEXT);
   return [
     linearPlan("linear.decode", decodeRows),
+    swigluPlan(decodeRows),
     attentionPlan("attention.decode", decodeRows, decodeKeys),
     // A prompt fills one slot at most: a chunk of maxTokens, or the whole context where that is shorter.
     attentionPlan("attention.prefill", Math.min(prefillRows, t.maxSeqLen), Math.min(prefillRows, t.maxSeqLen)),
@@ -212,8 +228,8 @@ export async function tuneKernels(t: TuneTarget, opts: TuneOptions = {}): Promis
   const spent = () => (performance.now() - t0) / 1000 > budget;
   const choice: KernelChoice = { ...DEFAULT_KERNELS, ...opts.fixed };
   const results: VariantResult[] = [];
-  const all: VariantInfo[] = [...LINEAR_VARIANTS, ...ATTENTION_VARIANTS];
-  const slots = plans(t).filter((p) => opts.fixed?.[p.slot] === undefined);
+  const all: VariantInfo[] = [...LINEAR_VARIANTS, ...ATTENTION_VARIANTS, ...SWIGLU_VARIANTS];
+  const slots = plans(t, choice).filter((p) => opts.fixed?.[p.slot] === undefined);
   const total = slots.reduce((n, p) => n + all.filter((v) => v.slot === p.slot).length, 0);
   let done = 0;
   for (const plan of slots) {
