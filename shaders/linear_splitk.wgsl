@@ -6,6 +6,11 @@
 // one part, no bias, no accumulation): y[m, n] = silu(gate[m, n]) * up[m, n] for n < rows, N = rows, so that the
 // projection's own 2 * rows outputs are never written or read back. Of a workgroup's RG groups, the first RG / 2
 // are gate rows and the others the up rows `rows` further on, so each output's two sums meet in its reduction.
+// ARGMAX fuses the first half of the greedy choice into the LM head (no bias, no accumulation): instead of its
+// logits, each workgroup writes, per input row, the largest of its RG * W_LANES logits and that logit's row (the
+// first of equal ones; NaN never wins), as the pair y[2 s], y[2 s + 1] (the row as an f32, exact below 2^24; -1 and
+// -3.4e38 when no logit is finite) at s = m * ceil(N / (RG * W_LANES)) + (n0 + first row) / (RG * W_LANES); the
+// argmax kernel's PARTIALS mode then reduces them. Parts must start at multiples of RG * W_LANES rows.
 // Bindings: p, x: f32 [M, K] as vec2 pairs, w: laid-out weight quads, bias: f32 [N] (HAS_BIAS), y: f32 [M, N].
 // Constants: TM input rows and RG groups of W_LANES weight rows per workgroup; WG = W_LANES * KT invocations.
 // Work per invocation: invocation t is one lane of one K-slice ks (t = ks % KL + KL * (lane + W_LANES * (ks / KL)));
@@ -55,6 +60,10 @@ const MC: u32 = min(TM, 4096u / (WG * RG));
 const OUT: u32 = MC * RG * W_LANES;
 // One set of OUT partial sums per K-slice (the most sets there can be).
 var<workgroup> red: array<f32, KT * OUT>;
+#if ARGMAX
+// The round's logits, in the order of red's sums.
+var<workgroup> logit: array<f32, OUT>;
+#endif
 
 alias Acc = array<array<f32, RG>, TM>;
 
@@ -160,6 +169,15 @@ fn main(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wid: vec
       let g = (o / W_LANES) % RG;
       let n = (g0 + g) * W_LANES + o % W_LANES;
       let m = m0 + c + o / (RG * W_LANES);
+#if ARGMAX
+      // Rows past the part or past M take no part in the largest.
+      var v = -3.4e38;
+      if (n < p.rows && m < p.M) {
+        v = 0.0;
+        for (var s = 0u; s < sets; s++) { v += red[s * OUT + o]; }
+      }
+      logit[o] = v;
+#else
 #if SWIGLU
       // The gate's sums write the outputs, each with the up sum OG groups on.
       if (g >= OG || n >= p.rows || m >= p.M) { continue; }
@@ -181,7 +199,27 @@ fn main(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wid: vec
       if (ACCUMULATE) { v += y[out]; }
       y[out] = v;
 #endif
+#endif
     }
+#if ARGMAX
+    workgroupBarrier();
+    // Invocation i < MC scans input row m0 + c + i's logits in row order, so that the first of equal ones wins.
+    let mi = m0 + c + t;
+    if (t < MC && mi < p.M) {
+      var best = -3.4e38;
+      var at = -1.0;
+      for (var o = 0u; o < RG * W_LANES; o++) {
+        let v = logit[t * RG * W_LANES + o];
+        if (v > best) {
+          best = v;
+          at = f32(p.n0 + (g0 + o / W_LANES) * W_LANES + o % W_LANES);
+        }
+      }
+      let s = mi * ((p.N + RG * W_LANES - 1u) / (RG * W_LANES)) + (p.n0 + g0 * W_LANES) / (RG * W_LANES);
+      y[2u * s] = best;
+      y[2u * s + 1u] = at;
+    }
+#endif
     // The next round overwrites red.
     if (c + MC < TM) { workgroupBarrier(); }
   }

@@ -42,7 +42,7 @@ test("R3GPU_KERNELS / --kernels lists: slot=variant pairs; a bad entry, slot or 
   assert.deepEqual(parseKernelList("linear.decode=splitk, attention.decode=splitkv"), { "linear.decode": "splitk", "attention.decode": "splitkv" });
   assert.deepEqual(parseKernelList(""), {});
   assert.throws(() => parseKernelList("linear.decode=nope", "--kernels"), /--kernels: linear.decode has no variant "nope" \(it has rows, splitk, splitk_subgroup/);
-  assert.throws(() => parseKernelList("matmul=rows"), /R3GPU_KERNELS: "matmul=rows" is not slot=variant; the slots are linear.decode, linear.prefill, attention.decode, attention.prefill, swiglu.decode/);
+  assert.throws(() => parseKernelList("matmul=rows"), /R3GPU_KERNELS: "matmul=rows" is not slot=variant; the slots are linear.decode, linear.prefill, attention.decode, attention.prefill, swiglu.decode, lm_head.decode/);
   assert.throws(() => parseKernelList("linear.decode"), /is not slot=variant/);
   assert.throws(() => parseKernelList("linear.decode=rows=rows"), /is not slot=variant/);
 });
@@ -58,9 +58,10 @@ test("static defaults: today's kernels on a CPU adapter; split-K, tiles and spli
   assert.deepEqual(staticKernels(fakeDevice(all), { vendor: "mesa", description: "llvmpipe (LLVM 15.0.6, 256 bits)" }), DEFAULT_KERNELS);
   assert.deepEqual(staticKernels(fakeDevice(all), { isFallbackAdapter: true }), DEFAULT_KERNELS);
   assert.deepEqual(staticKernels(fakeDevice(all), { vendor: "nvidia", architecture: "hopper" }),
-    { "linear.decode": "splitk_subgroup", "linear.prefill": "tiled", "attention.decode": "splitkv", "attention.prefill": "tiled", "swiglu.decode": "splitk_subgroup" });
+    { "linear.decode": "splitk_subgroup", "linear.prefill": "tiled", "attention.decode": "splitkv", "attention.prefill": "tiled", "swiglu.decode": "splitk_subgroup",
+      "lm_head.decode": "splitk_subgroup" });
   const apple = staticKernels(fakeDevice([]), { vendor: "apple", architecture: "metal-3" });
-  assert.deepEqual([apple["linear.decode"], apple["swiglu.decode"]], ["splitk", "splitk"]);
+  assert.deepEqual([apple["linear.decode"], apple["swiglu.decode"], apple["lm_head.decode"]], ["splitk", "splitk", "splitk"]);
 });
 
 test("step classes: powers of two, decode rows at most 16, keys at most 1024", () => {
@@ -263,6 +264,7 @@ test("a user's kernel: refused when it breaks its op's contract, every departure
     /no_bias.wgsl does not keep its op's contract:\n {2}.*bias/);
   assert.throws(() => addUserKernel("matmul" as never, "x", naive, "x.wgsl"), /--kernel matmul=x.wgsl: no such op slot/);
   assert.throws(() => addUserKernel("swiglu.decode", "x", naive, "x.wgsl"), /--kernel swiglu.decode=x.wgsl: user kernels are taken for the linear\.\* and attention\.\* slots/);
+  assert.throws(() => addUserKernel("lm_head.decode", "x", naive, "x.wgsl"), /--kernel lm_head.decode=x.wgsl: user kernels are taken/);
   const kernels = await testKernels();
   const cfg = (await Qwen2Model.load(device, nodeModelDir(tiny), { maxSeqLen: 16 }));
   const config = cfg.config;

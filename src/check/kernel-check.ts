@@ -10,11 +10,12 @@ import { Attention, type AttentionVariant } from "../ops/attention.ts";
 import { allVariants, DEFAULT_KERNELS, type KernelChoice } from "../ops/kernel-variants.ts";
 import { GateUpSwiGlu, type SwiGluVariant } from "../ops/gate-up-swiglu.ts";
 import { Linear, type LinearVariant } from "../ops/linear.ts";
+import { LmHead, type LmHeadVariant } from "../ops/lm-head.ts";
 import { ROWS_DECODE, ROWS_PREFILL } from "../ops/linear-rows.ts";
 import { sequenceStep } from "../ops/op.ts";
 import { isSupported, OP_SLOTS, type VariantInfo } from "../ops/variant.ts";
 import { mulberry32 } from "../util/prng.ts";
-import { gpuMatrix, readF32, uploadF32, uploadU32 } from "./device-data.ts";
+import { gpuMatrix, readF32, readU32, uploadF32, uploadU32 } from "./device-data.ts";
 import { assertClose, attentionRef, linearRef, normalF32, quantize, swigluRef, uniformF32 } from "./reference.ts";
 
 export interface KernelCheckCase {
@@ -51,6 +52,7 @@ export function coveringChoices(device: GPUDevice): KernelChoice[] {
 
 export async function checkVariantFloat64(kernels: Kernels, v: VariantInfo, cfg: Qwen2Config): Promise<KernelCheckCase[]> {
   if (v.slot === "swiglu.decode") return checkSwiGlu(kernels, v as SwiGluVariant, cfg);
+  if (v.slot === "lm_head.decode") return checkLmHead(kernels, v as LmHeadVariant, cfg);
   return v.slot.startsWith("linear.") ? checkLinear(kernels, v as LinearVariant, cfg) : checkAttention(kernels, v as AttentionVariant, cfg);
 }
 
@@ -142,6 +144,56 @@ async function checkSwiGlu(kernels: Kernels, v: SwiGluVariant, cfg: Qwen2Config)
         } finally {
           op.destroy();
           for (const b of [x, act, gateUp]) b.destroy();
+        }
+      }));
+    }
+  } finally {
+    W.parts.forEach((p) => p.buffer.destroy());
+  }
+  return out;
+}
+
+/**
+ * The LM head and greedy choice at the model's width over the first (up to) 4099 rows of a vocabulary in two parts,
+ * at 1, 3 and 16 rows: each id must be the reference's argmax, or a logit within the two logits' bounds of it.
+ */
+async function checkLmHead(kernels: Kernels, v: LmHeadVariant, cfg: Qwen2Config): Promise<KernelCheckCase[]> {
+  const { device } = kernels;
+  const K = cfg.hiddenSize, N = Math.min(cfg.vocabSize, 4099);
+  const rand = mulberry32(4000);
+  const Wv = quantize(uniformF32(rand, N * K), "BF16");
+  const W = gpuMatrix(device, "check lm_head", Wv, N, K, "BF16", { partRows: N > 2048 ? [2048, N - 2048] : undefined });
+  const out: KernelCheckCase[] = [];
+  try {
+    for (const M of LINEAR_ROWS["linear.decode"]) {
+      out.push(await run(`LM head K=${K} N=${N} in ${W.parts.length} parts + argmax, ${M} rows`, async () => {
+        const xv = normalF32(rand, M * K);
+        const x = uploadF32(device, xv, "x"), logits = uploadF32(device, new Float32Array(M * N), "logits");
+        const next = uploadU32(device, new Uint32Array(M + 1).fill(7), "next");
+        const op = new LmHead(kernels, x, W, logits, next, { linear: { decode: ROWS_DECODE, prefill: ROWS_PREFILL }, decode: v });
+        try {
+          await kernels.compiled();
+          const rec = new Recorder(device);
+          op.encode(rec, { T: M, outputs: M, keys: M, maxKeys: 1 });
+          rec.submit();
+          const got = await readU32(device, next, M + 1);
+          const ref = linearRef(xv, Wv, K, N, [...Array(M).keys()], undefined, undefined, { dtype: "BF16" });
+          let worst = 0;
+          for (let m = 0; m < M; m++) {
+            const row = ref.y.subarray(m * N, (m + 1) * N);
+            let best = 0;
+            for (let n = 1; n < N; n++) if (row[n] > row[best]) best = n;
+            const id = got[m];
+            if (id >= N) throw new Error(`row ${m}: id ${id} is not a row of the head`);
+            const slack = ref.bound[m * N + id] + ref.bound[m * N + best];
+            if (row[best] - row[id] > slack) throw new Error(`row ${m}: id ${id} (logit ${row[id]}) for the argmax ${best} (logit ${row[best]})`);
+            worst = Math.max(worst, (row[best] - row[id]) / slack);
+          }
+          if (got[M] !== 7) throw new Error("the id past the outputs (must stay untouched) was written");
+          return worst;
+        } finally {
+          op.destroy();
+          for (const b of [x, logits, next]) b.destroy();
         }
       }));
     }

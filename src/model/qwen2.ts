@@ -8,7 +8,8 @@
 //     x = x + o_proj(attention(q, cache[slot]))
 //     h = post_attention_layernorm(x);  x = x + down_proj(silu(gate_proj(h)) * up_proj(h))   (gate and up stacked;
 //       at decode, SwiGLU may be the projection's epilogue: the swiglu.decode slot)
-//   h = norm(x);  logits = lm_head(h[output rows]);  next = argmax(logits)   (one output row per sequence)
+//   h = norm(x);  logits = lm_head(h[output rows]);  next = argmax(logits)   (one output row per sequence; at
+//     decode, the argmax's first half may be the LM head's epilogue: the lm_head.decode slot)
 //
 // Every token of a step carries its own (slot, position), so one step can hold the prompt of one sequence, the
 // next token of several, or the prompts of several packed together (see batch.ts).
@@ -16,8 +17,9 @@ import { BufferSet } from "../gpu/buffers.ts";
 import { Kernels } from "../gpu/kernel.ts";
 import { Recorder } from "../gpu/recorder.ts";
 import type { ModelDir } from "../io/files.ts";
-import { Argmax, NO_FINITE_LOGIT } from "../ops/argmax.ts";
+import { NO_FINITE_LOGIT } from "../ops/argmax.ts";
 import { GateUpSwiGlu } from "../ops/gate-up-swiglu.ts";
+import { LmHead } from "../ops/lm-head.ts";
 import { Attention } from "../ops/attention.ts";
 import { DEFAULT_KERNELS, resolveKernels, type KernelChoice, type ModelKernels } from "../ops/kernel-variants.ts";
 import { chooseKernels, type ModelTuneOptions, type ModelTuneReport } from "../tune/choose.ts";
@@ -313,8 +315,7 @@ export class Qwen2Model {
         ops.push(new RmsNorm(kernels, "model.norm", a.x, w.norm, a.h, H, cfg.rmsNormEps), new CapturePoint("final_norm", a.h, H * 4));
         const head = [
           new GatherRows(kernels, a.h, a.outputRows, a.hOut, H),
-          new Linear(kernels, a.hOut, w.lm_head, a.logits, { variants: c.variants.linear, perOutput: true }),
-          new Argmax(kernels, a.logits, a.next, cfg.vocabSize),
+          new LmHead(kernels, a.hOut, w.lm_head, a.logits, a.next, { linear: c.variants.linear, decode: c.variants.lmHead.decode }),
         ];
         await kernels.compiled();
         const body = ops.splice(0);
@@ -557,7 +558,8 @@ export class Qwen2Model {
    */
   private async run(plan: StepPlan, opts: { head: boolean; logitsFor: boolean[]; capture: ReadonlyMap<string, CaptureCopy> }) {
     const { device, a } = this;
-    const step = { ...plan.step, capture: opts.capture };
+    const wanted = opts.logitsFor.flatMap((want, r) => (want ? [r] : []));
+    const step = { ...plan.step, capture: opts.capture, logits: wanted.length > 0 };
     const S = plan.step.outputs;
     const V = this.config.vocabSize;
     return withErrorScopes(device, `forward step on ${this.name}`, async () => {
@@ -574,7 +576,6 @@ export class Qwen2Model {
       const nextOut = (this.nextOut ??= this.buffers.readback("next readback", this.maxBatch * 4));
       rec.copy(a.next, 0, nextOut, 0, S * 4);
       // Only the rows that are asked for leave the GPU (a logits row is 600 KB for Qwen2.5's vocabulary).
-      const wanted = opts.logitsFor.flatMap((want, r) => (want ? [r] : []));
       const logitsOut = wanted.length > 0 ? (this.logitsOut ??= this.buffers.readback("logits readback", this.maxBatch * V * 4)) : undefined;
       wanted.forEach((r, i) => rec.copy(a.logits, r * V * 4, logitsOut!, i * V * 4, V * 4));
       rec.submit();

@@ -27,7 +27,7 @@ export const SEPARATE_SWIGLU: SwiGluVariant = {
 function fusedVariant(name: string, subgroups: boolean, about: string): SwiGluVariant {
   return {
     slot: "swiglu.decode", name, precision: "f32", requires: subgroups ? ["subgroups"] : [], about,
-    members: SPLITK_SHAPES.map((shape) => splitkMember(shape, subgroups, true)),
+    members: SPLITK_SHAPES.map((shape) => splitkMember(shape, subgroups, "swiglu")),
   };
 }
 

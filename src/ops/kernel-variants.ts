@@ -5,6 +5,7 @@ import { SPLITKV_DECODE } from "./attention-splitkv.ts";
 import { TILED_PREFILL as TILED_ATTENTION_PREFILL } from "./attention-tiled.ts";
 import { SEPARATE_SWIGLU, SPLITK_SUBGROUP_SWIGLU, SPLITK_SWIGLU, type SwiGluVariant } from "./gate-up-swiglu.ts";
 import type { LinearVariant } from "./linear.ts";
+import { SEPARATE_LM_HEAD, SPLITK_ARGMAX, SPLITK_SUBGROUP_ARGMAX, type LmHeadVariant } from "./lm-head.ts";
 import { ROWS_DECODE, ROWS_PREFILL } from "./linear-rows.ts";
 import { forDevice, SUBGROUP_MATRIX_PREFILL } from "./linear-subgroup-matrix.ts";
 import { SPLITK_DECODE, SPLITK_SUBGROUP_DECODE } from "./linear-splitk.ts";
@@ -17,10 +18,11 @@ export const LINEAR_VARIANTS: LinearVariant[] = [
 ];
 export const ATTENTION_VARIANTS: AttentionVariant[] = [ONLINE_DECODE, SPLITKV_DECODE, ONLINE_PREFILL, TILED_ATTENTION_PREFILL];
 export const SWIGLU_VARIANTS: readonly SwiGluVariant[] = [SEPARATE_SWIGLU, SPLITK_SWIGLU, SPLITK_SUBGROUP_SWIGLU];
+export const LM_HEAD_VARIANTS: readonly LmHeadVariant[] = [SEPARATE_LM_HEAD, SPLITK_ARGMAX, SPLITK_SUBGROUP_ARGMAX];
 
 /** Every variant of every slot, the user's included. */
 export function allVariants(): VariantInfo[] {
-  return [...LINEAR_VARIANTS, ...ATTENTION_VARIANTS, ...SWIGLU_VARIANTS];
+  return [...LINEAR_VARIANTS, ...ATTENTION_VARIANTS, ...SWIGLU_VARIANTS, ...LM_HEAD_VARIANTS];
 }
 
 /** A variant name per op slot. */
@@ -29,13 +31,14 @@ export type KernelChoice = Record<OpSlot, string>;
 /** Today's kernels: what runs where nothing was measured or asked for. */
 export const DEFAULT_KERNELS: KernelChoice = {
   "linear.decode": "rows", "linear.prefill": "rows", "attention.decode": "online", "attention.prefill": "online",
-  "swiglu.decode": "separate",
+  "swiglu.decode": "separate", "lm_head.decode": "separate",
 };
 
 export interface ModelKernels {
   linear: { decode: LinearVariant; prefill: LinearVariant };
   attention: { decode: AttentionVariant; prefill: AttentionVariant };
   swiglu: { decode: SwiGluVariant };
+  lmHead: { decode: LmHeadVariant };
 }
 
 /** The variants named by `choice` (DEFAULT_KERNELS for the slots it leaves out), checked against the device. */
@@ -48,6 +51,7 @@ export function resolveKernels(device: GPUDevice, choice: Partial<KernelChoice> 
     linear: { decode: linear("linear.decode"), prefill: linear("linear.prefill") },
     attention: { decode: attention("attention.decode"), prefill: attention("attention.prefill") },
     swiglu: { decode: pickVariant(SWIGLU_VARIANTS, "swiglu.decode", names["swiglu.decode"], device) },
+    lmHead: { decode: pickVariant(LM_HEAD_VARIANTS, "lm_head.decode", names["lm_head.decode"], device) },
   };
 }
 

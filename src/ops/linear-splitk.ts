@@ -32,10 +32,14 @@ export const SPLITK_SHAPES: readonly SplitKShape[] = [
 const isPowerOfTwo = (n: number) => Number.isInteger(n) && n > 0 && (n & (n - 1)) === 0;
 
 /**
- * The member of one shape; `subgroups`: the subgroup-shuffle reduction (needs the adapter's subgroups); `swiglu`:
- * the stacked gate/up projection with SwiGLU as its epilogue (src/ops/gate-up-swiglu.ts).
+ * What a member writes: the linear layer's outputs; SwiGLU of a stacked gate/up projection's
+ * (src/ops/gate-up-swiglu.ts); or the LM head's largest logit per workgroup and row (src/ops/lm-head.ts).
  */
-export function splitkMember({ TM, RG, KT }: SplitKShape, subgroups: boolean, swiglu = false): LinearKernel {
+export type SplitKEpilogue = "none" | "swiglu" | "argmax";
+
+/** The member of one shape; `subgroups`: the subgroup-shuffle reduction (needs the adapter's subgroups). */
+export function splitkMember({ TM, RG, KT }: SplitKShape, subgroups: boolean, epilogue: SplitKEpilogue = "none"): LinearKernel {
+  const swiglu = epilogue === "swiglu";
   const WG = KT * WEIGHT_LAYOUT.lanes;
   // The shader's reduction halves and splits these (butterfly steps over K-slices, rounds of input rows through
   // workgroup memory), a workgroup's groups must lie in one block of the layout, and 256 invocations is
@@ -45,14 +49,14 @@ export function splitkMember({ TM, RG, KT }: SplitKShape, subgroups: boolean, sw
       `${swiglu ? " and be at least 2 (a gate and an up group)" : ""}, 8 KT <= 256`);
   }
   return defineKernel({
-    name: `linear.splitk${subgroups ? "_subgroup" : ""}${swiglu ? "_swiglu" : ""}.m${TM}r${RG * WEIGHT_LAYOUT.lanes}k${KT}`,
+    name: `linear.splitk${subgroups ? "_subgroup" : ""}${epilogue === "none" ? "" : `_${epilogue}`}.m${TM}r${RG * WEIGHT_LAYOUT.lanes}k${KT}`,
     shader: "linear_splitk",
     weights: true,
     workgroupSize: WG,
     constants: { TM, RG },
     overrides: { ACCUMULATE: "bool" },
-    flags: ["SUBGROUPS", "SWIGLU"],
-    defines: [...(subgroups ? ["SUBGROUPS"] : []), ...(swiglu ? ["SWIGLU"] : [])],
+    flags: ["SUBGROUPS", "SWIGLU", "ARGMAX"],
+    defines: [...(subgroups ? ["SUBGROUPS"] : []), ...(epilogue === "none" ? [] : [epilogue.toUpperCase()])],
     bindings: LINEAR_BINDINGS,
     uniforms: LINEAR_UNIFORMS,
   });

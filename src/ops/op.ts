@@ -19,6 +19,8 @@ export interface Step {
   maxKeys: number;
   /** Rows to copy out of named activations, set by the model for steps that capture. */
   capture?: ReadonlyMap<string, CaptureCopy>;
+  /** Some output's logits are read back (sampling, dump): a head that fuses the argmax must still write them. */
+  logits?: boolean;
 }
 
 /** Row ranges [srcRow, srcRow + rows) of an activation copied to dstRow.. of `buffer`. */

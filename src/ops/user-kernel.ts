@@ -17,8 +17,8 @@ import { OP_SLOTS, type OpSlot } from "./variant.ts";
 /** Adds the user's WGSL as a variant of `slot`, named `name`; a shader that breaks the contract is refused, every departure named. */
 export function addUserKernel(slot: OpSlot, name: string, code: string, where: string): LinearVariant | AttentionVariant {
   if (!OP_SLOTS.includes(slot)) throw new Error(`--kernel ${slot}=${where}: no such op slot (${OP_SLOTS.join(", ")})`);
-  // A fused gate/up + SwiGLU kernel's contract is the split-K family's with an epilogue, not one a user kernel takes yet.
-  if (slot === "swiglu.decode") throw new Error(`--kernel ${slot}=${where}: user kernels are taken for the linear.* and attention.* slots`);
+  // The fused slots' contracts are the split-K family's with an epilogue, not ones a user kernel takes yet.
+  if (slot === "swiglu.decode" || slot === "lm_head.decode") throw new Error(`--kernel ${slot}=${where}: user kernels are taken for the linear.* and attention.* slots`);
   const about = `your kernel, ${where}`;
   const member = (base: KernelDecl, suffix: string) => ({ ...base, name: `${name}${suffix}`, shader: name, code });
   if (slot.startsWith("linear.")) {

@@ -1,9 +1,12 @@
 // Kernel variants: the interchangeable implementations of one op slot (a linear layer at decode, at prefill; the
-// attention at decode, at prefill; the MLP's gate/up projection and SwiGLU at decode, fused or not). Every variant of a slot computes the same thing through the same bindings;
+// attention at decode, at prefill; the MLP's gate/up projection and SwiGLU at decode, and the LM head and the
+// greedy argmax at decode, fused or not). Every variant of a slot computes the same thing through the same bindings;
 // which one runs is chosen per model by measurement on the adapter (src/tune/) or forced by name (R3GPU_KERNELS).
 
-export type OpSlot = "linear.decode" | "linear.prefill" | "attention.decode" | "attention.prefill" | "swiglu.decode";
-export const OP_SLOTS: readonly OpSlot[] = ["linear.decode", "linear.prefill", "attention.decode", "attention.prefill", "swiglu.decode"];
+export type OpSlot = "linear.decode" | "linear.prefill" | "attention.decode" | "attention.prefill" | "swiglu.decode" | "lm_head.decode";
+export const OP_SLOTS: readonly OpSlot[] = [
+  "linear.decode", "linear.prefill", "attention.decode", "attention.prefill", "swiglu.decode", "lm_head.decode",
+];
 
 /** "f16" variants compute in half precision and are chosen only when the user allows it (--precision f16). */
 export type Precision = "f32" | "f16";

@@ -12,6 +12,7 @@ const GPU_PREFERENCES: Record<OpSlot, string[]> = {
   "attention.decode": ["splitkv", "online"],
   "attention.prefill": ["tiled", "online"],
   "swiglu.decode": ["splitk_subgroup", "splitk", "separate"],
+  "lm_head.decode": ["splitk_subgroup", "splitk", "separate"],
 };
 
 /** Software adapters: their figures are a CPU's (Mesa's llvmpipe/lavapipe, SwiftShader, WARP). */

@@ -5,16 +5,18 @@
 // differs beyond its tolerance is dropped, and the drop reported), then timed over layers chained in one submission
 // (each layer reads its own weights and cache, as a real step does, so no cache flatters it: every layer, or for the
 // linear layers as many as hold CHAIN_BYTES of weights, far more than any GPU's last-level cache). The fastest
-// correct one is kept. The reference variants are today's kernels ("rows", "online", "separate"). Slots are measured
+// correct one is kept (the greedy choice's token ids must be the reference's exactly). The reference variants are
+// today's kernels ("rows", "online", "separate"). Slots are measured
 // cheapest first (decode before prefill), so a time budget spent on a slow adapter leaves the dearest measurements
-// out; swiglu.decode comes after linear.decode, whose choice its "separate" variant runs.
+// out; swiglu.decode and lm_head.decode come after linear.decode, whose choice their "separate" variants run.
 import type { Kernels } from "../gpu/kernel.ts";
 import type { GpuMatrix } from "../gpu/matrix.ts";
 import { Recorder } from "../gpu/recorder.ts";
 import { GpuTimer, type MeasureOptions } from "../gpu/timer.ts";
 import { Attention, type AttentionVariant } from "../ops/attention.ts";
 import { GateUpSwiGlu, type SwiGluVariant } from "../ops/gate-up-swiglu.ts";
-import { ATTENTION_VARIANTS, DEFAULT_KERNELS, LINEAR_VARIANTS, resolveKernels, SWIGLU_VARIANTS, type KernelChoice } from "../ops/kernel-variants.ts";
+import { allVariants, DEFAULT_KERNELS, resolveKernels, type KernelChoice } from "../ops/kernel-variants.ts";
+import { LmHead, type LmHeadVariant } from "../ops/lm-head.ts";
 import { Linear, type LinearVariant } from "../ops/linear.ts";
 import type { Step, StepOp } from "../ops/op.ts";
 import { DECODE_MAX_ROWS, isSupported, TUNED_CONTEXT, type OpSlot, type Precision, type VariantInfo } from "../ops/variant.ts";
@@ -30,7 +32,7 @@ export interface TuneTarget {
   /** Activations sized for maxTokens rows, the token table, the gathered output rows, and each layer's KV cache. */
   buffers: {
     tokens: GPUBuffer; x: GPUBuffer; h: GPUBuffer; qkv: GPUBuffer; q: GPUBuffer; attn: GPUBuffer;
-    gateUp: GPUBuffer; act: GPUBuffer; hOut: GPUBuffer; logits: GPUBuffer; kCaches: GPUBuffer[]; vCaches: GPUBuffer[];
+    gateUp: GPUBuffer; act: GPUBuffer; hOut: GPUBuffer; logits: GPUBuffer; next: GPUBuffer; kCaches: GPUBuffer[]; vCaches: GPUBuffer[];
   };
   maxBatch: number;
   maxSeqLen: number;
@@ -61,7 +63,7 @@ export interface VariantResult {
   supported: boolean;
   /** null when not checked (unsupported, or not allowed by the precision). */
   correct: boolean | null;
-  /** Largest |candidate - reference| / max|reference| over the checked outputs. */
+  /** Largest |candidate - reference| / max|reference| over the checked outputs (token ids: the fraction that differ). */
   error: number | null;
   tolerance: number;
   chosen: boolean;
@@ -97,6 +99,8 @@ interface SlotPlan {
   checkFloats: number;
   /** Writes random inputs for the check. */
   fill(): void;
+  /** The output is token ids, which must equal the reference's (floats are compared within the tolerance). */
+  exact?: boolean;
 }
 
 const steps = (T: number, outputs: number, keysPerToken: number): Step => ({ T, outputs, keys: T * keysPerToken, maxKeys: keysPerToken });
@@ -160,6 +164,18 @@ function plans(t: TuneTarget, choice: KernelChoice): SlotPlan[] {
       fill: () => fillRandom(b.h, rows * H),
     };
   };
+  // The LM head and the greedy choice of a decode step's outputs, fused or not.
+  const lmHeadPlan = (rows: number): SlotPlan => {
+    const op = (v: VariantInfo, out: GPUBuffer) => new LmHead(kernels, b.hOut, w.lm_head, b.logits, out,
+      { linear: resolveKernels(device, choice).linear, decode: v as LmHeadVariant });
+    return {
+      slot: "lm_head.decode", step: steps(rows, rows, 1), layers: 1, exact: true,
+      bind: (v) => [op(v, b.next)],
+      checked: (v, out) => op(v, out),
+      checkFloats: rows,
+      fill: () => fillRandom(b.hOut, rows * H),
+    };
+  };
   const attentionPlan = (slot: OpSlot, rows: number, keys: number): SlotPlan => {
     const dims = { nHeads: cfg.numHeads, nKv: cfg.numKvHeads, headDim: cfg.headDim };
     const limits = { maxTokens: t.maxTokens, maxKeys: t.maxSeqLen };
@@ -190,6 +206,7 @@ function plans(t: TuneTarget, choice: KernelChoice): SlotPlan[] {
   return [
     linearPlan("linear.decode", decodeRows),
     swigluPlan(decodeRows),
+    lmHeadPlan(decodeRows),
     attentionPlan("attention.decode", decodeRows, decodeKeys),
     // A prompt fills one slot at most: a chunk of maxTokens, or the whole context where that is shorter.
     attentionPlan("attention.prefill", Math.min(prefillRows, t.maxSeqLen), Math.min(prefillRows, t.maxSeqLen)),
@@ -206,6 +223,12 @@ async function readFloats(device: GPUDevice, src: GPUBuffer, floats: number): Pr
   const out = new Float32Array(staging.getMappedRange().slice(0));
   staging.destroy();
   return out;
+}
+
+/** The fraction of ids (u32 bits) that differ. */
+function idMismatch(got: Float32Array, want: Float32Array): number {
+  const a = new Uint32Array(got.buffer, got.byteOffset, got.length), b = new Uint32Array(want.buffer, want.byteOffset, want.length);
+  return a.filter((x, i) => x !== b[i]).length / Math.max(1, b.length);
 }
 
 function relativeError(got: Float32Array, want: Float32Array): number {
@@ -228,7 +251,7 @@ export async function tuneKernels(t: TuneTarget, opts: TuneOptions = {}): Promis
   const spent = () => (performance.now() - t0) / 1000 > budget;
   const choice: KernelChoice = { ...DEFAULT_KERNELS, ...opts.fixed };
   const results: VariantResult[] = [];
-  const all: VariantInfo[] = [...LINEAR_VARIANTS, ...ATTENTION_VARIANTS, ...SWIGLU_VARIANTS];
+  const all = allVariants();
   const slots = plans(t, choice).filter((p) => opts.fixed?.[p.slot] === undefined);
   const total = slots.reduce((n, p) => n + all.filter((v) => v.slot === p.slot).length, 0);
   let done = 0;
@@ -255,7 +278,7 @@ export async function tuneKernels(t: TuneTarget, opts: TuneOptions = {}): Promis
         opts.onProgress?.(done++, total, `${plan.slot}=${v.name}`);
         const row: VariantResult = {
           op: plan.slot, variant: v.name, precision: v.precision, about: v.about, supported: isSupported(v, device),
-          correct: null, error: null, tolerance: toleranceOf(v), chosen: false, seconds: null, gbps: null, gflops: null, step: stepInfo,
+          correct: null, error: null, tolerance: plan.exact ? 0 : toleranceOf(v), chosen: false, seconds: null, gbps: null, gflops: null, step: stepInfo,
         };
         results.push(row);
         if (!row.supported) { row.note = `needs ${v.requires.join(", ")}`; continue; }
@@ -270,7 +293,8 @@ export async function tuneKernels(t: TuneTarget, opts: TuneOptions = {}): Promis
           const r = new Recorder(device);
           check.encode(r, plan.step);
           r.submit();
-          row.error = relativeError(await readFloats(device, candOut, floats), want);
+          const got = await readFloats(device, candOut, floats);
+          row.error = plan.exact ? idMismatch(got, want) : relativeError(got, want);
           row.correct = row.error <= row.tolerance;
           if (!row.correct) { row.note = `dropped: error ${row.error.toExponential(2)} > ${row.tolerance}`; continue; }
           const { seconds } = await timer.measure((rr) => { for (const op of bound) op.encode(rr, plan.step); }, measure);
