@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { PEERS } from "../bench/peers.ts";
 import { GGUF_DTYPES } from "../llamacpp/export.ts";
 import { WEIGHT_MODES } from "../model/quant.ts";
-import { TUNED_CONTEXT } from "../ops/variant.ts";
+import { OP_SLOTS, TUNED_CONTEXT } from "../ops/variant.ts";
 import { isQwen25Shape, QWEN25_SHAPES, type Qwen25Shape } from "../model/shapes.ts";
 import { DEFAULT_INCLUDE } from "../search/corpus.ts";
 import { DEFAULT_BATCH_SIZE, DEFAULT_REASONING_TOKENS } from "../search/searchr3.ts";
@@ -44,9 +44,10 @@ const DB = text("the LanceDB index folder", { metavar: "DB_DIR" });
  */
 const KERNELS = {
   quant: choice(WEIGHT_MODES, "the weight matrices as stored (bf16), or quantized on the GPU at load in groups of 32 " +
-    "with an f16 scale: q8 all int8, q4 the MLP int4 and the rest int8; smaller, less accurate (README: Quantized weights)", { default: "bf16" }),
-  kernels: text("force kernel variants, SLOT=VARIANT,... (slots linear.decode, linear.prefill, attention.decode, " +
-    "attention.prefill; `r3gpu tune` lists the variants); R3GPU_KERNELS does the same, the flag winning", { metavar: "LIST" }),
+    "with an f16 scale: q8 the MLP and the LM head int8, q4 the MLP int4 and the rest int8; smaller, less accurate " +
+    "(README: Quantized weights)", { default: "bf16" }),
+  kernels: text(`force kernel variants, SLOT=VARIANT,... (slots ${OP_SLOTS.join(", ")}; \`r3gpu tune\` lists the ` +
+    "variants); R3GPU_KERNELS does the same, the flag winning", { metavar: "LIST" }),
   "no-tune": boolean("use the static kernel defaults for the adapter's class instead of measuring the variants at load"),
   precision: choice(["f32", "f16"], "f16 lets variants that compute in half precision compete, at their own tolerance", { default: "f32" }),
 };
