@@ -90,7 +90,7 @@ export class GateUpSwiGlu extends Op {
     return { flops: 2 * M * N * K + 5 * M * this.width, bytes: N * K * elementBytes(this.W.dtype) + M * K * 4 + M * this.width * 4 };
   }
 
-  destroy(): void {
+  override destroy(): void {
     this.linear.destroy();
     this.swiglu.destroy();
     super.destroy();

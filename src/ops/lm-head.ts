@@ -111,7 +111,7 @@ export class LmHead extends Op {
     return { flops: 2 * M * N * K + M * N + partials.flops, bytes: N * K * elementBytes(this.W.dtype) + M * K * 4 + 2 * partials.bytes };
   }
 
-  destroy(): void {
+  override destroy(): void {
     this.linear.destroy();
     this.argmax.destroy();
     this.fused?.argmax.destroy();
