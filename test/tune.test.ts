@@ -42,7 +42,7 @@ test("R3GPU_KERNELS / --kernels lists: slot=variant pairs; a bad entry, slot or 
   assert.deepEqual(parseKernelList("linear.decode=splitk, attention.decode=splitkv"), { "linear.decode": "splitk", "attention.decode": "splitkv" });
   assert.deepEqual(parseKernelList(""), {});
   assert.throws(() => parseKernelList("linear.decode=nope", "--kernels"), /--kernels: linear.decode has no variant "nope" \(it has rows, splitk, splitk_subgroup/);
-  assert.throws(() => parseKernelList("matmul=rows"), /R3GPU_KERNELS: "matmul=rows" is not slot=variant; the slots are linear.decode, linear.prefill, attention.decode, attention.prefill, swiglu.decode, lm_head.decode/);
+  assert.throws(() => parseKernelList("matmul=rows"), /R3GPU_KERNELS: "matmul=rows" is not slot=variant; the slots are linear.vector, linear.decode, linear.prefill, attention.decode, attention.prefill, swiglu.decode, lm_head.decode/);
   assert.throws(() => parseKernelList("linear.decode"), /is not slot=variant/);
   assert.throws(() => parseKernelList("linear.decode=rows=rows"), /is not slot=variant/);
 });
@@ -58,7 +58,7 @@ test("static defaults: today's kernels on a CPU adapter; split-K, tiles and spli
   assert.deepEqual(staticKernels(fakeDevice(all), { vendor: "mesa", description: "llvmpipe (LLVM 15.0.6, 256 bits)" }), DEFAULT_KERNELS);
   assert.deepEqual(staticKernels(fakeDevice(all), { isFallbackAdapter: true }), DEFAULT_KERNELS);
   assert.deepEqual(staticKernels(fakeDevice(all), { vendor: "nvidia", architecture: "hopper" }),
-    { "linear.decode": "splitk_subgroup", "linear.prefill": "tiled", "attention.decode": "splitkv", "attention.prefill": "tiled", "swiglu.decode": "splitk_subgroup",
+    { "linear.vector": "splitk_subgroup", "linear.decode": "splitk_subgroup", "linear.prefill": "tiled", "attention.decode": "splitkv", "attention.prefill": "tiled", "swiglu.decode": "splitk_subgroup",
       "lm_head.decode": "splitk_subgroup" });
   const apple = staticKernels(fakeDevice([]), { vendor: "apple", architecture: "metal-3" });
   assert.deepEqual([apple["linear.decode"], apple["swiglu.decode"], apple["lm_head.decode"]], ["splitk", "splitk", "splitk"]);
@@ -192,7 +192,7 @@ function r3gpu(args: string[], env: Record<string, string> = {}): Promise<{ code
 test("r3gpu check: R3GPU_KERNELS and --kernels force variants (the flag winning); f16 ones are held to their printed tolerance", async () => {
   const forced = await r3gpu(["check", tiny, "--no-tune", "--kernels", "linear.prefill=tiled"], { R3GPU_KERNELS: "attention.decode=splitkv,linear.prefill=rows" });
   assert.equal(forced.code, 0, forced.stdout + forced.stderr);
-  assert.match(forced.stdout, /kernels: linear.decode=rows, linear.prefill=tiled, attention.decode=splitkv, attention.prefill=online/);
+  assert.match(forced.stdout, /kernels: linear.vector=rows, linear.decode=rows, linear.prefill=tiled, attention.decode=splitkv, attention.prefill=online, swiglu.decode=separate, lm_head.decode=separate\n/);
   assert.match(forced.stdout, /tolerance: max abs error <= 0.0001 x max\|ref\| per tensor\n/);
   assert.match(forced.stdout, /PASS/);
   if (device.features.has("shader-f16")) {

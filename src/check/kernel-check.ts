@@ -28,8 +28,8 @@ export interface KernelCheckCase {
   error?: string;
 }
 
-/** Rows of the linear cases: a decode slot serves 1 to 16 (a batch), a prefill slot a prompt chunk. */
-const LINEAR_ROWS = { "linear.decode": [1, 3, 16], "linear.prefill": [33, 128] };
+/** Rows of the linear cases: the vector slot serves 1, a decode slot 1 to 16 (a batch), a prefill slot a prompt chunk. */
+const LINEAR_ROWS = { "linear.vector": [1], "linear.decode": [1, 3, 16], "linear.prefill": [33, 128] };
 /** Output columns compared at prefill (a sample, so that the float64 reference stays quick at real widths). */
 const PREFILL_COLUMNS = 256;
 

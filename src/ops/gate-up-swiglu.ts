@@ -8,33 +8,20 @@ import type { KernelCall, Kernels, PipelineRef } from "../gpu/kernel.ts";
 import { elementBytes, type GpuMatrix } from "../gpu/matrix.ts";
 import type { Recorder } from "../gpu/recorder.ts";
 import { Linear, LINEAR_BINDINGS, LINEAR_UNIFORMS, type LinearKernel, type LinearVariant } from "./linear.ts";
-import { SPLITK_SHAPES, splitkGrid, splitkMember } from "./linear-splitk.ts";
+import { fusionVariant, splitkGrid, type FusionVariant } from "./linear-splitk.ts";
 import { check, Op, type Cost, type Step } from "./op.ts";
 import { SwiGlu } from "./swiglu.ts";
-import { DECODE_MAX_ROWS, type VariantInfo } from "./variant.ts";
+import { DECODE_MAX_ROWS } from "./variant.ts";
 
-export interface SwiGluVariant extends VariantInfo {
-  slot: "swiglu.decode";
-  /** The fused kernel's members, one per TM input rows; none for "separate". */
-  members: readonly LinearKernel[];
-}
+export type SwiGluVariant = FusionVariant<"swiglu.decode">;
 
-export const SEPARATE_SWIGLU: SwiGluVariant = {
-  slot: "swiglu.decode", name: "separate", precision: "f32", requires: [], members: [],
-  about: "the gate/up projection by the linear.decode variant, then the SwiGLU kernel (two dispatches)",
-};
-
-function fusedVariant(name: string, subgroups: boolean, about: string): SwiGluVariant {
-  return {
-    slot: "swiglu.decode", name, precision: "f32", requires: subgroups ? ["subgroups"] : [], about,
-    members: SPLITK_SHAPES.map((shape) => splitkMember(shape, subgroups, "swiglu")),
-  };
-}
-
-export const SPLITK_SWIGLU = fusedVariant("splitk", false,
-  "one split-K kernel (linear.decode=splitk's geometry) computing each output's gate and up rows and writing silu(gate) * up");
-export const SPLITK_SUBGROUP_SWIGLU = fusedVariant("splitk_subgroup", true,
-  "the fused splitk kernel with the K-slices' partial sums reduced by subgroup shuffles first");
+export const SEPARATE_SWIGLU = fusionVariant("swiglu.decode", "separate",
+  "the gate/up projection by the linear.decode variant, then the SwiGLU kernel (two dispatches)");
+export const SPLITK_SWIGLU = fusionVariant("swiglu.decode", "splitk",
+  "one split-K kernel (linear.decode=splitk's geometry) computing each output's gate and up rows and writing silu(gate) * up",
+  { epilogue: "swiglu", subgroups: false });
+export const SPLITK_SUBGROUP_SWIGLU = fusionVariant("swiglu.decode", "splitk_subgroup",
+  "the fused splitk kernel with the K-slices' partial sums reduced by subgroup shuffles first", { epilogue: "swiglu", subgroups: true });
 
 export interface GateUpSwiGluOptions {
   /** The linear layer's variants (the separate path, and every step longer than a decode step). */

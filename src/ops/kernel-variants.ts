@@ -12,8 +12,15 @@ import { SPLITK_DECODE, SPLITK_SUBGROUP_DECODE } from "./linear-splitk.ts";
 import { TILED_F16_PREFILL, TILED_PREFILL } from "./linear-tiled.ts";
 import { GOLDEN_TOLERANCE, isSupported, OP_SLOTS, pickVariant, type OpSlot, type Precision, type VariantInfo } from "./variant.ts";
 
+/**
+ * The decode variants serve the one-row steps too (linear.vector, chosen apart: what is fastest for one sequence
+ * is not what is fastest for a batch of them).
+ */
+const vectorOf = (v: LinearVariant): LinearVariant => ({ ...v, slot: "linear.vector" });
+
 // Mutable: a user's kernel (`r3gpu tune --kernel`) joins the candidates for the life of the process.
 export const LINEAR_VARIANTS: LinearVariant[] = [
+  ...[ROWS_DECODE, SPLITK_DECODE, SPLITK_SUBGROUP_DECODE].map(vectorOf),
   ROWS_DECODE, ROWS_PREFILL, SPLITK_DECODE, SPLITK_SUBGROUP_DECODE, TILED_PREFILL, TILED_F16_PREFILL, SUBGROUP_MATRIX_PREFILL,
 ];
 export const ATTENTION_VARIANTS: AttentionVariant[] = [ONLINE_DECODE, SPLITKV_DECODE, ONLINE_PREFILL, TILED_ATTENTION_PREFILL];
@@ -30,12 +37,12 @@ export type KernelChoice = Record<OpSlot, string>;
 
 /** Today's kernels: what runs where nothing was measured or asked for. */
 export const DEFAULT_KERNELS: KernelChoice = {
-  "linear.decode": "rows", "linear.prefill": "rows", "attention.decode": "online", "attention.prefill": "online",
+  "linear.vector": "rows", "linear.decode": "rows", "linear.prefill": "rows", "attention.decode": "online", "attention.prefill": "online",
   "swiglu.decode": "separate", "lm_head.decode": "separate",
 };
 
 export interface ModelKernels {
-  linear: { decode: LinearVariant; prefill: LinearVariant };
+  linear: { vector: LinearVariant; decode: LinearVariant; prefill: LinearVariant };
   attention: { decode: AttentionVariant; prefill: AttentionVariant };
   swiglu: { decode: SwiGluVariant };
   lmHead: { decode: LmHeadVariant };
@@ -48,7 +55,7 @@ export function resolveKernels(device: GPUDevice, choice: Partial<KernelChoice> 
   const linear = (slot: OpSlot) => forDevice(pickVariant(LINEAR_VARIANTS, slot, names[slot], device), device);
   const attention = (slot: OpSlot) => pickVariant(ATTENTION_VARIANTS, slot, names[slot], device);
   return {
-    linear: { decode: linear("linear.decode"), prefill: linear("linear.prefill") },
+    linear: { vector: linear("linear.vector"), decode: linear("linear.decode"), prefill: linear("linear.prefill") },
     attention: { decode: attention("attention.decode"), prefill: attention("attention.prefill") },
     swiglu: { decode: pickVariant(SWIGLU_VARIANTS, "swiglu.decode", names["swiglu.decode"], device) },
     lmHead: { decode: pickVariant(LM_HEAD_VARIANTS, "lm_head.decode", names["lm_head.decode"], device) },

@@ -13,6 +13,7 @@
 import { defineKernel } from "../gpu/kernel.ts";
 import { MAX_GROUPS_PER_DIMENSION, WEIGHT_LAYOUT } from "../gpu/layout.ts";
 import { LINEAR_BINDINGS, LINEAR_UNIFORMS, type LinearKernel, type LinearVariant } from "./linear.ts";
+import type { OpSlot, VariantInfo } from "./variant.ts";
 
 /** A member's geometry: TM input rows, RG groups of 8 weight rows, KT K-slices of 8 invocations. */
 export interface SplitKShape {
@@ -90,3 +91,19 @@ export const SPLITK_DECODE = splitkVariant("splitk", false,
   "a workgroup per 32 weight rows, K split over 16 or 32 slices of 8 invocations, partial sums reduced in workgroup memory");
 export const SPLITK_SUBGROUP_DECODE = splitkVariant("splitk_subgroup", true,
   "splitk with the K-slices' partial sums reduced across each subgroup by shuffles, then across subgroups in workgroup memory");
+
+/** A variant of a fusion slot (swiglu.decode, lm_head.decode): split-K members with an epilogue, none for "separate". */
+export interface FusionVariant<S extends OpSlot> extends VariantInfo {
+  slot: S;
+  /** The fused kernel's members, one per TM input rows; none for "separate" (the unfused kernels). */
+  members: readonly LinearKernel[];
+}
+
+/** "separate" when `fused` is undefined; else the split-K kernel with the epilogue, by shuffles when `fused.subgroups`. */
+export function fusionVariant<S extends OpSlot>(slot: S, name: string, about: string,
+  fused?: { epilogue: Exclude<SplitKEpilogue, "none">; subgroups: boolean }): FusionVariant<S> {
+  return {
+    slot, name, precision: "f32", requires: fused?.subgroups ? ["subgroups"] : [], about,
+    members: fused ? SPLITK_SHAPES.map((shape) => splitkMember(shape, fused.subgroups, fused.epilogue)) : [],
+  };
+}

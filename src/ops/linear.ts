@@ -1,6 +1,7 @@
 // Linear layer, y = x W^T (+ bias) (+ y), with W [N, K] in HF's orientation, x [M, K], y [M, N]. One op per weight
-// matrix. Its kernels are variants of one family (the bindings and uniforms below): one variant for decode steps
-// (up to DECODE_MAX_ROWS rows), one for longer ones, each picking its member for the step's rows.
+// matrix. Its kernels are variants of one family (the bindings and uniforms below): one variant for steps of one
+// row (a single sequence's decode: the matrix-vector product), one for decode steps of several (up to
+// DECODE_MAX_ROWS rows), one for longer ones, each picking its member for the step's rows.
 import type { BindingSpec, KernelDecl, Kernels, PipelineRef, WeightDType } from "../gpu/kernel.ts";
 import { elementBytes, type GpuMatrix } from "../gpu/matrix.ts";
 import type { Recorder } from "../gpu/recorder.ts";
@@ -19,7 +20,7 @@ export type LinearKernel = KernelDecl<keyof typeof LINEAR_BINDINGS, keyof typeof
 
 /** A way of computing the linear layer: its member kernels and their dispatch geometry. */
 export interface LinearVariant extends VariantInfo {
-  slot: "linear.decode" | "linear.prefill";
+  slot: "linear.vector" | "linear.decode" | "linear.prefill";
   /** Every member it may run (compiled at load). */
   members: readonly LinearKernel[];
   /** The member for a step of M input rows. */
@@ -29,8 +30,11 @@ export interface LinearVariant extends VariantInfo {
 }
 
 export interface LinearOptions {
-  /** The variants for decode steps and longer ones (see src/ops/kernel-variants.ts). */
-  variants: { decode: LinearVariant; prefill: LinearVariant };
+  /**
+   * The variants for one-row steps (default: the decode one), decode steps and longer ones (see
+   * src/ops/kernel-variants.ts).
+   */
+  variants: { vector?: LinearVariant; decode: LinearVariant; prefill: LinearVariant };
   bias?: GPUBuffer;
   /** Add into y instead of overwriting it (residual connections). */
   accumulate?: boolean;
@@ -51,7 +55,8 @@ export class Linear extends Op {
     }));
     const compile = { dtype: W.dtype, overrides: { ACCUMULATE: opts.accumulate ?? false } };
     const call = this.parts[0].call;
-    this.variants = [opts.variants.decode, opts.variants.prefill].map((variant) => ({
+    const { vector = opts.variants.decode, decode, prefill } = opts.variants;
+    this.variants = [vector, decode, prefill].map((variant) => ({
       variant, pipelines: new Map(variant.members.map((m) => [m, call.pipeline(m, compile)])),
     }));
   }
@@ -63,7 +68,7 @@ export class Linear extends Op {
 
   encode(rec: Recorder, step: Step): void {
     const M = this.rows(step);
-    const { variant, pipelines } = this.variants[M <= DECODE_MAX_ROWS ? 0 : 1];
+    const { variant, pipelines } = this.variants[M === 1 ? 0 : M <= DECODE_MAX_ROWS ? 1 : 2];
     const member = variant.member(M);
     const pipeline = pipelines.get(member)!;
     for (const { part, call } of this.parts) {

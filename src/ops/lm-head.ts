@@ -11,32 +11,19 @@ import { elementBytes, type GpuMatrix } from "../gpu/matrix.ts";
 import type { Recorder } from "../gpu/recorder.ts";
 import { Argmax } from "./argmax.ts";
 import { Linear, LINEAR_BINDINGS, LINEAR_UNIFORMS, type LinearKernel, type LinearVariant } from "./linear.ts";
-import { SPLITK_SHAPES, splitkGrid, splitkMember } from "./linear-splitk.ts";
+import { fusionVariant, splitkGrid, type FusionVariant } from "./linear-splitk.ts";
 import { check, Op, type Cost, type Step } from "./op.ts";
-import { DECODE_MAX_ROWS, type VariantInfo } from "./variant.ts";
+import { DECODE_MAX_ROWS } from "./variant.ts";
 
-export interface LmHeadVariant extends VariantInfo {
-  slot: "lm_head.decode";
-  /** The fused kernel's members, one per TM output rows; none for "separate". */
-  members: readonly LinearKernel[];
-}
+export type LmHeadVariant = FusionVariant<"lm_head.decode">;
 
-export const SEPARATE_LM_HEAD: LmHeadVariant = {
-  slot: "lm_head.decode", name: "separate", precision: "f32", requires: [], members: [],
-  about: "the LM head by the linear.decode variant, every logit written, then the argmax kernel over them",
-};
-
-function fusedVariant(name: string, subgroups: boolean, about: string): LmHeadVariant {
-  return {
-    slot: "lm_head.decode", name, precision: "f32", requires: subgroups ? ["subgroups"] : [], about,
-    members: SPLITK_SHAPES.map((shape) => splitkMember(shape, subgroups, "argmax")),
-  };
-}
-
-export const SPLITK_ARGMAX: LmHeadVariant = fusedVariant("splitk", false,
-  "the split-K LM head writing each workgroup's largest logit and its row instead of the logits, then the argmax over those");
-export const SPLITK_SUBGROUP_ARGMAX: LmHeadVariant = fusedVariant("splitk_subgroup", true,
-  "the fused splitk LM head with the K-slices' partial sums reduced by subgroup shuffles first");
+export const SEPARATE_LM_HEAD = fusionVariant("lm_head.decode", "separate",
+  "the LM head by the linear.decode variant, every logit written, then the argmax kernel over them");
+export const SPLITK_ARGMAX = fusionVariant("lm_head.decode", "splitk",
+  "the split-K LM head writing each workgroup's largest logit and its row instead of the logits, then the argmax over those",
+  { epilogue: "argmax", subgroups: false });
+export const SPLITK_SUBGROUP_ARGMAX = fusionVariant("lm_head.decode", "splitk_subgroup",
+  "the fused splitk LM head with the K-slices' partial sums reduced by subgroup shuffles first", { epilogue: "argmax", subgroups: true });
 
 /** Indices travel as f32, exact up to here. */
 const MAX_EXACT_INDEX = 2 ** 24;

@@ -1,11 +1,13 @@
-// Kernel variants: the interchangeable implementations of one op slot (a linear layer at decode, at prefill; the
+// Kernel variants: the interchangeable implementations of one op slot (a linear layer at a one-row step, at a
+// decode step of several sequences, at prefill; the
 // attention at decode, at prefill; the MLP's gate/up projection and SwiGLU at decode, and the LM head and the
 // greedy argmax at decode, fused or not). Every variant of a slot computes the same thing through the same bindings;
 // which one runs is chosen per model by measurement on the adapter (src/tune/) or forced by name (R3GPU_KERNELS).
 
-export type OpSlot = "linear.decode" | "linear.prefill" | "attention.decode" | "attention.prefill" | "swiglu.decode" | "lm_head.decode";
+export type OpSlot =
+  | "linear.vector" | "linear.decode" | "linear.prefill" | "attention.decode" | "attention.prefill" | "swiglu.decode" | "lm_head.decode";
 export const OP_SLOTS: readonly OpSlot[] = [
-  "linear.decode", "linear.prefill", "attention.decode", "attention.prefill", "swiglu.decode", "lm_head.decode",
+  "linear.vector", "linear.decode", "linear.prefill", "attention.decode", "attention.prefill", "swiglu.decode", "lm_head.decode",
 ];
 
 /** "f16" variants compute in half precision and are chosen only when the user allows it (--precision f16). */

@@ -7,6 +7,7 @@ import { isSupported, OP_SLOTS, type OpSlot } from "../ops/variant.ts";
 
 /** Most preferred first, per slot, for a GPU; the first that exists and the device supports is taken. */
 const GPU_PREFERENCES: Record<OpSlot, string[]> = {
+  "linear.vector": ["splitk_subgroup", "splitk", "rows"],
   "linear.decode": ["splitk_subgroup", "splitk", "rows"],
   "linear.prefill": ["tiled", "rows"],
   "attention.decode": ["splitkv", "online"],

@@ -135,21 +135,28 @@ function plans(t: TuneTarget, choice: KernelChoice): SlotPlan[] {
   let chained = 0;
   for (let bytes = 0; chained < w.layers.length && bytes < CHAIN_BYTES; chained++) bytes += layerBytes(chained);
   const linearPlan = (slot: OpSlot, rows: number): SlotPlan => {
-    const variants = (v: VariantInfo) => ({ decode: v as LinearVariant, prefill: v as LinearVariant });
-    // A decode step also runs the LM head, at one row per sequence; a prefill step's LM head is a decode-slot matter.
-    const withHead = slot === "linear.decode";
+    const variants = (v: VariantInfo) => ({ vector: v as LinearVariant, decode: v as LinearVariant, prefill: v as LinearVariant });
+    // A decode step also runs the LM head, at one row per sequence (at most maxBatch: a one-sequence model's steps of
+    // several rows are short prompts, with one output); a prefill step's LM head is a decode-slot matter.
+    const withHead = slot !== "linear.prefill";
+    const outputs = withHead ? Math.min(rows, t.maxBatch) : 1;
+    // The check: the LM head where it has the step's rows (the longest sums and the most outputs), else the widest
+    // projection of layer 0 (the MLP's down projection).
+    const headChecked = withHead && outputs === rows;
     return {
-      slot, step: steps(rows, withHead ? rows : 1, 1), layers: chained,
+      slot, step: steps(rows, outputs, 1), layers: chained,
       bind: (v) => [
         ...w.layers.slice(0, chained).flatMap((_, l) => projections(l).map(([W, x, y, bias]) => new Linear(kernels, x, W, y, { variants: variants(v), bias }))),
         ...(withHead ? [new Linear(kernels, b.hOut, w.lm_head, b.logits, { variants: variants(v), perOutput: true })] : []),
       ],
-      // The widest projection of layer 0 (the MLP's), or the LM head at decode: the longest sums and the most rows.
-      checked: (v, out) => withHead
+      checked: (v, out) => headChecked
         ? new Linear(kernels, b.hOut, w.lm_head, out, { variants: variants(v), perOutput: true })
         : new Linear(kernels, b.act, w.layers[0].mlp.down_proj.weight, out, { variants: variants(v) }),
-      checkFloats: rows * (withHead ? cfg.vocabSize : H),
-      fill: () => (withHead ? fillRandom(b.hOut, rows * H) : fillRandom(b.act, rows * I)),
+      checkFloats: rows * (headChecked ? cfg.vocabSize : H),
+      fill: () => {
+        if (withHead) fillRandom(b.hOut, outputs * H);
+        if (!headChecked) fillRandom(b.act, rows * I);
+      },
     };
   };
   // The MLP's gate/up projection and SwiGLU at a decode step, fused or not, over the chained layers' weights.
@@ -204,7 +211,9 @@ function plans(t: TuneTarget, choice: KernelChoice): SlotPlan[] {
   };
   const decodeKeys = Math.min(t.maxSeqLen, TUNED_CONTEXT);
   return [
-    linearPlan("linear.decode", decodeRows),
+    linearPlan("linear.vector", 1),
+    // Steps of 2 to 16 rows: a batch's decode step, or (one sequence) a short prompt; none when a step holds one token.
+    linearPlan("linear.decode", Math.min(Math.max(2, decodeRows), t.maxTokens)),
     swigluPlan(decodeRows),
     lmHeadPlan(decodeRows),
     attentionPlan("attention.decode", decodeRows, decodeKeys),
