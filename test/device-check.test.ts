@@ -141,7 +141,7 @@ test("run --allow-cpu on lavapipe: every step, one summary line each, the JSON f
     if (l[1] === "tiny-qwen2") step(steps, `variants:${l[1]}`, "PASS", /^PASS: linear\.decode=.*;PASS: every variant within tolerance/);
     else step(steps, `variants:${l[1]}`, "SKIP", "left out by R3GPU_DEVICE_CHECK_VARIANT_SETS");
   }
-  step(steps, "tune:tiny-qwen2", "OK", / chosen linear\.decode=\w+ \([\d.]+ of the roofline\), .* variants measured, 0 dropped as incorrect/);
+  step(steps, "tune:tiny-qwen2", "OK", / chosen linear\.vector=\w+ \([\d.]+ of the roofline\), linear\.decode=\w+ \([\d.]+ of the roofline\), .* variants measured, 0 dropped as incorrect/);
   for (const shape of ["qwen2.5-0.5b", "qwen2.5-1.5b"]) {
     if (SHAPES.split(/\s+/).includes(shape)) step(steps, `bench:${shape}`, "OK", /decode [\d.]+ tok\/s, decode_vs_floor [\d.]+ .*prefill [\d.]+ tok\/s.*furthest from the roofline: decode /);
     else step(steps, `bench:${shape}`, "SKIP", "left out by R3GPU_DEVICE_CHECK_SHAPES");
