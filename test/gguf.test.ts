@@ -374,7 +374,7 @@ function dequantizeBlocks(data: Uint8Array, type: "Q8_0" | "Q4_0"): { values: Fl
 }
 
 test("export q8_0 and q4_0: r3gpu's quantized types per tensor, the definitions' scales, values within half a step; llama.cpp runs them", async () => {
-  const cfg: Qwen2Config = { hiddenSize: 64, intermediateSize: 96, numLayers: 1, numHeads: 4, numKvHeads: 2, headDim: 16, ropeTheta: 1e6,
+  const cfg: Qwen2Config = { hiddenSize: 64, intermediateSize: 96, numLayers: 2, numHeads: 4, numKvHeads: 2, headDim: 16, ropeTheta: 1e6,
     rmsNormEps: 1e-6, vocabSize: 151936, tieWordEmbeddings: true, maxPositionEmbeddings: 4096, eosTokenIds: [151643] };
   for (const dtype of ["q8_0", "q4_0"] as const) {
     const chunks: Uint8Array[] = [];
@@ -389,18 +389,21 @@ test("export q8_0 and q4_0: r3gpu's quantized types per tensor, the definitions'
     assert.equal(run.tokens.length, 5, `llama.cpp on ${dtype}: its greedy tokens`);
     const typeOf = (name: string) => g.tensors.find((t) => t.name === name)!.type;
     // ggml_type: Q8_0 8, Q4_0 2, F16 1, F32 0. q8 keeps the attention and the embedding lookup unquantized (F16
-    // here) and adds an int8 output.weight for the tied table; q4 has one Q8_0 table for both.
+    // here) and adds an int8 output.weight for the tied table; q4 has one Q8_0 table for both and keeps the first
+    // layer's MLP in Q8_0.
     const q8 = dtype === "q8_0";
     assert.equal(typeOf("token_embd.weight"), q8 ? 1 : 8);
-    assert.equal(typeOf("blk.0.attn_q.weight"), q8 ? 1 : 8);
-    assert.equal(typeOf("blk.0.ffn_gate.weight"), q8 ? 8 : 2);
-    assert.equal(typeOf("blk.0.ffn_down.weight"), q8 ? 8 : 2);
+    assert.equal(typeOf("blk.1.attn_q.weight"), q8 ? 1 : 8);
+    assert.equal(typeOf("blk.0.ffn_gate.weight"), 8);
+    assert.equal(typeOf("blk.0.ffn_down.weight"), 8);
+    assert.equal(typeOf("blk.1.ffn_gate.weight"), q8 ? 8 : 2);
+    assert.equal(typeOf("blk.1.ffn_down.weight"), q8 ? 8 : 2);
     assert.equal(g.tensors.find((t) => t.name === "output.weight")?.type, q8 ? 8 : undefined);
     assert.equal(typeOf("blk.0.attn_norm.weight"), 0);
     // The first 64 rows of a tied table's int8 output.weight are enough to check its blocks.
     const quantized = q8
       ? [["model.layers.0.mlp.down_proj.weight", "blk.0.ffn_down.weight", 64, 96], ["model.embed_tokens.weight", "output.weight", 64, 64]] as const
-      : [["model.layers.0.mlp.down_proj.weight", "blk.0.ffn_down.weight", 64, 96], ["model.layers.0.self_attn.k_proj.weight", "blk.0.attn_k.weight", 32, 64]] as const;
+      : [["model.layers.1.mlp.down_proj.weight", "blk.1.ffn_down.weight", 64, 96], ["model.layers.0.self_attn.k_proj.weight", "blk.0.attn_k.weight", 32, 64]] as const;
     for (const [hf, gguf, rows, cols] of quantized) {
       const type = typeOf(gguf) === 8 ? "Q8_0" : "Q4_0";
       const t = g.tensors.find((x) => x.name === gguf)!;
@@ -428,6 +431,6 @@ test("export q4_0 of a model whose rows are not whole blocks of 32 is refused, n
   const out = join(tmp, "tiny-q4.gguf");
   // tiny-public's intermediate size is 176: down_proj's rows are 5.5 blocks.
   await assert.rejects(exportGgufFile({ modelDir: embeddedModelDir() }, out, { dtype: "q4_0" }),
-    /tensor "blk\.0\.ffn_down\.weight" is Q4_0, whose blocks of 32 need a multiple of 32 values per row, not 176/);
+    /tensor "blk\.0\.ffn_down\.weight" is Q8_0, whose blocks of 32 need a multiple of 32 values per row, not 176/);
   await assert.rejects(readFile(out), /ENOENT/);
 });

@@ -107,9 +107,17 @@ test("quantizeGroup: zeros, tiny scales raised to 2^-14, and what cannot be quan
   assert.equal(quantizeGroup(group([5e5]), "Q4", q).ok, true);
 });
 
-test("quantizedDType: q8 quantizes the MLP and the LM head only; q4 the MLP in Q4 and everything else in Q8", () => {
-  assert.deepEqual((["mlp", "lm_head", "attention", "embedding"] as const).map((m) => quantizedDType("q8", m)), ["Q8", "Q8", undefined, undefined]);
-  assert.deepEqual((["mlp", "lm_head", "attention", "embedding"] as const).map((m) => quantizedDType("q4", m)), ["Q4", "Q8", "Q8", "Q8"]);
+test("quantizedDType: q8 quantizes the MLP and the LM head only; q4 the MLP in Q4 (but the first 1/32 of the layers, at least one) and everything else in Q8", () => {
+  const layer = { index: 5, count: 28 };
+  assert.deepEqual((["mlp", "lm_head", "attention", "embedding"] as const).map((m) => quantizedDType("q8", m, layer)), ["Q8", "Q8", undefined, undefined]);
+  assert.deepEqual((["mlp", "lm_head", "attention", "embedding"] as const).map((m) => quantizedDType("q4", m, layer)), ["Q4", "Q8", "Q8", "Q8"]);
+  const q4Mlp = (count: number) => Array.from({ length: count }, (_, index) => quantizedDType("q4", "mlp", { index, count }));
+  assert.deepEqual(q4Mlp(1), ["Q8"]);
+  assert.deepEqual(q4Mlp(2), ["Q8", "Q4"]);
+  assert.deepEqual(q4Mlp(28).filter((d) => d === "Q8").length, 1);
+  assert.deepEqual(q4Mlp(33).slice(0, 3), ["Q8", "Q8", "Q4"]);
+  assert.equal(quantizedDType("q4", "attention", { index: 0, count: 2 }), "Q8");
+  assert.throws(() => quantizedDType("q4", "mlp"), /an MLP matrix needs its layer's position/);
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -263,9 +271,10 @@ test("parts of a quantized matrix fit a binding both laid out and as their row-m
   }
 });
 
-test("weight bytes: Qwen2.5-1.5B in q4 under 1.1 GB (the int4 MLP, the rest Q8); q8 (the MLP and an LM head int8, the table kept BF16 for the lookup) 2.2-2.3 GB, against 3.1 GB in BF16", async () => {
+test("weight bytes: Qwen2.5-1.5B in q4 under 1.1 GB (the int4 MLP but the first layer's, the rest Q8); q8 (the MLP and an LM head int8, the table kept BF16 for the lookup) 2.2-2.3 GB, against 3.1 GB in BF16", async (t) => {
   const cfg = QWEN25_SHAPES["qwen2.5-1.5b"];
   const [bf16, q8, q4] = [await weightBytes(cfg), await weightBytes(cfg, "q8"), await weightBytes(cfg, "q4")];
+  t.diagnostic(`bytes: bf16 ${bf16}, q8 ${q8}, q4 ${q4}; 0.5B q4 ${await weightBytes(QWEN25_SHAPES["qwen2.5-0.5b"], "q4")}`);
   assert.ok(bf16 > 3.0e9 && bf16 < 3.2e9, `bf16 ${bf16}`);
   // MLP 1.16 G weights x 34/32 bytes + attention 0.15 G x 2 + table 0.23 G x 2 (lookup) + 0.23 G x 34/32 (LM head).
   assert.ok(q8 > 2.2e9 && q8 < 2.3e9, `q8 ${q8}`);

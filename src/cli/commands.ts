@@ -44,7 +44,7 @@ const DB = text("the LanceDB index folder", { metavar: "DB_DIR" });
  */
 const KERNELS = {
   quant: choice(WEIGHT_MODES, "the weight matrices as stored (bf16), or quantized on the GPU at load in groups of 32 " +
-    "with an f16 scale: q8 the MLP and the LM head int8, q4 the MLP int4 and the rest int8; smaller, less accurate " +
+    "with an f16 scale: q8 the MLP and the LM head int8, q4 the MLP int4 (but the first layers') and the rest int8; smaller, less accurate " +
     "(README: Quantized weights)", { default: "bf16" }),
   kernels: text(`force kernel variants, SLOT=VARIANT,... (slots ${OP_SLOTS.join(", ")}; \`r3gpu tune\` lists the ` +
     "variants); R3GPU_KERNELS does the same, the flag winning", { metavar: "LIST" }),
@@ -130,7 +130,7 @@ export const EXPORT_GGUF = defineCommand({
   flags: {
     shape: choice(SHAPES, "a Qwen2.5 shape, with seeded random weights, instead of MODEL_DIR"),
     seed: { ...integer("the seed of --shape's weights", { min: 0, max: 2 ** 32 - 1, default: 1 }), requires: ["shape"] },
-    dtype: choice(GGUF_DTYPES, "the type of the matrices; q8_0 and q4_0 are r3gpu's --quant q8 and q4 (q4_0: the MLP Q4_0, the rest Q8_0)", { default: "f16" }),
+    dtype: choice(GGUF_DTYPES, "the type of the matrices; q8_0 and q4_0 are r3gpu's --quant q8 and q4 (q4_0: the MLP Q4_0 but the first layers', the rest Q8_0)", { default: "f16" }),
   },
   examples: ["export-gguf models/tiny-qwen2 /tmp/tiny.gguf", "export-gguf --shape qwen2.5-0.5b /tmp/qwen2.5-0.5b.gguf --dtype bf16"],
 });

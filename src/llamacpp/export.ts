@@ -7,7 +7,7 @@
 import type { ModelDir } from "../io/files.ts";
 import { checkConfigAgainstTensors, type Qwen2Config } from "../model/config.ts";
 import { openModelFolder } from "../model/folder.ts";
-import { quantizedDType, type MatrixRole, type WeightMode } from "../model/quant.ts";
+import { quantizedDType, type LayerPosition, type MatrixRole, type WeightMode } from "../model/quant.ts";
 import { randomMatrixBf16, randomVectorF32 } from "../model/random-host.ts";
 import { openModelWeights, streamTensor, type TensorInfo } from "../model/safetensors.ts";
 import { convertWeights, type ConvertStats, type FloatDType } from "./convert.ts";
@@ -107,7 +107,7 @@ async function writeQwen2Gguf(sink: ByteSink, cfg: Qwen2Config, vocab: GgufVocab
   const stats: ConvertStats = { overflows: 0 };
   const separateHead = matrixTypeOf(matrixType, "lm_head") !== matrixTypeOf(matrixType, "embedding");
   const tensors: GgufTensor[] = tensorMap(cfg, separateHead).map(({ hf, gguf, shape }) => {
-    const type: GgmlTypeName = shape.length === 1 ? "F32" : matrixTypeOf(matrixType, roleOf(gguf));
+    const type: GgmlTypeName = shape.length === 1 ? "F32" : matrixTypeOf(matrixType, roleOf(gguf), layerOf(gguf, cfg.numLayers));
     const produce = weights.tensor(hf, shape);
     return {
       name: gguf, type, dims: [...shape].reverse(),
@@ -121,15 +121,20 @@ async function writeQwen2Gguf(sink: ByteSink, cfg: Qwen2Config, vocab: GgufVocab
 
 const roleOf = (gguf: string): MatrixRole =>
   gguf.includes(".ffn_") ? "mlp" : gguf.includes(".attn_") ? "attention" : gguf === "output.weight" ? "lm_head" : "embedding";
+/** The layer of a `blk.N.` tensor. */
+const layerOf = (gguf: string, count: number): LayerPosition | undefined => {
+  const m = /^blk\.(\d+)\./.exec(gguf);
+  return m ? { index: Number(m[1]), count } : undefined;
+};
 
 /**
  * The type of one matrix. q8_0 and q4_0 files hold what r3gpu's q8 and q4 modes hold (src/model/quant.ts): Q8_0,
  * Q4_0 where those quantize, and F16 (the file type of the bf16 comparisons) where q8 keeps the stored dtype.
  */
-function matrixTypeOf(fileType: GgmlTypeName, role: MatrixRole): GgmlTypeName {
+function matrixTypeOf(fileType: GgmlTypeName, role: MatrixRole, layer?: LayerPosition): GgmlTypeName {
   const mode = fileType === "Q8_0" ? "q8" : fileType === "Q4_0" ? "q4" : undefined;
   if (!mode) return fileType;
-  const q = quantizedDType(mode, role);
+  const q = quantizedDType(mode, role, layer);
   return q === "Q4" ? "Q4_0" : q === "Q8" ? "Q8_0" : "F16";
 }
 

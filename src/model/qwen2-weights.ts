@@ -72,7 +72,7 @@ export async function loadLayerWeights(w: WeightSource, cfg: Qwen2Config, l: num
   // Stacked projections: one matrix of the tensors' rows in order, one bias of their biases end to end.
   const projection = async (names: string[], bias: boolean): Promise<Projection> => ({
     weight: await w.matrix(p + names.join("+"), names.map((n) => part(`${n}.weight`)), shapes.get(p + `${names[0]}.weight`)![1]!,
-      quant && quantizedDType(quant, names[0].startsWith("mlp.") ? "mlp" : "attention")),
+      quant && quantizedDType(quant, names[0].startsWith("mlp.") ? "mlp" : "attention", { index: l, count: cfg.numLayers })),
     bias: bias ? await vector(...names.map((n) => `${n}.bias`)) : undefined,
   });
   return {
