@@ -60,8 +60,8 @@ export interface LoadOptions {
   tune?: boolean | ModelTuneOptions;
   /**
    * Quantize the weight matrices on the GPU while loading, in groups of 32 weights along K with an f16 scale:
-   * "q8", every matrix int8; "q4", the MLP int4 and the rest int8 (src/model/quant.ts). Default: the dtype the
-   * files store.
+   * "q8", the MLP and the LM head int8; "q4", the MLP int4 (but the first layers', int8) and the rest int8
+   * (src/model/quant.ts says which and why). Default: the dtype the files store.
    */
   quant?: Quantization;
   onProgress?: (p: UploadProgress) => void;
