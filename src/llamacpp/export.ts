@@ -46,16 +46,16 @@ interface HostWeights {
   tensor(hfName: string, shape: number[]): HostTensor;
 }
 
-/** HF tensor name and row-major shape -> GGUF tensor name, for every tensor llama.cpp's qwen2 graph reads. */
+/** HF tensor name and row-major shape -> GGUF tensor name, for every tensor llama.cpp's qwen2 graph reads; `layer`: the layers' tensors'. */
 /** `separateHead`: an output.weight even for a tied model (read from its table), when the head's type differs from the table's. */
-function tensorMap(cfg: Qwen2Config, separateHead: boolean): { hf: string; gguf: string; shape: number[] }[] {
+function tensorMap(cfg: Qwen2Config, separateHead: boolean): { hf: string; gguf: string; shape: number[]; layer?: number }[] {
   const H = cfg.hiddenSize, I = cfg.intermediateSize, V = cfg.vocabSize;
   const qDim = cfg.numHeads * cfg.headDim, kvDim = cfg.numKvHeads * cfg.headDim;
-  const out = [{ hf: "model.embed_tokens.weight", gguf: "token_embd.weight", shape: [V, H] }];
+  const out: { hf: string; gguf: string; shape: number[]; layer?: number }[] = [{ hf: "model.embed_tokens.weight", gguf: "token_embd.weight", shape: [V, H] }];
   for (let l = 0; l < cfg.numLayers; l++) {
     const hf = (n: string) => `model.layers.${l}.${n}`;
     const gg = (n: string) => `blk.${l}.${n}`;
-    out.push(
+    out.push(...[
       { hf: hf("input_layernorm.weight"), gguf: gg("attn_norm.weight"), shape: [H] },
       { hf: hf("self_attn.q_proj.weight"), gguf: gg("attn_q.weight"), shape: [qDim, H] },
       { hf: hf("self_attn.q_proj.bias"), gguf: gg("attn_q.bias"), shape: [qDim] },
@@ -68,7 +68,7 @@ function tensorMap(cfg: Qwen2Config, separateHead: boolean): { hf: string; gguf:
       { hf: hf("mlp.gate_proj.weight"), gguf: gg("ffn_gate.weight"), shape: [I, H] },
       { hf: hf("mlp.up_proj.weight"), gguf: gg("ffn_up.weight"), shape: [I, H] },
       { hf: hf("mlp.down_proj.weight"), gguf: gg("ffn_down.weight"), shape: [H, I] },
-    );
+    ].map((t) => ({ ...t, layer: l })));
   }
   out.push({ hf: "model.norm.weight", gguf: "output_norm.weight", shape: [H] });
   // Tied models have no output.weight unless its type differs; without one, llama.cpp uses token_embd.weight.
@@ -106,8 +106,9 @@ async function writeQwen2Gguf(sink: ByteSink, cfg: Qwen2Config, vocab: GgufVocab
   const metadata = new Map<string, GgufValue>([...modelMetadata(cfg, opts.name ?? name, matrixType), ...vocabMetadata(vocab)]);
   const stats: ConvertStats = { overflows: 0 };
   const separateHead = matrixTypeOf(matrixType, "lm_head") !== matrixTypeOf(matrixType, "embedding");
-  const tensors: GgufTensor[] = tensorMap(cfg, separateHead).map(({ hf, gguf, shape }) => {
-    const type: GgmlTypeName = shape.length === 1 ? "F32" : matrixTypeOf(matrixType, roleOf(gguf), layerOf(gguf, cfg.numLayers));
+  const tensors: GgufTensor[] = tensorMap(cfg, separateHead).map(({ hf, gguf, shape, layer }) => {
+    const type: GgmlTypeName = shape.length === 1 ? "F32"
+      : matrixTypeOf(matrixType, roleOf(gguf), layer === undefined ? undefined : { index: layer, count: cfg.numLayers });
     const produce = weights.tensor(hf, shape);
     return {
       name: gguf, type, dims: [...shape].reverse(),
@@ -121,11 +122,6 @@ async function writeQwen2Gguf(sink: ByteSink, cfg: Qwen2Config, vocab: GgufVocab
 
 const roleOf = (gguf: string): MatrixRole =>
   gguf.includes(".ffn_") ? "mlp" : gguf.includes(".attn_") ? "attention" : gguf === "output.weight" ? "lm_head" : "embedding";
-/** The layer of a `blk.N.` tensor. */
-const layerOf = (gguf: string, count: number): LayerPosition | undefined => {
-  const m = /^blk\.(\d+)\./.exec(gguf);
-  return m ? { index: Number(m[1]), count } : undefined;
-};
 
 /**
  * The type of one matrix. q8_0 and q4_0 files hold what r3gpu's q8 and q4 modes hold (src/model/quant.ts): Q8_0,
