@@ -41,7 +41,7 @@ const fakeDevice = (features: string[]) => ({ features: new Set(features) }) as 
 test("R3GPU_KERNELS / --kernels lists: slot=variant pairs; a bad entry, slot or variant is named with the valid ones", () => {
   assert.deepEqual(parseKernelList("linear.decode=splitk, attention.decode=splitkv"), { "linear.decode": "splitk", "attention.decode": "splitkv" });
   assert.deepEqual(parseKernelList(""), {});
-  assert.throws(() => parseKernelList("linear.decode=nope", "--kernels"), /--kernels: linear.decode has no variant "nope" \(it has rows, splitk, splitk_subgroup/);
+  assert.throws(() => parseKernelList("linear.decode=nope", "--kernels"), /--kernels: linear.decode has no variant "nope" \(it has rows, blocks, splitk, splitk_subgroup/);
   assert.throws(() => parseKernelList("matmul=rows"), /R3GPU_KERNELS: "matmul=rows" is not slot=variant; the slots are linear.vector, linear.decode, linear.prefill, attention.decode, attention.prefill, swiglu.decode, lm_head.decode/);
   assert.throws(() => parseKernelList("linear.decode"), /is not slot=variant/);
   assert.throws(() => parseKernelList("linear.decode=rows=rows"), /is not slot=variant/);
@@ -49,14 +49,15 @@ test("R3GPU_KERNELS / --kernels lists: slot=variant pairs; a bad entry, slot or 
 
 test("a variant the adapter cannot run is refused, naming the missing feature and the variants there are", () => {
   assert.throws(() => resolveKernels(fakeDevice([]), { "linear.decode": "splitk_subgroup" }),
-    /linear.decode=splitk_subgroup: this adapter lacks subgroups; linear.decode has rows, splitk, splitk_subgroup \(needs subgroups\)/);
+    /linear.decode=splitk_subgroup: this adapter lacks subgroups; linear.decode has rows, blocks, splitk, splitk_subgroup \(needs subgroups\)/);
   assert.throws(() => resolveKernels(fakeDevice([]), { "attention.prefill": "flash" }), /no such kernel variant; attention.prefill has online, tiled/);
 });
 
-test("static defaults: today's kernels on a CPU adapter; split-K, tiles and split-KV on a GPU, subgroups where it has them", () => {
+test("static defaults: today's kernels on a CPU adapter but blocks for linears of several rows; split-K, tiles and split-KV on a GPU, subgroups where it has them", () => {
   const all = ["subgroups", "shader-f16"];
-  assert.deepEqual(staticKernels(fakeDevice(all), { vendor: "mesa", description: "llvmpipe (LLVM 15.0.6, 256 bits)" }), DEFAULT_KERNELS);
-  assert.deepEqual(staticKernels(fakeDevice(all), { isFallbackAdapter: true }), DEFAULT_KERNELS);
+  const cpu = { ...DEFAULT_KERNELS, "linear.decode": "blocks", "linear.prefill": "blocks" };
+  assert.deepEqual(staticKernels(fakeDevice(all), { vendor: "mesa", description: "llvmpipe (LLVM 15.0.6, 256 bits)" }), cpu);
+  assert.deepEqual(staticKernels(fakeDevice(all), { isFallbackAdapter: true }), cpu);
   assert.deepEqual(staticKernels(fakeDevice(all), { vendor: "nvidia", architecture: "hopper" }),
     { "linear.vector": "splitk_subgroup", "linear.decode": "splitk_subgroup", "linear.prefill": "tiled", "attention.decode": "splitkv", "attention.prefill": "tiled", "swiglu.decode": "splitk_subgroup",
       "lm_head.decode": "splitk_subgroup" });
@@ -192,7 +193,7 @@ function r3gpu(args: string[], env: Record<string, string> = {}): Promise<{ code
 test("r3gpu check: R3GPU_KERNELS and --kernels force variants (the flag winning); f16 ones are held to their printed tolerance", async () => {
   const forced = await r3gpu(["check", tiny, "--no-tune", "--kernels", "linear.prefill=tiled"], { R3GPU_KERNELS: "attention.decode=splitkv,linear.prefill=rows" });
   assert.equal(forced.code, 0, forced.stdout + forced.stderr);
-  assert.match(forced.stdout, /kernels: linear.vector=rows, linear.decode=rows, linear.prefill=tiled, attention.decode=splitkv, attention.prefill=online, swiglu.decode=separate, lm_head.decode=separate\n/);
+  assert.match(forced.stdout, /kernels: linear.vector=rows, linear.decode=blocks, linear.prefill=tiled, attention.decode=splitkv, attention.prefill=online, swiglu.decode=separate, lm_head.decode=separate\n/);
   assert.match(forced.stdout, /tolerance: max abs error <= 0.0001 x max\|ref\| per tensor\n/);
   assert.match(forced.stdout, /PASS/);
   if (device.features.has("shader-f16")) {
@@ -202,7 +203,7 @@ test("r3gpu check: R3GPU_KERNELS and --kernels force variants (the flag winning)
   }
   const bad = await r3gpu(["check", tiny, "--kernels", "linear.decode=nope"]);
   assert.equal(bad.code, 2);
-  assert.match(bad.stderr, /--kernels: linear.decode has no variant "nope" \(it has rows, splitk, splitk_subgroup/);
+  assert.match(bad.stderr, /--kernels: linear.decode has no variant "nope" \(it has rows, blocks, splitk, splitk_subgroup/);
   const badEnv = await r3gpu(["check", tiny], { R3GPU_KERNELS: "attention=online" });
   assert.equal(badEnv.code, 2);
   assert.match(badEnv.stderr, /R3GPU_KERNELS: "attention=online" is not slot=variant/);

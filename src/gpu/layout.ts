@@ -47,6 +47,7 @@ export const SHADER_CONSTANTS: Record<string, number> = {
   W_LANES: WEIGHT_LAYOUT.lanes,
   W_GROUPS: WEIGHT_LAYOUT.groups,
   W_BLOCK: WEIGHT_LAYOUT.block,
+  Q_GROUP_QUADS: QUANT_LAYOUT.groupQuads,
 };
 
 /** The WGSL declarations of `constants` (u32 values), one line each. */

@@ -6,7 +6,7 @@ import { TILED_PREFILL as TILED_ATTENTION_PREFILL } from "./attention-tiled.ts";
 import { SEPARATE_SWIGLU, SPLITK_SUBGROUP_SWIGLU, SPLITK_SWIGLU, type SwiGluVariant } from "./gate-up-swiglu.ts";
 import type { LinearVariant } from "./linear.ts";
 import { SEPARATE_LM_HEAD, SPLITK_ARGMAX, SPLITK_SUBGROUP_ARGMAX, type LmHeadVariant } from "./lm-head.ts";
-import { ROWS_DECODE, ROWS_PREFILL } from "./linear-rows.ts";
+import { BLOCKS_DECODE, BLOCKS_PREFILL, ROWS_DECODE, ROWS_PREFILL } from "./linear-rows.ts";
 import { forDevice, SUBGROUP_MATRIX_PREFILL } from "./linear-subgroup-matrix.ts";
 import { SPLITK_DECODE, SPLITK_SUBGROUP_DECODE } from "./linear-splitk.ts";
 import { TILED_F16_PREFILL, TILED_PREFILL } from "./linear-tiled.ts";
@@ -20,8 +20,9 @@ const vectorOf = (v: LinearVariant): LinearVariant => ({ ...v, slot: "linear.vec
 
 // Mutable: a user's kernel (`r3gpu tune --kernel`) joins the candidates for the life of the process.
 export const LINEAR_VARIANTS: LinearVariant[] = [
-  ...[ROWS_DECODE, SPLITK_DECODE, SPLITK_SUBGROUP_DECODE].map(vectorOf),
-  ROWS_DECODE, ROWS_PREFILL, SPLITK_DECODE, SPLITK_SUBGROUP_DECODE, TILED_PREFILL, TILED_F16_PREFILL, SUBGROUP_MATRIX_PREFILL,
+  ...[ROWS_DECODE, BLOCKS_DECODE, SPLITK_DECODE, SPLITK_SUBGROUP_DECODE].map(vectorOf),
+  ROWS_DECODE, ROWS_PREFILL, BLOCKS_DECODE, BLOCKS_PREFILL, SPLITK_DECODE, SPLITK_SUBGROUP_DECODE, TILED_PREFILL, TILED_F16_PREFILL,
+  SUBGROUP_MATRIX_PREFILL,
 ];
 export const ATTENTION_VARIANTS: AttentionVariant[] = [ONLINE_DECODE, SPLITKV_DECODE, ONLINE_PREFILL, TILED_ATTENTION_PREFILL];
 export const SWIGLU_VARIANTS: readonly SwiGluVariant[] = [SEPARATE_SWIGLU, SPLITK_SWIGLU, SPLITK_SUBGROUP_SWIGLU];

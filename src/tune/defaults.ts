@@ -1,5 +1,7 @@
 // Kernel variants chosen without measuring (`--no-tune`, or a library load without `tune`), by adapter class.
-// A CPU driver keeps today's kernels, which were tuned on one; for GPUs the preferences follow the known-good designs
+// A CPU driver keeps today's kernels, which were tuned on one, but for the linear layers of several input rows
+// (batched decode steps, prefill), where "blocks" took half the time of "rows" or less on lavapipe (bench/NOTES.md,
+// "Batching"); for GPUs the preferences follow the known-good designs
 // (split-K matrix-vector products, tiled matrix products, flash-decoding): estimates until measured on each card,
 // which the tuner does.
 import { allVariants, DEFAULT_KERNELS, type KernelChoice } from "../ops/kernel-variants.ts";
@@ -16,6 +18,9 @@ const GPU_PREFERENCES: Record<OpSlot, string[]> = {
   "lm_head.decode": ["splitk_subgroup", "splitk", "separate"],
 };
 
+/** On a CPU adapter: today's kernels but these. */
+export const CPU_KERNELS: Partial<KernelChoice> = { "linear.decode": "blocks", "linear.prefill": "blocks" };
+
 /** Software adapters: their figures are a CPU's (Mesa's llvmpipe/lavapipe, SwiftShader, WARP). */
 export function isCpuAdapter(info: { vendor?: string; architecture?: string; description?: string; isFallbackAdapter?: boolean }): boolean {
   if (info.isFallbackAdapter) return true;
@@ -23,7 +28,7 @@ export function isCpuAdapter(info: { vendor?: string; architecture?: string; des
 }
 
 export function staticKernels(device: GPUDevice, adapterInfo: Parameters<typeof isCpuAdapter>[0]): KernelChoice {
-  if (isCpuAdapter(adapterInfo)) return { ...DEFAULT_KERNELS };
+  if (isCpuAdapter(adapterInfo)) return { ...DEFAULT_KERNELS, ...CPU_KERNELS };
   const out = { ...DEFAULT_KERNELS };
   for (const slot of OP_SLOTS) {
     const pick = GPU_PREFERENCES[slot].find((name) => allVariants().some((v) => v.slot === slot && v.name === name && v.precision === "f32" && isSupported(v, device)));

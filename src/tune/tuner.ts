@@ -4,7 +4,8 @@
 // own weights and buffers, checked once against the reference variant on random inputs (a candidate whose output
 // differs beyond its tolerance is dropped, and the drop reported), then timed over layers chained in one submission
 // (each layer reads its own weights and cache, as a real step does, so no cache flatters it: every layer, or for the
-// linear layers as many as hold CHAIN_BYTES of weights, far more than any GPU's last-level cache). The fastest
+// linear layers at decode as many as hold CHAIN_BYTES of weights, far more than any GPU's last-level cache; one
+// layer for the prefill linears, which use each weight for hundreds of rows). The fastest
 // correct one is kept (the greedy choice's token ids must be the reference's exactly). The reference variants are
 // today's kernels ("rows", "online", "separate"). Slots are measured
 // cheapest first (decode before prefill), so a time budget spent on a slow adapter leaves the dearest measurements
@@ -143,10 +144,13 @@ function plans(t: TuneTarget, choice: KernelChoice): SlotPlan[] {
     // The check: the LM head where it has the step's rows (the longest sums and the most outputs), else the widest
     // projection of layer 0 (the MLP's down projection).
     const headChecked = withHead && outputs === rows;
+    // A prefill step uses each weight for all its rows, so it is bound by arithmetic and no cache flatters it: one
+    // layer times it (on a CPU driver ten layers of 256 rows took 17 s a candidate, most of the load's budget).
+    const layers = withHead ? chained : 1;
     return {
-      slot, step: steps(rows, outputs, 1), layers: chained,
+      slot, step: steps(rows, outputs, 1), layers,
       bind: (v) => [
-        ...w.layers.slice(0, chained).flatMap((_, l) => projections(l).map(([W, x, y, bias]) => new Linear(kernels, x, W, y, { variants: variants(v), bias }))),
+        ...w.layers.slice(0, layers).flatMap((_, l) => projections(l).map(([W, x, y, bias]) => new Linear(kernels, x, W, y, { variants: variants(v), bias }))),
         ...(withHead ? [new Linear(kernels, b.hOut, w.lm_head, b.logits, { variants: variants(v), perOutput: true })] : []),
       ],
       checked: (v, out) => headChecked
