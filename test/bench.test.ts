@@ -2,6 +2,7 @@
 // complete report whose figures are finite and positive, a second weight mode (q4) is measured beside bf16,
 // llama.cpp runs beside it as a peer, its text tables render, and `profile` runs. No time is ever asserted
 // (machines vary); bench/NOTES.md has measured figures.
+import { spawn } from "node:child_process";
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -136,4 +137,28 @@ test("bench and profile are wired into the CLI", async () => {
   assert.equal(await run(["profile"]), 2);
   assert.equal(await run(["profile", embeddedModelDir(), "--tokens", "0"]), 2);
   assert.equal(await run(["profile", embeddedModelDir(), "--tokens", "16"]), 0);
+});
+
+// `npm run bench:linear`, as a user runs it: every variant of the slot at a small odd shape, each one's output within
+// float32 rounding of the first's (a check of the variants against one another, beside the float64 references of
+// test/kernels-*-linear.test.ts), and a bad flag refused by name.
+test("bench:linear compares a slot's variants at one shape; a bad flag is refused naming it", async () => {
+  const script = join(import.meta.dirname, "..", "bench", "linear-variants.js");
+  const go = (args: string[]) => new Promise<{ code: number | null; out: string }>((done) => {
+    const child = spawn(process.execPath, [script, ...args]);
+    let out = "";
+    child.stdout.on("data", (d) => (out += d));
+    child.stderr.on("data", (d) => (out += d));
+    child.on("close", (code) => done({ code, out }));
+  });
+  for (const [m, dtype] of [["3", "BF16"], ["40", "Q4"]]) {
+    const { code, out } = await go(["--k", "170", "--n", "70", "--m", m, "--dtype", dtype, "--layers", "1", "--rounds", "1"]);
+    assert.equal(code, 0, out);
+    const rows = out.split("\n").filter((l) => / ms .* diff /.test(l));
+    assert.ok(rows.some((l) => l.startsWith("rows ")) && rows.some((l) => l.startsWith("blocks ")), out);
+    for (const l of rows) assert.ok(Number(/diff (\S+)/.exec(l)![1]) < 1e-5, l);
+  }
+  const bad = await go(["--k", "171"]);
+  assert.notEqual(bad.code, 0);
+  assert.match(bad.out, /--k 171: the linear kernels take an even K/);
 });
