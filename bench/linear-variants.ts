@@ -12,7 +12,7 @@ import { nodeGpu } from "../src/gpu/node.ts";
 import { Recorder } from "../src/gpu/recorder.ts";
 import { median } from "../src/gpu/timer.ts";
 import { isSupported, Linear, LINEAR_VARIANTS, sequenceStep, type LinearVariant } from "../src/ops/index.ts";
-import { DECODE_MAX_ROWS } from "../src/ops/variant.ts";
+import { linearSlot } from "../src/ops/linear.ts";
 import { mulberry32 } from "../src/util/prng.ts";
 
 const { values } = parseArgs({
@@ -32,8 +32,8 @@ const dtype = values.dtype as GpuDType;
 if (!["BF16", "F16", "F32", "Q8", "Q4"].includes(dtype)) throw new Error(`--dtype ${dtype}: one of BF16, F16, F32, Q8, Q4`);
 
 const { device, info } = await nodeGpu();
-// The slot that serves a step of M rows (src/ops/linear.ts), and its variants this adapter runs in f32.
-const slot = M === 1 ? "linear.vector" : M <= DECODE_MAX_ROWS ? "linear.decode" : "linear.prefill";
+// The slot that serves a step of M rows, and its variants this adapter runs in f32.
+const slot = linearSlot(M);
 const mine = LINEAR_VARIANTS.filter((v) => v.slot === slot && v.precision === "f32" && isSupported(v, device));
 const names = values.variants?.split(",") ?? mine.map((v) => v.name);
 const variants = names.map((name) => mine.find((v) => v.name === name) ??

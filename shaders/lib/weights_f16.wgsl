@@ -8,13 +8,3 @@ fn load_w8(quad: u32) -> array<vec2f, 4> {
   let v = w[quad];
   return array<vec2f, 4>(unpack2x16float(v.x), unpack2x16float(v.y), unpack2x16float(v.z), unpack2x16float(v.w));
 }
-
-// Float weights have no scales; these two are for kernels that read a quantized matrix's scale once per group
-// (see weights_q8.wgsl).
-fn w_scale(quad: u32) -> f32 {
-  return 1.0;
-}
-
-fn load_w8_scaled(quad: u32, d: f32) -> array<vec2f, 4> {
-  return load_w8(quad);
-}

@@ -9,13 +9,3 @@ fn load_w8(quad: u32) -> array<vec2f, 4> {
   let b = w[2u * quad + 1u];
   return array<vec2f, 4>(bitcast<vec2f>(a.xy), bitcast<vec2f>(a.zw), bitcast<vec2f>(b.xy), bitcast<vec2f>(b.zw));
 }
-
-// Float weights have no scales; these two are for kernels that read a quantized matrix's scale once per group
-// (see weights_q8.wgsl).
-fn w_scale(quad: u32) -> f32 {
-  return 1.0;
-}
-
-fn load_w8_scaled(quad: u32, d: f32) -> array<vec2f, 4> {
-  return load_w8(quad);
-}

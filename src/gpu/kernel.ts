@@ -7,6 +7,7 @@
 //
 // Declarations that share their bindings and uniforms form a family (e.g. the decode and prefill linear kernels):
 // one bind group serves every member, so an op picks a member per step.
+import { isQuantized } from "./matrix.ts";
 import { SHADERS } from "./shaders.gen.ts";
 import { SHADER_CONSTANTS, wgslConstants } from "./layout.ts";
 import { assemble, preprocess } from "./wgsl.ts";
@@ -45,7 +46,10 @@ export interface KernelDecl<B extends string = string, U extends string = string
    * shader and differ in an #if block (e.g. SUBGROUPS, whose `enable subgroups;` only some adapters accept).
    */
   defines?: string[];
-  /** Reads weight matrices: compiled per dtype with shaders/lib/weights_<dtype>.wgsl and lib/weight_layout.wgsl. */
+  /**
+   * Reads weight matrices: compiled per dtype with shaders/lib/weights_<dtype>.wgsl (and lib/weights_unscaled.wgsl for
+   * a float dtype) and lib/weight_layout.wgsl.
+   */
   weights?: boolean;
 }
 
@@ -123,7 +127,10 @@ export class Kernels {
     if (decl.weights && !variant.dtype) throw new Error(`kernel ${decl.name} reads weights: give a dtype`);
     const flags = new Set([...(decl.defines ?? []), ...(variant.flags ?? [])]);
     const constants = { ...SHADER_CONSTANTS, WG: decl.workgroupSize, ...decl.constants };
-    const libs = decl.weights ? [SHADERS[`lib/weights_${variant.dtype!.toLowerCase()}`], SHADERS["lib/weight_layout"]] : [];
+    const dtype = variant.dtype!;
+    const libs = decl.weights
+      ? [SHADERS[`lib/weights_${dtype.toLowerCase()}`], ...(isQuantized(dtype) ? [] : [SHADERS["lib/weights_unscaled"]]), SHADERS["lib/weight_layout"]]
+      : [];
     const code = decl.code ?? SHADERS[decl.shader];
     if (code === undefined) throw new Error(`kernel ${decl.name}: no shaders/${decl.shader}.wgsl`);
     return assemble([wgslConstants(constants), ...libs, preprocess(code, flags, decl.shader)]);

@@ -5,8 +5,8 @@
 // 0.44x (bench/NOTES.md, "Batching"). Decode steps use the member with the fewest input rows per invocation that
 // covers the step; longer steps the member of 8.
 import { defineKernel } from "../gpu/kernel.ts";
-import { MAX_GROUPS_PER_DIMENSION, WEIGHT_LAYOUT } from "../gpu/layout.ts";
-import { LINEAR_BINDINGS, LINEAR_UNIFORMS, type LinearKernel, type LinearVariant } from "./linear.ts";
+import { WEIGHT_LAYOUT } from "../gpu/layout.ts";
+import { checkedGrid, LINEAR_BINDINGS, LINEAR_UNIFORMS, type LinearKernel, type LinearVariant } from "./linear.ts";
 
 /**
  * The member with TM input rows and RB weight blocks per invocation: each weight quad loaded serves TM rows, each x
@@ -31,11 +31,7 @@ const LINEAR_BLOCKS: readonly LinearKernel[] = [rowsMember(1, 2), rowsMember(2, 
 function rowsGrid(member: LinearKernel, rows: number, M: number): [number, number] {
   const { TM, RB } = member.constants!;
   const groups = Math.ceil(Math.ceil(rows / WEIGHT_LAYOUT.block) / RB) * WEIGHT_LAYOUT.lanes;
-  const grid: [number, number] = [Math.ceil(groups / member.workgroupSize), Math.ceil(M / TM)];
-  if (Math.max(...grid) > MAX_GROUPS_PER_DIMENSION) {
-    throw new Error(`${member.name}: ${rows} weight rows x ${M} input rows need ${grid.join(" x ")} workgroups, over ${MAX_GROUPS_PER_DIMENSION} per dimension`);
-  }
-  return grid;
+  return checkedGrid(member, rows, M, [Math.ceil(groups / member.workgroupSize), Math.ceil(M / TM)]);
 }
 
 /** A decode variant of `members` (fewest input rows first) and its prefill variant, the widest member. */

@@ -4,8 +4,8 @@
 // invocations, the WebGPU default limit; under 16 KiB of workgroup memory, the default limit too), not for a CPU
 // driver: which variant runs is measured per adapter.
 import { defineKernel } from "../gpu/kernel.ts";
-import { MAX_GROUPS_PER_DIMENSION, WEIGHT_LAYOUT } from "../gpu/layout.ts";
-import { LINEAR_BINDINGS, LINEAR_UNIFORMS, type LinearKernel, type LinearVariant } from "./linear.ts";
+import { WEIGHT_LAYOUT } from "../gpu/layout.ts";
+import { checkedGrid, LINEAR_BINDINGS, LINEAR_UNIFORMS, type LinearKernel, type LinearVariant } from "./linear.ts";
 
 /** An output tile of BM input rows x BN weight rows, K tiles of BK, TM x TN outputs per invocation. */
 interface Tile {
@@ -57,12 +57,7 @@ function tiledVariant(name: string, f16: boolean): LinearVariant {
 /** Workgroups for a member of output tiles BM x BN (its constants): one per tile, x over weight rows. */
 export function tileGrid(member: LinearKernel, rows: number, M: number): [number, number] {
   const { BM, BN } = member.constants!;
-  const tiles: [number, number] = [Math.ceil(rows / BN), Math.ceil(M / BM)];
-  if (Math.max(...tiles) > MAX_GROUPS_PER_DIMENSION) {
-    throw new Error(`${member.name}: ${rows} weight rows x ${M} input rows need ${tiles.join(" x ")} workgroups, ` +
-      `over ${MAX_GROUPS_PER_DIMENSION} per dimension`);
-  }
-  return tiles;
+  return checkedGrid(member, rows, M, [Math.ceil(rows / BN), Math.ceil(M / BM)]);
 }
 
 export const TILED_PREFILL = tiledVariant("tiled", false);

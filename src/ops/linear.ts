@@ -3,6 +3,7 @@
 // row (a single sequence's decode: the matrix-vector product), one for decode steps of several (up to
 // DECODE_MAX_ROWS rows), one for longer ones, each picking its member for the step's rows.
 import type { BindingSpec, KernelDecl, Kernels, PipelineRef, WeightDType } from "../gpu/kernel.ts";
+import { MAX_GROUPS_PER_DIMENSION } from "../gpu/layout.ts";
 import { elementBytes, type GpuMatrix } from "../gpu/matrix.ts";
 import type { Recorder } from "../gpu/recorder.ts";
 import { check, Op, type Cost, type Step } from "./op.ts";
@@ -17,6 +18,20 @@ export const LINEAR_BINDINGS = {
 export const LINEAR_UNIFORMS = { M: "u32", K: "u32", N: "u32", n0: "u32", rows: "u32" } as const;
 
 export type LinearKernel = KernelDecl<keyof typeof LINEAR_BINDINGS, keyof typeof LINEAR_UNIFORMS>;
+
+/** The slot whose variant runs a step of M input rows: one row, a decode step of up to DECODE_MAX_ROWS, or longer. */
+export function linearSlot(M: number): LinearVariant["slot"] {
+  return M === 1 ? "linear.vector" : M <= DECODE_MAX_ROWS ? "linear.decode" : "linear.prefill";
+}
+
+/** A member's grid for a part of `rows` weight rows and M input rows, refused past the per-dimension limit. */
+export function checkedGrid(member: LinearKernel, rows: number, M: number, grid: [number, number]): [number, number] {
+  if (Math.max(...grid) > MAX_GROUPS_PER_DIMENSION) {
+    throw new Error(`${member.name}: ${rows} weight rows x ${M} input rows need ${grid.join(" x ")} workgroups, ` +
+      `over ${MAX_GROUPS_PER_DIMENSION} per dimension`);
+  }
+  return grid;
+}
 
 /** A way of computing the linear layer: its member kernels and their dispatch geometry. */
 export interface LinearVariant extends VariantInfo {
@@ -44,7 +59,7 @@ export interface LinearOptions {
 
 export class Linear extends Op {
   private readonly parts;
-  private readonly variants: { variant: LinearVariant; pipelines: Map<LinearKernel, PipelineRef> }[];
+  private readonly variants: Record<LinearVariant["slot"], { variant: LinearVariant; pipelines: Map<LinearKernel, PipelineRef> }>;
 
   constructor(kernels: Kernels, x: GPUBuffer, private readonly W: GpuMatrix, y: GPUBuffer, private readonly opts: LinearOptions) {
     check(W.cols % 2 === 0, `${W.name}: input size ${W.cols} must be even`);
@@ -56,9 +71,8 @@ export class Linear extends Op {
     const compile = { dtype: W.dtype, overrides: { ACCUMULATE: opts.accumulate ?? false } };
     const call = this.parts[0].call;
     const { vector = opts.variants.decode, decode, prefill } = opts.variants;
-    this.variants = [vector, decode, prefill].map((variant) => ({
-      variant, pipelines: new Map(variant.members.map((m) => [m, call.pipeline(m, compile)])),
-    }));
+    const bound = (variant: LinearVariant) => ({ variant, pipelines: new Map(variant.members.map((m) => [m, call.pipeline(m, compile)])) });
+    this.variants = { "linear.vector": bound(vector), "linear.decode": bound(decode), "linear.prefill": bound(prefill) };
   }
 
   /** Rows computed in a step: every token, or one per output. */
@@ -68,7 +82,7 @@ export class Linear extends Op {
 
   encode(rec: Recorder, step: Step): void {
     const M = this.rows(step);
-    const { variant, pipelines } = this.variants[M === 1 ? 0 : M <= DECODE_MAX_ROWS ? 1 : 2];
+    const { variant, pipelines } = this.variants[linearSlot(M)];
     const member = variant.member(M);
     const pipeline = pipelines.get(member)!;
     for (const { part, call } of this.parts) {
