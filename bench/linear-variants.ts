@@ -2,9 +2,11 @@
 // distinct random weight matrices chained in one submission (so that no cache holds them), timed in interleaved
 // rounds (variant a, b, c, a, b, c, ...) so that a drift in the machine's speed reaches every variant alike; the
 // median per variant, and each output's largest difference to the first variant's relative to its largest value.
-// Lighter than `r3gpu tune` (no model): for comparing kernels at the shapes of one projection.
+// Lighter than `r3gpu tune` (no model): for comparing kernels at the shapes of one projection. Several dtypes
+// (`--dtype BF16,Q4`) are timed in the same interleaved rounds, so that their ratios are measured alike too; each
+// output's difference is to the first variant of its own dtype (across dtypes it would be the quantization error).
 //
-//   npm run bench:linear -- --k 896 --n 9728 --m 8 [--dtype BF16|F16|F32|Q8|Q4] [--layers 6] [--rounds 7] [--variants rows,blocks]
+//   npm run bench:linear -- --k 896 --n 9728 --m 8 [--dtype BF16|F16|F32|Q8|Q4[,...]] [--layers 6] [--rounds 7] [--variants rows,blocks]
 import { parseArgs } from "node:util";
 import { gpuMatrix, quantizedMatrix, readF32, uploadF32 } from "../src/check/device-data.ts";
 import { Kernels, type GpuDType } from "../src/gpu/kernel.ts";
@@ -28,8 +30,8 @@ const [K, N, M, layers, rounds] = ["k", "n", "m", "layers", "rounds"].map((f) =>
   return v;
 });
 if (K % 2) throw new Error(`--k ${K}: the linear kernels take an even K`);
-const dtype = values.dtype as GpuDType;
-if (!["BF16", "F16", "F32", "Q8", "Q4"].includes(dtype)) throw new Error(`--dtype ${dtype}: one of BF16, F16, F32, Q8, Q4`);
+const dtypes = values.dtype.split(",") as GpuDType[];
+for (const d of dtypes) if (!["BF16", "F16", "F32", "Q8", "Q4"].includes(d)) throw new Error(`--dtype ${d}: one of BF16, F16, F32, Q8, Q4`);
 
 const { device, info } = await nodeGpu();
 // The slot that serves a step of M rows, and its variants this adapter runs in f32.
@@ -41,16 +43,18 @@ const variants = names.map((name) => mine.find((v) => v.name === name) ??
 
 const kernels = new Kernels(device);
 const rand = mulberry32(1);
-const mats = Array.from({ length: layers }, (_, i) => {
-  const v = new Float32Array(N * K).map(() => 2 * rand() - 1);
-  return dtype === "Q8" || dtype === "Q4" ? quantizedMatrix(device, `w${i}`, v, N, K, dtype).W : gpuMatrix(device, `w${i}`, v, N, K, dtype);
-});
+// The same values in every dtype.
+const values32 = Array.from({ length: layers }, () => new Float32Array(N * K).map(() => 2 * rand() - 1));
 const x = uploadF32(device, new Float32Array(M * K).map(() => 2 * rand() - 1), "x");
 const y = uploadF32(device, new Float32Array(M * N), "y");
 const step = sequenceStep(M, 0);
-const runs = variants.map((v: LinearVariant) => ({
-  v, ops: mats.map((W) => new Linear(kernels, x, W, y, { variants: { vector: v, decode: v, prefill: v } })), seconds: [] as number[], error: 0,
-}));
+const runs = dtypes.flatMap((dtype) => {
+  const mats = values32.map((v, i) =>
+    dtype === "Q8" || dtype === "Q4" ? quantizedMatrix(device, `w${i}`, v, N, K, dtype).W : gpuMatrix(device, `w${i}`, v, N, K, dtype));
+  return variants.map((v: LinearVariant) => ({
+    v, dtype, ops: mats.map((W) => new Linear(kernels, x, W, y, { variants: { vector: v, decode: v, prefill: v } })), seconds: [] as number[], error: 0,
+  }));
+});
 await kernels.compiled();
 const run = async (ops: Linear[]) => {
   const rec = new Recorder(device);
@@ -58,15 +62,16 @@ const run = async (ops: Linear[]) => {
   rec.submit();
   await device.queue.onSubmittedWorkDone();
 };
-let first: Float32Array | undefined;
+const first = new Map<GpuDType, Float32Array>();
 for (const r of runs) {
   await run(r.ops);
   const got = await readF32(device, y, M * N);
-  if (first) {
+  const ref = first.get(r.dtype);
+  if (ref) {
     let scale = 0;
-    for (let i = 0; i < got.length; i++) { r.error = Math.max(r.error, Math.abs(got[i] - first[i])); scale = Math.max(scale, Math.abs(first[i])); }
+    for (let i = 0; i < got.length; i++) { r.error = Math.max(r.error, Math.abs(got[i] - ref[i])); scale = Math.max(scale, Math.abs(ref[i])); }
     r.error /= scale;
-  } else first = got.slice();
+  } else first.set(r.dtype, got.slice());
 }
 for (let i = 0; i < rounds; i++) {
   for (const r of runs) {
@@ -75,11 +80,11 @@ for (let i = 0; i < rounds; i++) {
     r.seconds.push((performance.now() - t0) / 1000 / layers);
   }
 }
-console.log(`${slot} at M=${M} K=${K} N=${N} ${dtype} on ${info.description || info.vendor}: median of ${rounds} interleaved rounds over ${layers} matrices`);
+console.log(`${slot} at M=${M} K=${K} N=${N} ${dtypes.join(", ")} on ${info.description || info.vendor}: median of ${rounds} interleaved rounds over ${layers} matrices`);
 for (const r of runs) {
   const s = median(r.seconds);
   const member = r.v.member(M).name;
-  console.log(`${r.v.name.padEnd(16)} ${member.padEnd(22)} ${(s * 1e3).toFixed(2).padStart(8)} ms  ${(2 * M * N * K / s / 1e9).toFixed(2).padStart(6)} GFLOP/s` +
-    `  x${(s / median(runs[0].seconds)).toFixed(2)} of ${runs[0].v.name}  diff ${r.error.toExponential(1)}`);
+  console.log(`${r.dtype.padEnd(5)} ${r.v.name.padEnd(16)} ${member.padEnd(22)} ${(s * 1e3).toFixed(2).padStart(8)} ms  ${(2 * M * N * K / s / 1e9).toFixed(2).padStart(6)} GFLOP/s` +
+    `  x${(s / median(runs[0].seconds)).toFixed(2)} of ${runs[0].dtype} ${runs[0].v.name}  diff ${r.error.toExponential(1)}`);
 }
 process.exit(0);

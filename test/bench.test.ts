@@ -140,8 +140,8 @@ test("bench and profile are wired into the CLI", async () => {
 });
 
 // `npm run bench:linear`, as a user runs it: every variant of the slot at a small odd shape, each one's output within
-// float32 rounding of the first's (a check of the variants against one another, beside the float64 references of
-// test/kernels-*-linear.test.ts), and a bad flag refused by name.
+// float32 rounding of the first's of its dtype (a check of the variants against one another, beside the float64
+// references of test/kernels-*-linear.test.ts), two dtypes in one run, and bad flags refused by name.
 test("bench:linear compares a slot's variants at one shape; a bad flag is refused naming it", async () => {
   const script = join(import.meta.dirname, "..", "bench", "linear-variants.js");
   const go = (args: string[]) => new Promise<{ code: number | null; out: string }>((done) => {
@@ -151,14 +151,19 @@ test("bench:linear compares a slot's variants at one shape; a bad flag is refuse
     child.stderr.on("data", (d) => (out += d));
     child.on("close", (code) => done({ code, out }));
   });
-  for (const [m, dtype] of [["3", "BF16"], ["40", "Q4"]]) {
-    const { code, out } = await go(["--k", "170", "--n", "70", "--m", m, "--dtype", dtype, "--layers", "1", "--rounds", "1"]);
+  for (const [m, dtypes] of [["3", ["BF16"]], ["40", ["Q4", "BF16"]]] as const) {
+    const { code, out } = await go(["--k", "170", "--n", "70", "--m", m, "--dtype", dtypes.join(","), "--layers", "1", "--rounds", "1"]);
     assert.equal(code, 0, out);
     const rows = out.split("\n").filter((l) => / ms .* diff /.test(l));
-    assert.ok(rows.some((l) => l.startsWith("rows ")) && rows.some((l) => l.startsWith("blocks ")), out);
+    for (const dtype of dtypes) {
+      for (const variant of ["rows", "blocks"]) assert.ok(rows.some((l) => new RegExp(`^${dtype} +${variant} `).test(l)), `${dtype} ${variant}:\n${out}`);
+    }
     for (const l of rows) assert.ok(Number(/diff (\S+)/.exec(l)![1]) < 1e-5, l);
   }
   const bad = await go(["--k", "171"]);
   assert.notEqual(bad.code, 0);
   assert.match(bad.out, /--k 171: the linear kernels take an even K/);
+  const badType = await go(["--dtype", "BF16,Q3"]);
+  assert.notEqual(badType.code, 0);
+  assert.match(badType.out, /--dtype Q3: one of BF16, F16, F32, Q8, Q4/);
 });
