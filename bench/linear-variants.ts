@@ -10,6 +10,7 @@
 import { parseArgs } from "node:util";
 import { gpuMatrix, quantizedMatrix, readF32, uploadF32 } from "../src/check/device-data.ts";
 import { Kernels, type GpuDType } from "../src/gpu/kernel.ts";
+import { isQuantized } from "../src/gpu/matrix.ts";
 import { nodeGpu } from "../src/gpu/node.ts";
 import { Recorder } from "../src/gpu/recorder.ts";
 import { median } from "../src/gpu/timer.ts";
@@ -50,7 +51,7 @@ const y = uploadF32(device, new Float32Array(M * N), "y");
 const step = sequenceStep(M, 0);
 const runs = dtypes.flatMap((dtype) => {
   const mats = values32.map((v, i) =>
-    dtype === "Q8" || dtype === "Q4" ? quantizedMatrix(device, `w${i}`, v, N, K, dtype).W : gpuMatrix(device, `w${i}`, v, N, K, dtype));
+    isQuantized(dtype) ? quantizedMatrix(device, `w${i}`, v, N, K, dtype).W : gpuMatrix(device, `w${i}`, v, N, K, dtype));
   return variants.map((v: LinearVariant) => ({
     v, dtype, ops: mats.map((W) => new Linear(kernels, x, W, y, { variants: { vector: v, decode: v, prefill: v } })), seconds: [] as number[], error: 0,
   }));
